@@ -1,0 +1,65 @@
+# Two set-up commands for users: `make demo` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+# Prints how long a phase took: $(call timed,name,command)
+timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
+
+.PHONY: install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(call timed,install,\
+	  { [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); } && \
+	  $(PY) -m pip install -q --upgrade pip && \
+	  $(PY) -m pip install -q -e '.[dev]' && \
+	  rm -f $(VENV)/.installed-* && touch $(STAMP))
+
+lint: install
+	@$(call timed,ruff,$(VENV)/bin/ruff check .)
+	@$(call timed,mypy,$(VENV)/bin/mypy crds activities workflows worker devstack)
+	@$(call timed,import-linter,$(VENV)/bin/lint-imports)
+
+testbin: install
+	@$(call timed,testbin (kube-apiserver + etcd from Go modules),$(PY) -m devstack.testbin)
+
+# Everything: lint, unit, contract, integration and end-to-end tests against the local stack.
+test: lint testbin
+	@$(call timed,pytest (all),$(PY) -m pytest -p no:cacheprovider tests)
+
+# Needs no server.
+test-unit: install
+	@$(PY) -m pytest -m unit tests
+
+test-integration: install
+	@$(PY) -m pytest -m "integration or e2e" tests
+
+generate-crd: install
+	$(PY) -m crds.generate
+
+check-crd: install
+	$(PY) -m crds.generate --check
+
+stack-up: install testbin
+	$(PY) -m devstack up
+
+stack-down: install
+	$(PY) -m devstack down
+
+stack-status: install
+	$(PY) -m devstack status
+
+demo: install testbin
+	@$(PY) -m devstack.demo
+
+demo-stop: install
+	@$(PY) -m devstack.demo --stop
+
+bench: install testbin
+	@$(PY) -m tests.bench
+
+clean:
+	rm -rf .devstack .mypy_cache .ruff_cache .pytest_cache

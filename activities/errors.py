@@ -1,0 +1,95 @@
+"""Errors named by what a retry should do.
+
+Every fault an activity meets is classified once, where it happens (the Kubernetes, Jenkins and object
+store wrappers), into one of two branches; the activity boundary (:func:`to_application_error`)
+translates it into Temporal's ``ApplicationError`` so the workflow's retry policy can act on ``type``::
+
+    DevopsError                      base of everything this product raises on purpose
+    ├── TransientError               retry with backoff: the same call may succeed later
+    │   ├── KubeTransientError       apiserver 5xx, 409 conflict, 429, timeouts, connection errors
+    │   ├── JenkinsTransientError    Jenkins 5xx, "Jenkins is starting", timeouts, connection errors
+    │   └── StoreTransientError      object store 5xx, timeouts, connection errors
+    └── PermanentError               do not retry: the run ends with this reason
+        ├── KubeNotFoundError        a required object is missing (404)
+        ├── KubeInvalidError         the apiserver rejected an object (422, 400)
+        ├── KubeForbiddenError       401/403: RBAC does not allow it
+        ├── JenkinsPermanentError    401/403, a missing job we created, an invalid config
+        ├── ConfigError              the pipeline file or the CR is invalid (message for the user)
+        └── GitError                 the repository or commit cannot be read
+
+``ApplicationError.type`` is the class name; permanent ones are ``non_retryable=True``.
+"""
+
+from __future__ import annotations
+
+from temporalio.exceptions import ApplicationError
+
+
+class DevopsError(Exception):
+    """Base of every error this product raises on purpose."""
+
+    retryable: bool = True
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: A CamelCase reason for CR conditions (see crds.reasons); defaults to the class name.
+        self.reason = reason or type(self).__name__
+
+
+class TransientError(DevopsError):
+    """Retry with backoff: the same call may succeed later."""
+
+    retryable = True
+
+
+class PermanentError(DevopsError):
+    """Do not retry: the run ends with this reason."""
+
+    retryable = False
+
+
+class KubeTransientError(TransientError):
+    """apiserver 5xx, 409 conflict, 429, timeouts, connection errors."""
+
+
+class JenkinsTransientError(TransientError):
+    """Jenkins 5xx, "Jenkins is starting", timeouts, connection errors."""
+
+
+class StoreTransientError(TransientError):
+    """Object store 5xx, timeouts, connection errors."""
+
+
+class KubeNotFoundError(PermanentError):
+    """A required Kubernetes object is missing (404)."""
+
+
+class KubeInvalidError(PermanentError):
+    """The apiserver rejected an object (422, 400)."""
+
+
+class KubeForbiddenError(PermanentError):
+    """401/403: RBAC does not allow the call."""
+
+
+class JenkinsPermanentError(PermanentError):
+    """401/403, a missing job we created, an invalid config."""
+
+
+class ConfigError(PermanentError):
+    """The pipeline file or the custom resource is invalid; the message is for the user."""
+
+
+class GitError(PermanentError):
+    """The repository or the commit cannot be read."""
+
+
+def to_application_error(err: DevopsError) -> ApplicationError:
+    """Translate a classified error into what Temporal's retry policy understands."""
+    return ApplicationError(
+        err.message,
+        err.reason,
+        type=type(err).__name__,
+        non_retryable=not err.retryable,
+    )
