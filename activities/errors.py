@@ -7,6 +7,7 @@ translates it into Temporal's ``ApplicationError`` so the workflow's retry polic
     DevopsError                      base of everything this product raises on purpose
     ├── TransientError               retry with backoff: the same call may succeed later
     │   ├── KubeTransientError       apiserver 5xx, 409 conflict, 429, timeouts, connection errors
+    │   │   └── KubeConflictError    409: stale resourceVersion, AlreadyExists, apply conflict (re-read)
     │   ├── JenkinsTransientError    Jenkins 5xx, "Jenkins is starting", timeouts, connection errors
     │   └── StoreTransientError      object store 5xx, timeouts, connection errors
     └── PermanentError               do not retry: the run ends with this reason
@@ -51,6 +52,13 @@ class PermanentError(DevopsError):
 
 class KubeTransientError(TransientError):
     """apiserver 5xx, 409 conflict, 429, timeouts, connection errors."""
+
+
+class KubeConflictError(KubeTransientError):
+    """409: a stale ``resourceVersion``, an object that already exists, or an apply conflict.
+
+    Transient: re-reading the object and trying again resolves it.
+    """
 
 
 class JenkinsTransientError(TransientError):
