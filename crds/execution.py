@@ -1,0 +1,197 @@
+"""PipelineExecution: one run of a Pipeline, driven by one durable Temporal workflow."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final, Literal
+
+from pydantic import Field
+
+from crds.meta import (
+    AGE_COLUMN,
+    CrdInfo,
+    CustomResource,
+    KubeModel,
+    PrinterColumn,
+    Timestamp,
+)
+from crds.pipeline_file import Duration, PipelineConfig
+from crds.reasons import ExecutionPhase, GitEvent, StageState, TriggeredBy
+from crds.status import HasConditions
+
+PIPELINE_LABEL: Final = "devops.cubepaas.io/pipeline"
+"""Label on each execution naming its Pipeline (for list selectors)."""
+RUN_LABEL: Final = "devops.cubepaas.io/run"
+
+
+class PipelineExecutionSpec(KubeModel):
+    """What to run: a pipeline's config at one commit."""
+
+    pipeline_name: str = Field(
+        min_length=1,
+        max_length=253,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "pipelineName is immutable"}]
+        },
+    )
+    """Name of the Pipeline (same namespace) this execution belongs to."""
+    run: int = Field(
+        ge=1,
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "run is immutable"}]
+        },
+    )
+    """Run number within the pipeline (1, 2, ...)."""
+    triggered_by: TriggeredBy = TriggeredBy.USER
+    """Who or what started the run: user, webhook, cron or image."""
+    trigger_user_name: str | None = None
+    """The user who started (or, for webhooks, pushed) the run."""
+    branch: str | None = None
+    """Git branch built (empty for tags)."""
+    ref: str | None = None
+    """Full git ref, e.g. refs/heads/main or refs/tags/v1.0."""
+    commit: str | None = None
+    """Commit SHA built; empty = the head of branch when the run starts."""
+    event: GitEvent = GitEvent.MANUAL
+    """push, pull_request, tag or manual."""
+    author: str | None = None
+    """Commit author."""
+    commit_message: str | None = None
+    html_link: str | None = None
+    """Link to the commit, tag or pull request in the provider's UI."""
+    repository_url: str | None = None
+    """Repository URL; empty = the Pipeline's repositoryUrl."""
+    pipeline_config: PipelineConfig | None = None
+    """The pipeline file this run uses (a snapshot); empty = read from the repository at commit."""
+    paused: bool = False
+    """Hold the run before its next stage while true."""
+    cancelled: bool = Field(
+        default=False,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self || !oldSelf", "message": "cancelled cannot be set back to false"}
+            ]
+        },
+    )
+    """Stop the run. Once true it cannot be set back to false."""
+
+
+class StepStatus(KubeModel):
+    """State of one step of a stage."""
+
+    name: str = Field(max_length=256)
+    state: StageState = StageState.WAITING
+    started: Timestamp | None = None
+    ended: Timestamp | None = None
+    log_object: str | None = None
+    """Object-store key of the step's complete log (set when the step ends)."""
+    message: str | None = None
+
+
+class StageStatus(KubeModel):
+    """State of one stage (index 0 is the clone stage; user stages follow)."""
+
+    name: str = Field(max_length=256)
+    state: StageState = StageState.WAITING
+    started: Timestamp | None = None
+    ended: Timestamp | None = None
+    steps: list[StepStatus] = Field(default_factory=list, max_length=64)
+
+
+class WorkflowRef(KubeModel):
+    """The Temporal workflow that drives this execution."""
+
+    id: str
+    run_id: str | None = None
+    namespace: str | None = None
+    """Temporal namespace."""
+    ui_url: str | None = None
+    """Link to the workflow in the Temporal UI."""
+
+
+class JenkinsBuildRef(KubeModel):
+    """The Jenkins job and build of this execution."""
+
+    job: str
+    build: int | None = None
+    """Build number (empty while queued)."""
+
+
+class PipelineExecutionStatus(HasConditions):
+    """Observed state of the run, written by its workflow."""
+
+    phase: ExecutionPhase | None = None
+    started: Timestamp | None = None
+    ended: Timestamp | None = None
+    duration: str | None = None
+    """Run time, e.g. 1m32s (written when the run ends; shown by kubectl get -o wide)."""
+    stages: list[StageStatus] = Field(default_factory=list, max_length=64)
+    workflow: WorkflowRef | None = None
+    jenkins: JenkinsBuildRef | None = None
+    message: str | None = None
+    """Human-readable summary of the current phase."""
+    observed_generation: int | None = None
+    pending_gate: int | None = Field(default=None, ge=0)
+    """Index (in stages) of the stage waiting for approval; empty when none waits."""
+    paused: bool = False
+    """The run is held before its next stage (spec.paused acknowledged)."""
+
+    def finish(self, phase: ExecutionPhase, ended: Timestamp, message: str | None = None) -> None:
+        """Record the end: phase, end time, duration."""
+        self.phase = phase
+        self.ended = ended
+        if message is not None:
+            self.message = message
+        if self.started is not None:
+            self.duration = str(Duration.from_seconds(int((ended - self.started).total_seconds())))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.phase is not None and self.phase.is_terminal
+
+
+class PipelineExecution(CustomResource):
+    """One run of a Pipeline."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        plural="pipelineexecutions",
+        short_names=("pe",),
+        printer_columns=(
+            PrinterColumn("Pipeline", ".spec.pipelineName"),
+            PrinterColumn("Run", ".spec.run", "integer"),
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Branch", ".spec.branch"),
+            AGE_COLUMN,
+            PrinterColumn("Duration", ".status.duration", priority=1),
+            PrinterColumn("Message", ".status.message", priority=1),
+        ),
+    )
+
+    kind: Literal["PipelineExecution"] = "PipelineExecution"
+    spec: PipelineExecutionSpec
+    status: PipelineExecutionStatus | None = None
+
+    @staticmethod
+    def default_name(pipeline_name: str, run: int) -> str:
+        """``<pipeline>-<run>``, the name of a pipeline's run."""
+        return f"{pipeline_name}-{run}"
+
+    def workflow_id(self) -> str:
+        """``pe-<namespace>-<name>-<uid>``: one workflow per CR, a re-created CR gets a new one."""
+        return f"pe-{self.namespace}-{self.name}-{self.metadata.uid or ''}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is not None and self.status.is_finished
+
+
+__all__ = [
+    "PIPELINE_LABEL",
+    "RUN_LABEL",
+    "JenkinsBuildRef",
+    "PipelineExecution",
+    "PipelineExecutionSpec",
+    "PipelineExecutionStatus",
+    "StageStatus",
+    "StepStatus",
+    "WorkflowRef",
+]

@@ -1,0 +1,189 @@
+"""PipelineSetting: one per project namespace, named ``default``; how that project's pipelines run."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final, Literal
+
+from pydantic import Field
+
+from crds.meta import (
+    AGE_COLUMN,
+    CrdInfo,
+    CustomResource,
+    KubeModel,
+    PrinterColumn,
+    SecretReference,
+)
+from crds.pipeline_file import Duration, Quantity
+from crds.reasons import JenkinsMode
+from crds.status import HasConditions
+
+DEFAULT_SETTING_NAME: Final = "default"
+DEFAULT_EXECUTOR_QUOTA: Final = 2
+DEFAULT_POLL_INTERVAL: Final = "2s"
+DEFAULT_PROJECT_LABEL: Final = "devops.cubepaas.io/project"
+
+
+class ExecutorResources(KubeModel):
+    """CPU and memory of each step container of the build agent (per step, unless the step overrides)."""
+
+    cpu_request: Quantity | None = None
+    cpu_limit: Quantity | None = None
+    memory_request: Quantity | None = None
+    memory_limit: Quantity | None = None
+
+
+class CacheSettings(KubeModel):
+    """Step caches: hostPath directories on build nodes, reused by pinning runs to recent nodes."""
+
+    enabled: bool = True
+    """Whether steps' cache paths are mounted at all."""
+    host_path_root: str = Field(default="/var/lib/cubepaas-devops/cache", pattern=r"^/")
+    """Directory on the nodes under which caches live (one subdirectory per pipeline and path)."""
+    node_history_size: int = Field(default=3, ge=0, le=100)
+    """How many recently used nodes of a pipeline are preferred for its next run."""
+
+
+class JenkinsSettings(KubeModel):
+    """The Jenkins that runs this project's builds."""
+
+    mode: JenkinsMode = JenkinsMode.MANAGED
+    """Managed: deployed in the pipeline namespace by the engine; External: the Jenkins at url."""
+    url: str | None = None
+    """Base URL of an External Jenkins (optional for Managed: defaults to its in-cluster Service)."""
+    credentials_secret_ref: SecretReference | None = None
+    """Secret with keys username and token (API token) for Jenkins."""
+
+
+class ObjectStoreSettings(KubeModel):
+    """S3-compatible storage for step logs (a MinIO in the pipeline namespace when unset)."""
+
+    endpoint: str | None = None
+    """host:port of the object store; empty = the managed MinIO of the pipeline namespace."""
+    bucket: str = Field(default="pipeline-logs", min_length=3, max_length=63)
+    secure: bool = False
+    """Use TLS."""
+    credentials_secret_ref: SecretReference | None = None
+    """Secret with keys accessKey and secretKey."""
+    log_retention_days: int = Field(default=30, ge=0)
+    """Step logs older than this are deleted; 0 = keep forever."""
+
+
+class RegistrySettings(KubeModel):
+    """The image registry publishImage steps push to by default."""
+
+    host: str | None = None
+    """Registry host[:port]; empty = the managed registry of the pipeline namespace."""
+    credentials_secret_ref: SecretReference | None = None
+    """Secret of type kubernetes.io/dockerconfigjson for the registry."""
+    insecure: bool = False
+    """Plain HTTP or unverified TLS."""
+
+
+class DataPlaneSettings(KubeModel):
+    """Where Jenkins, the registry and the object store run for this project."""
+
+    namespace: str | None = Field(default=None, max_length=63)
+    """The pipeline namespace; empty = <project namespace>-pipeline."""
+    kubeconfig_secret_ref: SecretReference | None = None
+    """Secret with key kubeconfig for a separate data-plane cluster; empty = this cluster."""
+
+
+class PersistenceSettings(KubeModel):
+    """Persistent volumes for the managed Jenkins, registry and object store."""
+
+    enabled: bool = False
+    """Use PersistentVolumeClaims (needs a storage class); otherwise emptyDir (lost on restart)."""
+    storage_class_name: str | None = None
+    jenkins_size: Quantity = "10Gi"
+    object_store_size: Quantity = "20Gi"
+    registry_size: Quantity = "20Gi"
+
+
+class PipelineSettingSpec(KubeModel):
+    """How the project's pipelines run."""
+
+    executor_quota: int = Field(default=DEFAULT_EXECUTOR_QUOTA, ge=0, le=1000)
+    """Maximum number of executions building at once; 0 = unlimited. Others wait in Queueing."""
+    executor_resources: ExecutorResources = Field(default_factory=ExecutorResources)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    jenkins: JenkinsSettings = Field(default_factory=JenkinsSettings)
+    object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    data_plane: DataPlaneSettings = Field(default_factory=DataPlaneSettings)
+    persistence: PersistenceSettings = Field(default_factory=PersistenceSettings)
+    poll_interval: Duration = Duration(DEFAULT_POLL_INTERVAL)
+    """How often a running build is polled in Jenkins."""
+    keep_jenkins_jobs: int = Field(default=0, ge=0, le=1000)
+    """Keep the Jenkins jobs of the last N executions (for debugging); 0 = delete each when its run ends."""
+    cluster_role: str = Field(default="admin", alias="roleBindingClusterRole", min_length=1)
+    """ClusterRole bound to the Jenkins ServiceAccount in each namespace of the project."""
+    project_label: str = Field(default=DEFAULT_PROJECT_LABEL, min_length=1)
+    """Label whose value (the project namespace's name) marks the namespaces of the project."""
+
+    def effective_quota(self) -> int:
+        """The executor capacity: a positive number, or 0 for unlimited."""
+        return max(self.executor_quota, 0)
+
+    def jenkins_mode(self) -> Literal["Managed", "External"]:
+        return "External" if self.jenkins.mode == JenkinsMode.EXTERNAL else "Managed"
+
+    def persistent_volumes(self) -> bool:
+        return self.persistence.enabled
+
+    def role_binding_cluster_role(self) -> str:
+        return self.cluster_role
+
+    def poll_interval_seconds(self) -> float:
+        return float(self.poll_interval.seconds)
+
+    def pipeline_namespace(self, project_namespace: str) -> str:
+        """The namespace where Jenkins, the registry and the object store run."""
+        return self.data_plane.namespace or f"{project_namespace}-pipeline"
+
+
+class PipelineSettingStatus(HasConditions):
+    """Observed state of the project's pipeline infrastructure."""
+
+    observed_generation: int | None = None
+    pipeline_namespace: str | None = None
+    """The pipeline namespace the engine bootstrapped."""
+    jenkins_url: str | None = None
+    """The URL the engine uses to reach Jenkins."""
+
+
+class PipelineSetting(CustomResource):
+    """Per-project settings of the CI/CD engine; one per project namespace, named ``default``."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        plural="pipelinesettings",
+        short_names=("ps",),
+        printer_columns=(
+            PrinterColumn(
+                "Quota", ".spec.executorQuota", "integer", "Maximum concurrent executions (0 = unlimited)"
+            ),
+            PrinterColumn("Jenkins", ".spec.jenkins.mode"),
+            PrinterColumn("Namespace", ".status.pipelineNamespace", priority=1),
+            AGE_COLUMN,
+        ),
+    )
+
+    kind: Literal["PipelineSetting"] = "PipelineSetting"
+    spec: PipelineSettingSpec = Field(default_factory=PipelineSettingSpec)
+    status: PipelineSettingStatus | None = None
+
+
+__all__ = [
+    "DEFAULT_EXECUTOR_QUOTA",
+    "DEFAULT_SETTING_NAME",
+    "CacheSettings",
+    "DataPlaneSettings",
+    "ExecutorResources",
+    "JenkinsSettings",
+    "ObjectStoreSettings",
+    "PersistenceSettings",
+    "PipelineSetting",
+    "PipelineSettingSpec",
+    "PipelineSettingStatus",
+    "RegistrySettings",
+]
