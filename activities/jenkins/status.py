@@ -1,4 +1,4 @@
-"""The one table from Jenkins statuses onto the product's step states.
+"""The one table from Jenkins statuses onto the product's step states (:class:`crds.reasons.StepState`).
 
 Jenkins speaks two vocabularies: the Pipeline Stage View REST API (``wfapi``) reports a node status
 (``SUCCESS``, ``FAILED``, ``ABORTED``, ``IN_PROGRESS``, ``PAUSED_PENDING_INPUT``, ``NOT_EXECUTED``,
@@ -9,19 +9,7 @@ statuses (``FAILURE`` -> ``FAILED``, ``NOT_BUILT`` -> ``NOT_EXECUTED``); this ta
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-
-class StepState(StrEnum):
-    """A stage's or step's state as the product reports it (PipelineExecution status)."""
-
-    WAITING = "Waiting"
-    BUILDING = "Building"
-    SUCCESS = "Success"
-    FAILED = "Failed"
-    SKIPPED = "Skipped"
-    ABORTED = "Aborted"
-
+from crds.reasons import StepState
 
 #: The table. ``UNSTABLE`` (tests failed but the build went on) counts as Failed: the product has no
 #: "unstable" state and must not report failed tests as a success. ``PAUSED_PENDING_INPUT`` is a gate
@@ -59,4 +47,10 @@ def map_result(result: str | None, building: bool) -> StepState:
 
 def is_final(state: StepState) -> bool:
     """True for states that never change again."""
-    return state in (StepState.SUCCESS, StepState.FAILED, StepState.SKIPPED, StepState.ABORTED)
+    return state in (
+        StepState.SUCCESS,
+        StepState.FAILED,
+        StepState.SKIPPED,
+        StepState.ABORTED,
+        StepState.DENIED,
+    )
