@@ -54,3 +54,6 @@ def is_final(state: StepState) -> bool:
         StepState.ABORTED,
         StepState.DENIED,
     )
+
+
+__all__ = ["STATUS_TABLE", "StepState", "is_final", "map_result", "map_status"]
