@@ -1,0 +1,180 @@
+"""The worker's settings, read from the environment with the names ``.devstack/env`` writes.
+
+So ``source .devstack/env && python -m worker`` just works, and so does a Deployment that sets the same
+variables. Every field has an explicit environment name (its alias); secrets are ``SecretStr`` so they
+never show in a log line or a ``repr``.
+
+===========================  ====================================================================
+Variable                     Meaning (default)
+===========================  ====================================================================
+TEMPORAL_ADDRESS             Temporal frontend ``host:port`` (``localhost:7233``)
+TEMPORAL_NAMESPACE           Temporal namespace (``default``)
+TEMPORAL_UI_URL              Base URL of the Temporal UI, for links in CRs (empty: no link)
+TEMPORAL_TLS                 Use TLS to reach Temporal (``false``)
+TEMPORAL_API_KEY             API key for Temporal Cloud-style auth (unset)
+KUBECONFIG                   kubeconfig file; unset: in-cluster config, else ``~/.kube/config``
+S3_ENDPOINT                  object store ``host:port`` for step logs
+S3_ACCESS_KEY, S3_SECRET_KEY object store credentials (secrets)
+S3_SECURE                    HTTPS to the object store (``true``)
+S3_REGION                    object store region (``us-east-1``)
+S3_BUCKET                    bucket of step logs (``pipeline-logs``)
+JENKINS_URL, JENKINS_USER,   the Jenkins used when a PipelineSetting names none (token: secret)
+JENKINS_TOKEN
+CUBEPAAS_TASK_QUEUE          Temporal task queue (``cubepaas-devops``)
+CUBEPAAS_WATCH_NAMESPACES    comma list of namespaces the bridge watches (empty: all)
+CUBEPAAS_POLL_INTERVAL       default Jenkins poll interval, seconds or ``500ms``/``2s``/``1m`` (2s)
+CUBEPAAS_HEALTH_HOST         bind address of /healthz, /readyz, /metrics (``0.0.0.0``)
+CUBEPAAS_HEALTH_PORT         port of that HTTP server (``8080``)
+CUBEPAAS_METRICS_PORT        port of the SDK's Prometheus endpoint on 127.0.0.1 (``9464``; 0: any free)
+CUBEPAAS_MAX_ACTIVITIES      concurrent activities, and threads for sync ones (``20``)
+CUBEPAAS_SHUTDOWN_GRACE      seconds running activities get to finish on SIGTERM (``30``)
+CUBEPAAS_BRIDGE              run the CR -> workflow bridge in this process (``true``)
+CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
+===========================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from crds.messages import TASK_QUEUE
+
+if TYPE_CHECKING:
+    from activities.kube import Kube
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_seconds(value: Any) -> Any:
+    """``2``, ``2.5``, ``"500ms"``, ``"2s"``, ``"1m"``, ``"1h"`` -> seconds (anything else: pydantic's)."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+class WorkerSettings(BaseSettings):
+    """Everything the worker process, the bridge and the CLI need; see the module doc for the names."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, case_sensitive=False, env_ignore_empty=False
+    )
+
+    temporal_address: str = Field("localhost:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_ui_url: str = Field("", validation_alias="TEMPORAL_UI_URL")
+    temporal_tls: bool = Field(False, validation_alias="TEMPORAL_TLS")
+    temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
+
+    kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
+
+    s3_endpoint: str = Field("", validation_alias="S3_ENDPOINT")
+    s3_access_key: SecretStr = Field(SecretStr(""), validation_alias="S3_ACCESS_KEY")
+    s3_secret_key: SecretStr = Field(SecretStr(""), validation_alias="S3_SECRET_KEY")
+    s3_secure: bool = Field(True, validation_alias="S3_SECURE")
+    s3_region: str = Field("us-east-1", validation_alias="S3_REGION")
+    s3_bucket: str = Field("pipeline-logs", validation_alias="S3_BUCKET")
+
+    jenkins_url: str = Field("", validation_alias="JENKINS_URL")
+    jenkins_user: str = Field("", validation_alias="JENKINS_USER")
+    jenkins_token: SecretStr = Field(SecretStr(""), validation_alias="JENKINS_TOKEN")
+
+    task_queue: str = Field(TASK_QUEUE, min_length=1, validation_alias="CUBEPAAS_TASK_QUEUE")
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CUBEPAAS_WATCH_NAMESPACES"
+    )
+    poll_interval: float = Field(2.0, gt=0, validation_alias="CUBEPAAS_POLL_INTERVAL")
+    health_host: str = Field("0.0.0.0", validation_alias="CUBEPAAS_HEALTH_HOST")
+    health_port: int = Field(8080, ge=0, le=65535, validation_alias="CUBEPAAS_HEALTH_PORT")
+    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="CUBEPAAS_METRICS_PORT")
+    max_activities: int = Field(20, ge=1, validation_alias="CUBEPAAS_MAX_ACTIVITIES")
+    shutdown_grace: float = Field(30.0, ge=0, validation_alias="CUBEPAAS_SHUTDOWN_GRACE")
+    bridge_enabled: bool = Field(True, validation_alias="CUBEPAAS_BRIDGE")
+    log_level: str = Field("INFO", validation_alias="CUBEPAAS_LOG_LEVEL")
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("poll_interval", "shutdown_grace", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        return parse_seconds(value)
+
+    @field_validator("kubeconfig", "temporal_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("temporal_ui_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = None, **overrides: Any) -> WorkerSettings:
+        """Settings from the environment; ``env_file`` (``.devstack/env`` style) fills what it leaves unset.
+
+        ``overrides`` (field or variable names) win over both.
+        """
+        values: dict[str, Any] = {}
+        if env_file is not None:
+            present = {k.upper() for k in os.environ}
+            values = {k: v for k, v in load_env_file(env_file).items() if k.upper() not in present}
+        values.update(overrides)
+        return cls(**values)
+
+    def kube(self) -> Kube:
+        """A Kubernetes client: ``KUBECONFIG`` when set, else in-cluster, else ``~/.kube/config``."""
+        from activities.kube import Kube
+
+        if self.kubeconfig:
+            return Kube.from_kubeconfig(self.kubeconfig)
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return Kube.in_cluster()
+        return Kube.from_kubeconfig(None)
+
+    def safe_summary(self) -> str:
+        """One log line describing where this worker talks to (no secret values)."""
+        namespaces = ",".join(self.watch_namespaces) or "<all>"
+        return (
+            f"temporal={self.temporal_address} namespace={self.temporal_namespace} "
+            f"task_queue={self.task_queue} kubeconfig={self.kubeconfig or '<in-cluster/default>'} "
+            f"watch={namespaces} s3={self.s3_endpoint or '-'} bucket={self.s3_bucket} "
+            f"jenkins={self.jenkins_url or '-'}"
+        )
+
+
+def load_env_file(path: str | Path) -> dict[str, str]:
+    """Variables of a ``.devstack/env``-style file: ``export K=V`` (or ``K=V``) lines, shell-quoted.
+
+    Comments and blank lines are skipped. Nothing is written to ``os.environ``.
+    """
+    values: dict[str, str] = {}
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        name, sep, rest = line.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            continue
+        parts = shlex.split(rest, comments=True)
+        values[name] = parts[0] if parts else ""
+    return values
+
+
+__all__ = ["WorkerSettings", "load_env_file", "parse_seconds"]
