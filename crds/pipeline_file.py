@@ -507,7 +507,7 @@ class Step(FileModel):
     apply_yaml_config: ApplyYamlConfig | None = None
     apply_app_config: ApplyAppConfig | None = None
     publish_catalog_config: PublishCatalogConfig | None = None
-    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=100)
     """Environment variables of the step."""
     env_from: list[EnvFrom] = Field(default_factory=list, max_length=50)
     """Environment variables from Secrets (not injected for pull_request events)."""
