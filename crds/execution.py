@@ -149,6 +149,11 @@ class PipelineExecutionStatus(HasConditions):
         return self.phase is not None and self.phase.is_terminal
 
 
+def workflow_id_for(namespace: str, name: str, uid: str) -> str:
+    """The id of the workflow that runs the PipelineExecution ``namespace/name`` with this uid."""
+    return f"pe-{namespace}-{name}-{uid}"
+
+
 class PipelineExecution(CustomResource):
     """One run of a Pipeline."""
 
@@ -177,7 +182,7 @@ class PipelineExecution(CustomResource):
 
     def workflow_id(self) -> str:
         """``pe-<namespace>-<name>-<uid>``: one workflow per CR, a re-created CR gets a new one."""
-        return f"pe-{self.namespace}-{self.name}-{self.metadata.uid or ''}"
+        return workflow_id_for(self.namespace, self.name, self.metadata.uid or "")
 
     @property
     def is_finished(self) -> bool:

@@ -1,0 +1,99 @@
+"""Step logs in S3-compatible object storage, through the ``minio`` client.
+
+Object names: ``<namespace>/<pipeline>/<run>/<stage-index>-<step-index>.log``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from activities.errors import StoreTransientError
+
+logger = logging.getLogger(__name__)
+
+
+def log_object_name(namespace: str, pipeline: str, run: int, stage: int, step: int) -> str:
+    return f"{namespace}/{pipeline}/{run}/{stage}-{step}.log"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where logs go. The keys are read from a Secret (or the worker's settings), never from a CR."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    bucket: str = "pipeline-logs"
+    secure: bool = False
+
+    def __repr__(self) -> str:  # keep the keys out of logs and tracebacks
+        return f"StoreConfig(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure})"
+
+
+class LogStore:
+    """Puts and reads whole step logs; every fault is a StoreTransientError (retry the activity)."""
+
+    def __init__(self, cfg: StoreConfig) -> None:
+        self.cfg = cfg
+        self.client = Minio(
+            cfg.endpoint, access_key=cfg.access_key, secret_key=cfg.secret_key, secure=cfg.secure
+        )
+        self._bucket_ready = False
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        try:
+            if not self.client.bucket_exists(self.cfg.bucket):
+                self.client.make_bucket(self.cfg.bucket)
+        except S3Error as err:
+            if err.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
+        self._bucket_ready = True
+
+    def put(self, name: str, data: bytes) -> None:
+        self._ensure_bucket()
+        try:
+            self.client.put_object(
+                self.cfg.bucket, name, io.BytesIO(data), len(data), content_type="text/plain; charset=utf-8"
+            )
+        except S3Error as err:
+            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
+        logger.info("stored %s (%d bytes)", name, len(data))
+
+    def get(self, name: str) -> bytes | None:
+        """The whole object, or None when it does not exist."""
+        try:
+            resp = self.client.get_object(self.cfg.bucket, name)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return None
+            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
+        try:
+            return bytes(resp.read())
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        try:
+            for obj in self.client.list_objects(self.cfg.bucket, prefix=prefix, recursive=True):
+                if obj.object_name:
+                    yield str(obj.object_name)
+        except S3Error as err:
+            if err.code == "NoSuchBucket":
+                return
+            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err

@@ -1,0 +1,42 @@
+"""Entering the per-project executor quota: signal-with-start of the quota workflow.
+
+A workflow cannot signal-with-start another workflow, so this one call is an activity holding a
+Temporal client. Retrying it is harmless: the quota workflow treats a repeated acquire as the same one.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from crds.messages import (
+    QUOTA_WORKFLOW,
+    TASK_QUEUE,
+    Activity,
+    QuotaAcquireInput,
+    QuotaRequest,
+    QuotaWorkflowInput,
+    Signal,
+    quota_workflow_id,
+)
+
+
+class QuotaActivities:
+    def __init__(self, client: Client, task_queue: str = TASK_QUEUE) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @activity.defn(name=Activity.QUOTA_ACQUIRE)
+    async def acquire(self, inp: QuotaAcquireInput) -> None:
+        await self.client.start_workflow(
+            QUOTA_WORKFLOW,
+            QuotaWorkflowInput(project_namespace=inp.project_namespace, capacity=inp.capacity),
+            id=quota_workflow_id(inp.project_namespace),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal=Signal.QUOTA_ACQUIRE,
+            start_signal_args=[QuotaRequest(workflow_id=inp.workflow_id, run=inp.run, capacity=inp.capacity)],
+            static_summary=f"Executor quota of project {inp.project_namespace}",
+        )

@@ -1,0 +1,363 @@
+"""Inputs and outputs of the workflows, activities, signals, updates and queries.
+
+One pydantic model per call, so fields can be added compatibly. No secret value ever travels in
+these models: only references (Secret names and keys) that activities resolve themselves, because
+every payload is stored in the workflow history and shown in the Temporal UI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crds.execution import PipelineExecutionStatus, workflow_id_for
+from crds.pipeline_file import PipelineConfig
+from crds.setting import PipelineSettingSpec
+
+TASK_QUEUE = "cubepaas-devops"
+EXECUTION_WORKFLOW = "PipelineExecutionWorkflow"
+QUOTA_WORKFLOW = "ExecutorQuotaWorkflow"
+
+
+class Msg(BaseModel):
+    """Base of every message: unknown fields are ignored so old histories still decode."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Activity(StrEnum):
+    """Activity names: explicit, unique, stable (they are recorded in histories)."""
+
+    LOAD_EXECUTION = "devops.execution.load"
+    WRITE_STATUS = "devops.execution.write_status"
+    UPDATE_PIPELINE = "devops.pipeline.update_status"
+    BOOTSTRAP_NAMESPACE = "devops.namespace.bootstrap"
+    RECONCILE_ROLEBINDINGS = "devops.rbac.reconcile"
+    JENKINS_PREPARE = "devops.jenkins.prepare"
+    JENKINS_TRIGGER = "devops.jenkins.trigger"
+    JENKINS_FOLLOW = "devops.jenkins.follow"
+    JENKINS_GATE = "devops.jenkins.gate"
+    JENKINS_STOP = "devops.jenkins.stop"
+    STORE_STEP_LOG = "devops.logs.store_step"
+    CLEANUP = "devops.execution.cleanup"
+    QUOTA_ACQUIRE = "devops.quota.acquire"
+    QUOTA_RELEASE = "devops.quota.release"
+
+
+class Signal(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    APPROVE = "approve"
+    REJECT = "reject"
+    # Sent by the per-project quota workflow to an execution workflow.
+    SLOT_GRANTED = "slot_granted"
+    QUEUE_POSITION = "queue_position"
+    # Sent by execution workflows (through an activity) to the quota workflow.
+    QUOTA_ACQUIRE = "acquire"
+    QUOTA_RELEASE = "release"
+
+
+class Update(StrEnum):
+    APPROVE = "approve_stage"
+    REJECT = "reject_stage"
+
+
+class Query(StrEnum):
+    STATUS = "status"
+    QUOTA = "quota"
+
+
+# --- the execution workflow -------------------------------------------------------------------
+
+
+class ExecutionRef(Msg):
+    """Which PipelineExecution a call is about."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+class ExecutionWorkflowInput(Msg):
+    """Started by the bridge (or the CLI) for one PipelineExecution."""
+
+    execution: ExecutionRef
+    #: Base URL of the Temporal UI, for links written into the CR (optional).
+    ui_base_url: str = ""
+
+
+def execution_workflow_id(namespace: str, name: str, uid: str) -> str:
+    """Stable id: a second start for the same CR is a no-op, a re-created CR gets a new run."""
+    return workflow_id_for(namespace, name, uid)
+
+
+class ControlInput(Msg):
+    """Input of pause, resume and cancel; every field is optional, so a bare signal works."""
+
+    reason: str = ""
+    user: str = ""
+
+
+class GateDecisionInput(Msg):
+    """Input of approve and reject. ``stage`` defaults to the stage that is waiting."""
+
+    stage: int | None = None
+    reason: str = ""
+    user: str = ""
+
+
+class StatusQueryResult(Msg):
+    phase: str
+    paused: bool
+    cancel_requested: bool
+    pending_gate: int | None = None
+    waiting_for_approval: bool = False
+    status: PipelineExecutionStatus
+
+
+# --- activities ---------------------------------------------------------------------------------
+
+
+class LoadExecutionInput(Msg):
+    execution: ExecutionRef
+
+
+class ExecutionContext(Msg):
+    """Everything a run needs, resolved once at its start (a snapshot: later edits don't change it)."""
+
+    execution: ExecutionRef
+    pipeline: str
+    run: int
+    branch: str = ""
+    ref: str = ""
+    commit: str = ""
+    event: str = "manual"
+    triggered_by: str = "user"
+    trigger_user: str = ""
+    repository_url: str = ""
+    source_code_credential: str = ""
+    config: PipelineConfig
+    setting: PipelineSettingSpec
+    #: Where Jenkins, the registry and MinIO run for this project.
+    pipeline_namespace: str
+    started: datetime | None = None
+
+
+class WriteStatusInput(Msg):
+    execution: ExecutionRef
+    status: PipelineExecutionStatus
+
+
+class WriteStatusResult(Msg):
+    written: bool
+    #: False when the CR is gone (deleted): the workflow stops writing.
+    exists: bool = True
+
+
+class UpdatePipelineInput(Msg):
+    namespace: str
+    pipeline: str
+    execution: str
+    run: int
+    state: str
+    started: datetime | None = None
+
+
+class JenkinsPrepareInput(Msg):
+    context: ExecutionContext
+
+
+class JenkinsJob(Msg):
+    job: str
+    credential_ids: list[str] = Field(default_factory=list)
+
+
+class JenkinsTarget(Msg):
+    """How an activity reaches this run's Jenkins; credentials stay in the referenced Secret."""
+
+    context: ExecutionContext
+    job: str
+
+
+class TriggerInput(Msg):
+    target: JenkinsTarget
+    execution_id: str
+
+
+class BuildRef(Msg):
+    job: str
+    queue_id: int | None = None
+    number: int | None = None
+
+
+class StepSnapshot(Msg):
+    stage: int
+    step: int
+    state: str
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    node_id: str | None = None
+    message: str = ""
+
+
+class BuildSnapshot(Msg):
+    """What Jenkins reports about the build, reduced to what the workflow acts on."""
+
+    number: int | None = None
+    building: bool = True
+    result: str | None = None
+    steps: list[StepSnapshot] = Field(default_factory=list)
+    pending_gates: list[str] = Field(default_factory=list)
+    started_ms: int | None = None
+    ended_ms: int | None = None
+
+    def step(self, stage: int, step: int) -> StepSnapshot | None:
+        for s in self.steps:
+            if s.stage == stage and s.step == step:
+                return s
+        return None
+
+    def key(self) -> tuple[object, ...]:
+        """What counts as a change worth returning to the workflow for."""
+        return (
+            self.number,
+            self.building,
+            self.result,
+            tuple((s.stage, s.step, s.state) for s in self.steps),
+            tuple(self.pending_gates),
+        )
+
+
+class FollowInput(Msg):
+    target: JenkinsTarget
+    build: BuildRef
+    known: BuildSnapshot | None = None
+    poll_interval_seconds: float = 2.0
+
+
+class GateInput(Msg):
+    target: JenkinsTarget
+    build: BuildRef
+    gate_id: str
+    proceed: bool = True
+
+
+class StopInput(Msg):
+    target: JenkinsTarget
+    build: BuildRef
+    grace_seconds: float = 10.0
+
+
+class StopResult(Msg):
+    result: str | None = None
+
+
+class StoreStepLogInput(Msg):
+    target: JenkinsTarget
+    build: BuildRef
+    stage: int
+    step: int
+    node_id: str | None = None
+
+
+class StoreStepLogResult(Msg):
+    object_name: str
+    size: int
+
+
+class CleanupInput(Msg):
+    target: JenkinsTarget
+    credential_ids: list[str] = Field(default_factory=list)
+
+
+class QuotaAcquireInput(Msg):
+    project_namespace: str
+    workflow_id: str
+    run: int
+    capacity: int
+
+
+class QuotaReleaseInput(Msg):
+    project_namespace: str
+    workflow_id: str
+
+
+def quota_workflow_id(project_namespace: str) -> str:
+    return f"quota/{project_namespace}"
+
+
+# --- the per-project quota workflow -------------------------------------------------------------
+
+
+class QuotaWorkflowInput(Msg):
+    project_namespace: str
+    capacity: int = 2
+    holders: list[str] = Field(default_factory=list)
+    waiting: list[QuotaRequest] = Field(default_factory=list)
+
+
+class QuotaRequest(Msg):
+    workflow_id: str
+    run: int
+    capacity: int = 2
+
+
+class QuotaRelease(Msg):
+    workflow_id: str
+
+
+class QueuePosition(Msg):
+    ahead: int
+
+
+class SlotGranted(Msg):
+    project_namespace: str = ""
+
+
+class QuotaState(Msg):
+    capacity: int
+    holders: list[str]
+    waiting: list[QuotaRequest]
+
+
+QuotaWorkflowInput.model_rebuild()
+
+
+# --- the pipeline namespace ---------------------------------------------------------------------
+
+
+class BootstrapInput(Msg):
+    """Bootstrap (or repair) the pipeline namespace of a project."""
+
+    project_namespace: str
+    pipeline_namespace: str
+    jenkins_mode: str = "Managed"
+    persistent_volumes: bool = False
+    ready_timeout_seconds: int = 300
+    jenkins_image: str = "jenkins/jenkins:lts-jdk17"
+    registry_image: str = "registry:2"
+    minio_image: str = "minio/minio:latest"
+
+
+class BootstrapResult(Msg):
+    pipeline_namespace: str
+    applied: int = 0
+    unchanged: int = 0
+    writes: int = 0
+
+
+class RoleBindingInput(Msg):
+    project_namespace: str
+    pipeline_namespace: str
+    cluster_role: str = "admin"
+    project_label: str = "devops.cubepaas.io/project"
+
+
+class RoleBindingResult(Msg):
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0

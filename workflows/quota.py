@@ -1,0 +1,137 @@
+"""The executor quota of one project: at most ``capacity`` executions past the gate at once.
+
+Why a workflow: every grant and release is a signal to one long-lived workflow per project
+(id ``quota/<project>``), and Temporal delivers a workflow's signals one at a time and durably. So
+concurrent starts cannot race (there is no read-modify-write on shared state), and a worker restart
+loses nothing: the holders and the waiting line are the workflow's own state, rebuilt by replay.
+
+- ``acquire`` (sent with signal-with-start by the ``devops.quota.acquire`` activity) puts an execution
+  in line; the line is ordered by run number, so executions start in order of ``run``. Sending it again
+  is harmless: a holder is granted again, a waiting one keeps its place.
+- When a slot is free the quota workflow signals ``slot_granted`` to the execution. If that execution
+  is gone (completed or terminated), the signal fails and the slot is given to the next in line.
+- ``release`` gives the slot back (an execution sends it when it ends, however it ends; a cancelled
+  one that was still waiting leaves the line the same way).
+- Waiting executions are told how many are ahead of them (``queue_position``), for their status.
+- The workflow continues as new when Temporal suggests it, carrying holders and the line, and ends
+  itself after an hour with nobody holding or waiting (the next acquire starts it again).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from crds.messages import (
+        QUOTA_WORKFLOW,
+        Query,
+        QueuePosition,
+        QuotaRelease,
+        QuotaRequest,
+        QuotaState,
+        QuotaWorkflowInput,
+        Signal,
+        SlotGranted,
+    )
+
+IDLE_END = timedelta(hours=1)
+
+
+@workflow.defn(name=QUOTA_WORKFLOW)
+class ExecutorQuotaWorkflow:
+    def __init__(self) -> None:
+        self._project = ""
+        self._capacity = 2
+        self._holders: list[str] = []
+        self._waiting: list[QuotaRequest] = []
+        self._told: dict[str, int] = {}
+        self._dirty = False
+
+    @workflow.run
+    async def run(self, inp: QuotaWorkflowInput) -> None:
+        self._project = inp.project_namespace
+        self._capacity = inp.capacity
+        self._holders = list(inp.holders)
+        self._waiting = sorted(inp.waiting, key=lambda r: r.run)
+        self._dirty = True
+        while True:
+            await self._grant()
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    QuotaWorkflowInput(
+                        project_namespace=self._project,
+                        capacity=self._capacity,
+                        holders=self._holders,
+                        waiting=self._waiting,
+                    )
+                )
+            try:
+                await workflow.wait_condition(lambda: self._dirty, timeout=IDLE_END)
+            except TimeoutError:
+                if not self._holders and not self._waiting:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    if not self._dirty:
+                        workflow.logger.info("quota of %s idle, ending", self._project)
+                        return
+
+    def _has_room(self) -> bool:
+        return self._capacity <= 0 or len(self._holders) < self._capacity
+
+    async def _grant(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            while self._waiting and self._has_room():
+                req = self._waiting.pop(0)
+                self._holders.append(req.workflow_id)
+                self._told.pop(req.workflow_id, None)
+                if not await self._signal(
+                    req.workflow_id, Signal.SLOT_GRANTED, SlotGranted(project_namespace=self._project)
+                ):
+                    self._holders.remove(req.workflow_id)
+            for ahead, req in enumerate(self._waiting):
+                if self._told.get(req.workflow_id) != ahead:
+                    self._told[req.workflow_id] = ahead
+                    if not await self._signal(
+                        req.workflow_id, Signal.QUEUE_POSITION, QueuePosition(ahead=ahead)
+                    ):
+                        self._waiting = [w for w in self._waiting if w.workflow_id != req.workflow_id]
+                        self._dirty = True
+
+    async def _signal(self, workflow_id: str, name: str, arg: SlotGranted | QueuePosition) -> bool:
+        """Signal an execution; False when it no longer runs (its place is then given away)."""
+        try:
+            await workflow.get_external_workflow_handle(workflow_id).signal(name, arg)
+        except FailureError as err:
+            workflow.logger.warning("execution %s is gone (%s); dropping it from the quota", workflow_id, err)
+            return False
+        return True
+
+    @workflow.signal(name=Signal.QUOTA_ACQUIRE)
+    def acquire(self, req: QuotaRequest) -> None:
+        if req.capacity != self._capacity:
+            # The PipelineSetting was edited: the newest request carries the current capacity.
+            self._capacity = req.capacity
+        if req.workflow_id in self._holders:
+            # A retried acquire: grant again (the first grant may have raced the caller's restart).
+            self._holders.remove(req.workflow_id)
+            self._waiting.insert(0, req)
+        elif not any(w.workflow_id == req.workflow_id for w in self._waiting):
+            self._waiting.append(req)
+            self._waiting.sort(key=lambda r: r.run)
+        self._dirty = True
+
+    @workflow.signal(name=Signal.QUOTA_RELEASE)
+    def release(self, rel: QuotaRelease) -> None:
+        if rel.workflow_id in self._holders:
+            self._holders.remove(rel.workflow_id)
+        self._waiting = [w for w in self._waiting if w.workflow_id != rel.workflow_id]
+        self._told.pop(rel.workflow_id, None)
+        self._dirty = True
+
+    @workflow.query(name=Query.QUOTA)
+    def state(self) -> QuotaState:
+        return QuotaState(capacity=self._capacity, holders=list(self._holders), waiting=list(self._waiting))
