@@ -297,18 +297,8 @@ class PipelineExecutionWorkflow:
                 retry_policy=RETRY,
                 summary=f"follow {self._build.job} #{self._build.number}",
             )
-            while not handle.done():
-                await workflow.wait_condition(
-                    lambda h=handle: h.done() or self._cancel is not None or self._control_changed
-                )
-                if self._cancel is not None and not handle.done():
-                    handle.cancel()
-                    with contextlib.suppress(ActivityError, asyncio.CancelledError, CancelledError):
-                        await handle
-                    return None
-                if self._control_changed:
-                    self._control_changed = False
-                    await self._write()
+            if not await self._wait_for(handle):
+                return None
             try:
                 snap: BuildSnapshot = handle.result()
             except ActivityError as err:
@@ -325,6 +315,22 @@ class PipelineExecutionWorkflow:
                     return None
                 # Rejected: the gate was aborted; following the build leads to its ABORTED end.
             await self._write()
+
+    async def _wait_for(self, handle: workflow.ActivityHandle[BuildSnapshot]) -> bool:
+        """Wait for the follow activity, writing control changes meanwhile; False when cancelled."""
+        while not handle.done():
+            await workflow.wait_condition(
+                lambda: handle.done() or self._cancel is not None or self._control_changed
+            )
+            if self._cancel is not None and not handle.done():
+                handle.cancel()
+                with contextlib.suppress(ActivityError, asyncio.CancelledError, CancelledError):
+                    await handle
+                return False
+            if self._control_changed:
+                self._control_changed = False
+                await self._write()
+        return True
 
     async def _gate(self, gate_id: str) -> bool:
         """Hold the gate while paused or waiting for approval; True when it was proceeded."""
