@@ -90,6 +90,11 @@ class Stack:
         return self.dir / "kubeconfig"
 
     @property
+    def ca_cert_path(self) -> Path:
+        """The apiserver's CA (for clients that authenticate by token rather than kubeconfig)."""
+        return self.dir / "pki" / "ca.crt"
+
+    @property
     def logs_dir(self) -> Path:
         return self.dir / "logs"
 
@@ -189,6 +194,9 @@ class Stack:
                 detail = f"not running; log {entry.log}"
             result.append(ComponentStatus(component.name, entry.url, entry.pid, running, healthy, detail))
         return result
+
+    def status_of(self, name: str) -> ComponentStatus:
+        return next(s for s in self.status() if s.name == name)
 
     def is_up(self) -> bool:
         """All available components running and healthy."""
