@@ -1,0 +1,394 @@
+"""Activities that drive this run's Jenkins build and keep its logs.
+
+Secrets (the Jenkins token, the git token, ``envFrom`` values, the object store keys) are read here,
+inside the activities, from Kubernetes Secrets or the worker's own settings. None of them is ever an
+input, a result, a heartbeat detail or an error message, so none reaches the workflow history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from temporalio import activity
+
+from activities.bootstrap import JENKINS, JENKINS_SECRET, SERVICE_ACCOUNT
+from activities.errors import (
+    ConfigError,
+    DevopsError,
+    JenkinsTransientError,
+    KubeNotFoundError,
+    to_application_error,
+)
+from activities.execution import git_credentials
+from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
+from activities.jenkins.jenkinsfile import (
+    JenkinsfileInput,
+    credential_id,
+    env_from_key,
+    render_jenkinsfile,
+)
+from activities.kube import Kube
+from activities.logstore import LogStore, StoreConfig, log_object_name
+from crds.messages import (
+    Activity,
+    BuildRef,
+    BuildSnapshot,
+    CleanupInput,
+    ExecutionContext,
+    FollowInput,
+    GateInput,
+    JenkinsJob,
+    JenkinsPrepareInput,
+    JenkinsTarget,
+    StepSnapshot,
+    StopInput,
+    StopResult,
+    StoreStepLogInput,
+    StoreStepLogResult,
+    TriggerInput,
+)
+from crds.reasons import JenkinsMode, Reason
+
+logger = logging.getLogger(__name__)
+
+EXECUTION_LABEL = "devops.cubepaas.io/execution"
+TRIGGER_WAIT_SECONDS = 90.0
+LOG_WAIT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ServiceDefaults:
+    """The worker's own Jenkins and object store, used when a PipelineSetting names none."""
+
+    jenkins_url: str = ""
+    jenkins_user: str = ""
+    jenkins_token: str = field(default="", repr=False)
+    store: StoreConfig | None = None
+
+
+def execution_id(ctx: ExecutionContext) -> str:
+    return f"{ctx.execution.namespace}/{ctx.execution.name}/{ctx.execution.uid}"
+
+
+def credential_prefix(ctx: ExecutionContext) -> str:
+    return job_name(ctx.execution.namespace, ctx.pipeline, ctx.run)
+
+
+def skipped_stage_indexes(ctx: ExecutionContext) -> frozenset[int]:
+    """Plan indexes (clone = 0) of the stages whose ``when`` does not match this run."""
+    return frozenset(
+        i + 1 for i, stage in enumerate(ctx.config.stages) if not stage.applies(ctx.branch, ctx.event)
+    )
+
+
+def snapshot_of(status: BuildStatus) -> BuildSnapshot:
+    steps = [
+        StepSnapshot(
+            stage=st.stage_index,
+            step=st.step_index,
+            state=st.state.value,
+            started_ms=st.start_millis,
+            ended_ms=st.end_millis,
+            node_id=st.node_id,
+            message=st.error or "",
+        )
+        for stage in status.stages
+        for st in stage.steps
+    ]
+    return BuildSnapshot(
+        number=status.number,
+        building=status.building,
+        result=status.result,
+        steps=steps,
+        pending_gates=[p.id for p in status.pending_inputs],
+        started_ms=status.start_millis,
+        ended_ms=status.end_millis,
+    )
+
+
+class BuildActivities:
+    """Jenkins and object-store work for one run; holds the Kubernetes client and the defaults."""
+
+    def __init__(self, kube: Kube, defaults: ServiceDefaults) -> None:
+        self.kube = kube
+        self.defaults = defaults
+        self._engines: dict[tuple[str, str], JenkinsEngine] = {}
+        self._lock = threading.Lock()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def engine(self, ctx: ExecutionContext) -> JenkinsEngine:
+        """This run's Jenkins: the setting's (Managed: the pipeline namespace's), else the worker's."""
+        jenkins = ctx.setting.jenkins
+        url = jenkins.url or ""
+        user, token = "", ""
+        if jenkins.credentials_secret_ref is not None:
+            ref = jenkins.credentials_secret_ref
+            data = self._secret(ref.namespace or ctx.execution.namespace, ref.name)
+            user, token = data.get("username", ""), data.get("token", "")
+        elif jenkins.mode == JenkinsMode.MANAGED and not url:
+            data = self._secret(ctx.pipeline_namespace, JENKINS_SECRET)
+            user, token = data.get("username", ""), data.get("token", "")
+        if not url:
+            if jenkins.mode == JenkinsMode.MANAGED:
+                url = f"http://{JENKINS}.{ctx.pipeline_namespace}.svc:8080/"
+            else:
+                url = self.defaults.jenkins_url
+        if not user and url == self.defaults.jenkins_url:
+            user, token = self.defaults.jenkins_user, self.defaults.jenkins_token
+        if not url:
+            raise ConfigError(
+                "the PipelineSetting names no Jenkins url and the worker has no default",
+                reason=Reason.CONFIG_INVALID,
+            )
+        key = (url, user)
+        with self._lock:
+            eng = self._engines.get(key)
+            if eng is None or getattr(eng, "_cubepaas_token", None) != token:
+                eng = JenkinsEngine(url, user, token)
+                eng._cubepaas_token = token  # type: ignore[attr-defined]  # remembers which token it uses
+                self._engines[key] = eng
+            return eng
+
+    def store(self, ctx: ExecutionContext) -> LogStore:
+        os_ = ctx.setting.object_store
+        if os_.endpoint:
+            access, secret = "", ""
+            if os_.credentials_secret_ref is not None:
+                ref = os_.credentials_secret_ref
+                data = self._secret(ref.namespace or ctx.execution.namespace, ref.name)
+                access, secret = data.get("accessKey", ""), data.get("secretKey", "")
+            cfg = StoreConfig(
+                endpoint=os_.endpoint,
+                access_key=access,
+                secret_key=secret,
+                bucket=os_.bucket,
+                secure=os_.secure,
+            )
+        elif self.defaults.store is not None:
+            d = self.defaults.store
+            cfg = StoreConfig(
+                endpoint=d.endpoint,
+                access_key=d.access_key,
+                secret_key=d.secret_key,
+                bucket=os_.bucket or d.bucket,
+                secure=d.secure,
+            )
+        else:
+            raise ConfigError(
+                "the PipelineSetting names no object store and the worker has no default",
+                reason=Reason.CONFIG_INVALID,
+            )
+        return LogStore(cfg)
+
+    def _secret(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            return self.kube.read_secret(namespace, name)
+        except KubeNotFoundError as err:
+            raise ConfigError(f"Secret {namespace}/{name} not found", reason=Reason.CONFIG_INVALID) from err
+
+    # -- job -----------------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.JENKINS_PREPARE)
+    def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
+        try:
+            return self._prepare(inp.context)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    def _prepare(self, ctx: ExecutionContext) -> JenkinsJob:
+        eng = self.engine(ctx)
+        ns = ctx.execution.namespace
+        job = job_name(ns, ctx.pipeline, ctx.run)
+        cred_ids: list[str] = []
+        git_cred: str | None = None
+        user, token = git_credentials(self.kube, ns, ctx.source_code_credential)
+        if user or token:
+            git_cred = f"{job}-git"
+            eng.ensure_credential(
+                git_cred,
+                "usernamePassword",
+                username=user,
+                password=token,
+                description=f"git credential of {ns}/{ctx.execution.name}",
+            )
+            cred_ids.append(git_cred)
+        env_from: dict[str, str] = {}
+        for _, _, _, step in ctx.config.iter_steps():
+            for ef in step.env_from:
+                key = env_from_key(ef.source_name, ef.source_key)
+                if key in env_from:
+                    continue
+                data = self._secret(ns, ef.source_name)
+                if ef.source_key not in data:
+                    raise ConfigError(
+                        f"Secret {ns}/{ef.source_name} has no key {ef.source_key!r} (envFrom)",
+                        reason=Reason.CONFIG_INVALID,
+                    )
+                cid = credential_id(ns, ctx.pipeline, ctx.run, ef.source_name, ef.source_key)
+                eng.ensure_credential(
+                    cid,
+                    "string",
+                    secret=data[ef.source_key],
+                    description=f"envFrom {ef.source_name}/{ef.source_key}",
+                )
+                env_from[key] = cid
+                cred_ids.append(cid)
+        script = render_jenkinsfile(
+            JenkinsfileInput(
+                config=ctx.config,
+                namespace=ns,
+                pipeline=ctx.pipeline,
+                run=ctx.run,
+                execution_id=execution_id(ctx),
+                git_url=ctx.repository_url,
+                commit=ctx.commit or ctx.ref or ctx.branch,
+                ref=ctx.ref,
+                branch=ctx.branch,
+                tag=ctx.ref.removeprefix("refs/tags/") if ctx.ref.startswith("refs/tags/") else "",
+                event=ctx.event,
+                trigger_type=ctx.triggered_by,
+                project_id=ns,
+                local_registry=ctx.setting.registry.host or "",
+                executor_resources=None,
+                agent_namespace=ctx.pipeline_namespace,
+                service_account=SERVICE_ACCOUNT,
+                git_credential_id=git_cred,
+                env_from_credentials=env_from,
+            )
+        )
+        changed = eng.ensure_job(job, script, description=f"{ns}/{ctx.execution.name}")
+        logger.info("job %s %s", job, "written" if changed else "unchanged")
+        return JenkinsJob(job=job, credential_ids=cred_ids)
+
+    @activity.defn(name=Activity.JENKINS_TRIGGER)
+    def trigger(self, inp: TriggerInput) -> BuildRef:
+        try:
+            eng = self.engine(inp.target.context)
+            ref = eng.trigger(inp.target.job, inp.execution_id)
+            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, TRIGGER_WAIT_SECONDS)
+            if ref.number is None:
+                raise JenkinsTransientError(
+                    f"{inp.target.job}: build still queued after {TRIGGER_WAIT_SECONDS}s"
+                )
+            return BuildRef(job=inp.target.job, queue_id=ref.queue_id, number=ref.number)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    # -- follow --------------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.JENKINS_FOLLOW)
+    async def follow(self, inp: FollowInput) -> BuildSnapshot:
+        """Poll until the build differs from ``known`` (or right away without ``known``).
+
+        Heartbeats every poll with the last state seen; a retry on another worker (after a crash)
+        starts from the workflow's ``known`` again, so no change is ever skipped.
+        """
+        ctx, number = inp.target.context, inp.build.number
+        assert number is not None
+        info = activity.info()
+        if info.attempt > 1:
+            logger.info("follow %s #%s resumed (attempt %d)", inp.target.job, number, info.attempt)
+        skipped = skipped_stage_indexes(ctx)
+        known_key = inp.known.key() if inp.known is not None else None
+        try:
+            eng = await asyncio.to_thread(self.engine, ctx)
+            while True:
+                status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
+                snap = snapshot_of(status)
+                if known_key is None or snap.key() != known_key:
+                    return snap
+                activity.heartbeat(
+                    {
+                        "build": number,
+                        "building": snap.building,
+                        "steps": len(snap.steps),
+                        "gates": snap.pending_gates,
+                    }
+                )
+                await asyncio.sleep(inp.poll_interval_seconds)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    @activity.defn(name=Activity.JENKINS_GATE)
+    def gate(self, inp: GateInput) -> None:
+        try:
+            eng = self.engine(inp.target.context)
+            assert inp.build.number is not None
+            if inp.proceed:
+                done = eng.proceed(inp.target.job, inp.build.number, inp.gate_id)
+            else:
+                done = eng.abort_input(inp.target.job, inp.build.number, inp.gate_id)
+            logger.info(
+                "gate %s of %s #%s: %s%s",
+                inp.gate_id,
+                inp.target.job,
+                inp.build.number,
+                "proceed" if inp.proceed else "abort",
+                "" if done else " (was not pending)",
+            )
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    @activity.defn(name=Activity.JENKINS_STOP)
+    def stop(self, inp: StopInput) -> StopResult:
+        try:
+            eng = self.engine(inp.target.context)
+            result = eng.cancel(
+                inp.target.job,
+                inp.build.queue_id,
+                inp.build.number,
+                inp.grace_seconds,
+                execution_id(inp.target.context),
+            )
+            return StopResult(result=result)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.STORE_STEP_LOG)
+    def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
+        try:
+            ctx = inp.target.context
+            name = log_object_name(ctx.execution.namespace, ctx.pipeline, ctx.run, inp.stage, inp.step)
+            text = ""
+            if inp.node_id and inp.build.number is not None:
+                text = self.engine(ctx).read_step_log_complete(
+                    inp.target.job, inp.build.number, inp.node_id, timeout=LOG_WAIT_SECONDS
+                )
+            data = text.encode("utf-8")
+            self.store(ctx).put(name, data)
+            return StoreStepLogResult(object_name=name, size=len(data))
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    # -- cleanup -------------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.CLEANUP)
+    def cleanup(self, inp: CleanupInput) -> None:
+        """Agent pods, then (logs are stored by now) the Jenkins job and credentials, keeping the last N."""
+        try:
+            ctx = inp.target.context
+            selector = f"{EXECUTION_LABEL}={ctx.execution.name}"
+            for pod in self.kube.list_objects(
+                "v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector
+            ):
+                meta = pod.get("metadata") or {}
+                self.kube.delete_object("v1", "Pod", meta["name"], ctx.pipeline_namespace, missing_ok=True)
+            eng = self.engine(ctx)
+            keep = ctx.setting.keep_jenkins_jobs
+            if keep > 0:
+                eng.keep_last_jobs(job_name(ctx.execution.namespace, ctx.pipeline, ""), keep)
+            else:
+                eng.delete_job(inp.target.job)
+            for cid in inp.credential_ids:
+                eng.delete_credential(cid)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+
+__all__ = ["BuildActivities", "JenkinsTarget", "ServiceDefaults"]

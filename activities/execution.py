@@ -1,0 +1,231 @@
+"""Activities that read and write the PipelineExecution and Pipeline custom resources."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from temporalio import activity
+
+from activities.errors import (
+    ConfigError,
+    DevopsError,
+    KubeConflictError,
+    KubeNotFoundError,
+    to_application_error,
+)
+from activities.gitfile import PIPELINE_FILE, read_file_at
+from activities.kube import Kube
+from crds.execution import PipelineExecution, PipelineExecutionStatus
+from crds.messages import (
+    Activity,
+    ExecutionContext,
+    LoadExecutionInput,
+    UpdatePipelineInput,
+    WriteStatusInput,
+    WriteStatusResult,
+)
+from crds.parse import PipelineFileError, parse_pipeline_file
+from crds.pipeline import Pipeline
+from crds.pipeline_file import PipelineConfig
+from crds.reasons import ExecutionPhase, Reason
+from crds.setting import PipelineSetting
+from crds.sourcecode import SourceCodeCredential
+
+logger = logging.getLogger(__name__)
+
+SETTING_NAME = "default"
+#: Status fields the workflow owns; ``workflow`` belongs to the bridge.
+WORKFLOW_OWNED = (
+    "phase", "conditions", "started", "ended", "duration", "stages", "jenkins", "message",
+    "pendingGate", "paused",
+)  # fmt: skip
+CAS_ATTEMPTS = 8
+
+
+def git_credentials(kube: Kube, namespace: str, credential_name: str | None) -> tuple[str, str]:
+    """(username, token) of a SourceCodeCredential, read from its Secret; ("", "") for none."""
+    if not credential_name:
+        return "", ""
+    cred = kube.find(SourceCodeCredential, namespace, credential_name)
+    if cred is None:
+        raise ConfigError(
+            f"SourceCodeCredential {namespace}/{credential_name} not found", reason=Reason.CONFIG_INVALID
+        )
+    ref = cred.spec.token_secret_ref
+    try:
+        data = kube.read_secret(namespace, ref.name)
+    except KubeNotFoundError as err:
+        raise ConfigError(
+            f"Secret {namespace}/{ref.name} of credential {credential_name} not found",
+            reason=Reason.CONFIG_INVALID,
+        ) from err
+    if ref.key not in data:
+        raise ConfigError(
+            f"Secret {namespace}/{ref.name} has no key {ref.key!r}", reason=Reason.CONFIG_INVALID
+        )
+    return cred.spec.git_login_name or cred.spec.login_name, data[ref.key]
+
+
+class ExecutionActivities:
+    """Loads a run's context and writes its status; holds the Kubernetes client."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    # -- load ----------------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.LOAD_EXECUTION)
+    def load(self, inp: LoadExecutionInput) -> ExecutionContext:
+        try:
+            return self._load(inp)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    def _load(self, inp: LoadExecutionInput) -> ExecutionContext:
+        ref = inp.execution
+        pe = self.kube.get(PipelineExecution, ref.namespace, ref.name)
+        if ref.uid and pe.metadata.uid and pe.metadata.uid != ref.uid:
+            raise KubeNotFoundError(f"PipelineExecution {ref.namespace}/{ref.name} was re-created")
+        pipeline = self.kube.find(Pipeline, ref.namespace, pe.spec.pipeline_name)
+        if pipeline is None:
+            raise ConfigError(
+                f"Pipeline {ref.namespace}/{pe.spec.pipeline_name} not found", reason=Reason.CONFIG_INVALID
+            )
+        setting = self.kube.find(PipelineSetting, ref.namespace, SETTING_NAME) or PipelineSetting()
+        branch = pe.spec.branch or pipeline.spec.default_branch
+        repo = pe.spec.repository_url or pipeline.spec.repository_url
+        config = pe.spec.pipeline_config or pipeline.spec.config
+        if config is None:
+            config = self._config_from_git(
+                ref.namespace, pipeline, repo, pe.spec.commit or pe.spec.ref or branch
+            )
+            # Store the snapshot this run uses in the CR (a later push does not change a running run).
+            self.kube.patch(
+                PipelineExecution, ref.namespace, ref.name, {"spec": {"pipelineConfig": config.to_dict()}}
+            )
+        return ExecutionContext(
+            execution=ref.model_copy(update={"uid": pe.metadata.uid or ref.uid}),
+            pipeline=pipeline.name,
+            run=pe.spec.run,
+            branch=branch or "",
+            ref=pe.spec.ref or "",
+            commit=pe.spec.commit or "",
+            event=str(pe.spec.event),
+            triggered_by=str(pe.spec.triggered_by),
+            trigger_user=pe.spec.trigger_user_name or "",
+            repository_url=repo,
+            source_code_credential=pipeline.spec.source_code_credential_name or "",
+            config=config,
+            setting=setting.spec,
+            pipeline_namespace=setting.spec.pipeline_namespace(ref.namespace),
+            started=pe.metadata.creation_timestamp,
+        )
+
+    def _config_from_git(
+        self, namespace: str, pipeline: Pipeline, repo: str, revision: str
+    ) -> PipelineConfig:
+        user, token = git_credentials(self.kube, namespace, pipeline.spec.source_code_credential_name)
+        text = read_file_at(repo, revision, PIPELINE_FILE, username=user, password=token)
+        if text is None:
+            raise ConfigError(
+                f"{PIPELINE_FILE} not found in {repo} at {revision}", reason=Reason.CONFIG_INVALID
+            )
+        try:
+            return parse_pipeline_file(text, source=PIPELINE_FILE)
+        except PipelineFileError as err:
+            raise ConfigError(str(err), reason=Reason.CONFIG_INVALID) from err
+
+    # -- status --------------------------------------------------------------------------------
+
+    @activity.defn(name=Activity.WRITE_STATUS)
+    def write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
+        try:
+            return self._write_status(inp)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    def _write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
+        ref = inp.execution
+        desired = _owned(inp.status)
+        for _ in range(CAS_ATTEMPTS):
+            pe = self.kube.find(PipelineExecution, ref.namespace, ref.name)
+            if pe is None or (ref.uid and pe.metadata.uid != ref.uid):
+                logger.info("PipelineExecution %s/%s is gone; status not written", ref.namespace, ref.name)
+                return WriteStatusResult(written=False, exists=False)
+            live = _owned(pe.status or PipelineExecutionStatus())
+            patch: dict[str, Any] = {
+                k: desired.get(k) for k in WORKFLOW_OWNED if desired.get(k) != live.get(k)
+            }
+            if pe.metadata.generation is not None and (
+                pe.status is None or pe.status.observed_generation != pe.metadata.generation
+            ):
+                patch["observedGeneration"] = pe.metadata.generation
+            if not patch:
+                return WriteStatusResult(written=False)
+            try:
+                self.kube.patch_status(
+                    PipelineExecution,
+                    ref.namespace,
+                    ref.name,
+                    patch,
+                    resource_version=pe.metadata.resource_version,
+                )
+            except KubeConflictError:
+                continue  # someone else wrote meanwhile: read again and recompute the difference
+            except KubeNotFoundError:
+                return WriteStatusResult(written=False, exists=False)
+            return WriteStatusResult(written=True)
+        raise KubeConflictError(
+            f"status of {ref.namespace}/{ref.name}: still conflicting after {CAS_ATTEMPTS} attempts"
+        )
+
+    @activity.defn(name=Activity.UPDATE_PIPELINE)
+    def update_pipeline(self, inp: UpdatePipelineInput) -> None:
+        try:
+            self._update_pipeline(inp)
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    def _update_pipeline(self, inp: UpdatePipelineInput) -> None:
+        for _ in range(CAS_ATTEMPTS):
+            pipeline = self.kube.find(Pipeline, inp.namespace, inp.pipeline)
+            if pipeline is None:
+                return
+            status = pipeline.status
+            last = status.last_execution_name if status else None
+            if last and last != inp.execution and _run_of(last, inp.pipeline) > inp.run:
+                return  # a newer run already reported; keep the newest
+            patch = {
+                "lastExecutionName": inp.execution,
+                "lastRunState": ExecutionPhase(inp.state).value,
+                "lastStarted": inp.started.isoformat() if inp.started else None,
+            }
+            if status and (status.last_execution_name, status.last_run_state, status.last_started) == (
+                inp.execution,
+                inp.state,
+                inp.started,
+            ):
+                return
+            try:
+                self.kube.patch_status(
+                    Pipeline,
+                    inp.namespace,
+                    inp.pipeline,
+                    patch,
+                    resource_version=pipeline.metadata.resource_version,
+                )
+                return
+            except KubeConflictError:
+                continue
+        raise KubeConflictError(f"status of Pipeline {inp.namespace}/{inp.pipeline}: still conflicting")
+
+
+def _owned(status: PipelineExecutionStatus) -> dict[str, Any]:
+    data = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {k: data.get(k) for k in WORKFLOW_OWNED}
+
+
+def _run_of(execution_name: str, pipeline: str) -> int:
+    suffix = execution_name.removeprefix(f"{pipeline}-")
+    return int(suffix) if suffix.isdigit() else 0
