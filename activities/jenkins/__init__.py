@@ -16,6 +16,7 @@ from activities.jenkins.client import (
     StepStatus,
     job_name,
 )
+from activities.jenkins.jenkinsfile import JenkinsfileInput, build_plan, render_jenkinsfile
 from activities.jenkins.logs import ConsoleChunk, LogCursor, StepLogChunk
 from activities.jenkins.status import StepState, map_result, map_status
 
@@ -24,13 +25,16 @@ __all__ = [
     "BuildStatus",
     "ConsoleChunk",
     "JenkinsEngine",
+    "JenkinsfileInput",
     "LogCursor",
     "PendingInput",
     "StageStatus",
     "StepLogChunk",
     "StepState",
     "StepStatus",
+    "build_plan",
     "job_name",
     "map_result",
     "map_status",
+    "render_jenkinsfile",
 ]
