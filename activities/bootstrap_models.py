@@ -31,7 +31,7 @@ class BootstrapInput(_Msg):
     """Back Jenkins home, the registry and MinIO with PersistentVolumeClaims (else emptyDir)."""
     storage_class: str | None = None
     """StorageClass of the claims (None: the cluster's default)."""
-    jenkins_volume_size: str = "8Gi"
+    jenkins_volume_size: str = "10Gi"
     registry_volume_size: str = "20Gi"
     minio_volume_size: str = "20Gi"
     project_label: str = PROJECT_LABEL
