@@ -295,6 +295,8 @@ def _problems_from_validation(exc: ValidationError, root: Node | None) -> list[F
     problems: list[FileProblem] = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(item for item in error["loc"] if isinstance(item, int) or _is_field_name(item))
+        if error["type"] == "duplicate_stage" and isinstance((error.get("ctx") or {}).get("index"), int):
+            loc = (*loc, error["ctx"]["index"], "name")  # point at the second stage's name
         key = str(loc[-1]) if loc and error["type"] in ("extra_forbidden", "missing") else None
         path = _format_loc(loc)
         message = _friendly(error, key)
