@@ -198,6 +198,17 @@ class Lite:
                 return bytes(out)
             time.sleep(0.05)
 
+    def step_log_so_far(self, name: str, number: int, step_stage: str) -> bytes:
+        """Whatever a running step has written yet (b"" before its stage appears)."""
+        try:
+            nodes = self.stage_nodes(name, number, step_stage)
+        except StopIteration:
+            return b""
+        if not nodes:
+            return b""
+        r = self.get(f"job/{name}/{number}/execution/node/{nodes[0]['id']}/log/logText/progressiveText")
+        return r.content if r.status_code == 200 else b""
+
     def step_log(self, name: str, number: int, step_stage: str) -> bytes:
         (sh,) = self.stage_nodes(name, number, step_stage)
         return self.node_log(name, number, sh["id"])
