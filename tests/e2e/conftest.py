@@ -1,0 +1,263 @@
+"""End-to-end fixtures: a real worker process, project namespaces, local git repositories, the CLI.
+
+Fixtures:
+  worker_process      session: installs the CRDs, starts ``python -m worker`` with the stack env (its own
+                      health/metrics ports; log in test-output/worker.log), waits for /readyz, and stops
+                      it with SIGTERM at the end. Yields the ``subprocess.Popen``.
+  kube                session: ``activities.kube.Kube`` on the stack's apiserver (admin).
+  project_namespace   factory ``(prefix="e2e", *, executor_quota=2, poll_interval="1s",
+                      keep_jenkins_jobs=0) -> namespace``: a fresh namespace with the Secrets
+                      ``jenkins-credentials`` (username/token) and ``pipeline-logs-s3`` (accessKey/secretKey)
+                      and the PipelineSetting ``default`` (External Jenkins = the stack's jenkins-lite,
+                      objectStore = the stack's MinIO, the given quota and poll interval).
+  git_repo            factory ``(pipeline_file, files=None, branch="main") -> (file:// url, commit sha)``: a
+                      local bare repository whose branch holds ``.cubepaas.devops.yml`` (and ``files``).
+  pipeline_factory    factory ``(namespace, name, repo_url, branch="main") -> Pipeline``.
+  devopsctl           ``(*args, timeout=..., check=False) -> CompletedProcess``: the real console script as a
+                      subprocess, with the stack env.
+  cli_env             the environment those subprocesses get (os.environ + stack env).
+
+Helpers: :func:`wait_for` (poll a predicate), :func:`get_execution`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from activities.kube import Kube
+from crds.execution import PipelineExecution
+from crds.meta import ObjectMeta, SecretReference
+from crds.pipeline import Pipeline, PipelineSpec
+from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OUTPUT_DIR = REPO_ROOT / "test-output"
+WORKER_READY_TIMEOUT = 90.0
+JENKINS_SECRET = "jenkins-credentials"
+S3_SECRET = "pipeline-logs-s3"
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3) -> T:
+    """Poll ``predicate`` until it returns a truthy value; fail the test with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})", pytrace=False)
+
+
+def get_execution(kube: Kube, namespace: str, name: str) -> PipelineExecution:
+    return kube.get(PipelineExecution, namespace, name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "<no log>"
+
+
+@pytest.fixture(scope="session")
+def kube(kube_api_client: Any) -> Kube:
+    return Kube(kube_api_client)
+
+
+@pytest.fixture(scope="session")
+def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(stack_env)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("NO_COLOR", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kube_api_client: Any) -> None:
+    from crds.install import install_crds
+
+    install_crds(kube_api_client)
+
+
+@pytest.fixture(scope="session")
+def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    log_path = OUTPUT_DIR / "worker.log"
+    health_port = _free_port()
+    env = dict(cli_env)
+    env.update({
+        "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
+        "CUBEPAAS_HEALTH_PORT": str(health_port),
+        "CUBEPAAS_METRICS_PORT": "0",
+        "CUBEPAAS_SHUTDOWN_GRACE": "5",
+    })
+    with log_path.open("ab") as log:
+        log.write(f"\n==== worker started by pytest at {time.strftime('%H:%M:%S')} ====\n".encode())
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO_ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    ready_url = f"http://127.0.0.1:{health_port}/readyz"
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"python -m worker exited with {proc.returncode} during start-up; last lines of "
+                        f"{log_path}:\n{_tail(log_path)}", pytrace=False)
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s ({ready_url}); "
+                        f"last lines of {log_path}:\n{_tail(log_path)}", pytrace=False)
+        time.sleep(0.3)
+    yield proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _ensure_namespace(kube: Kube, name: str) -> None:
+    kube.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def apply_project_setting(kube: Kube, namespace: str, stack_env: dict[str, str], *, executor_quota: int = 2,
+                          poll_interval: str = "1s", keep_jenkins_jobs: int = 0) -> PipelineSetting:
+    """Secrets with the stack's Jenkins and MinIO credentials and the PipelineSetting ``default``."""
+    from activities.kube import encode_secret_data
+
+    secrets = {
+        JENKINS_SECRET: {"username": stack_env["JENKINS_USER"], "token": stack_env["JENKINS_TOKEN"]},
+        S3_SECRET: {"accessKey": stack_env["S3_ACCESS_KEY"], "secretKey": stack_env["S3_SECRET_KEY"]},
+    }
+    for name, data in secrets.items():
+        kube.ensure({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                     "metadata": {"name": name, "namespace": namespace}, "data": encode_secret_data(data)})
+    spec = PipelineSettingSpec.model_validate({
+        "executorQuota": executor_quota,
+        "pollInterval": poll_interval,
+        "keepJenkinsJobs": keep_jenkins_jobs,
+    })
+    spec.jenkins = JenkinsSettings(mode="External", url=stack_env["JENKINS_URL"],
+                                   credentials_secret_ref=SecretReference(name=JENKINS_SECRET))
+    spec.object_store = ObjectStoreSettings(endpoint=stack_env["S3_ENDPOINT"],
+                                            secure=stack_env.get("S3_SECURE", "false") == "true",
+                                            credentials_secret_ref=SecretReference(name=S3_SECRET))
+    setting = PipelineSetting(metadata=ObjectMeta(name="default", namespace=namespace), spec=spec)
+    existing = kube.find(PipelineSetting, namespace, "default")
+    if existing is None:
+        return kube.create(setting)
+    setting.metadata.resource_version = existing.metadata.resource_version
+    return kube.replace(setting)
+
+
+@pytest.fixture(scope="session")
+def project_namespace(kube: Kube, stack_env: dict[str, str], crds_installed: None) -> Callable[..., str]:
+    def factory(prefix: str = "e2e", *, executor_quota: int = 2, poll_interval: str = "1s",
+                keep_jenkins_jobs: int = 0) -> str:
+        namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        _ensure_namespace(kube, namespace)
+        apply_project_setting(kube, namespace, stack_env, executor_quota=executor_quota,
+                              poll_interval=poll_interval, keep_jenkins_jobs=keep_jenkins_jobs)
+        return namespace
+
+    return factory
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="e2e", GIT_AUTHOR_EMAIL="e2e@example.com",
+               GIT_COMMITTER_NAME="e2e", GIT_COMMITTER_EMAIL="e2e@example.com")
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def make_git_repo(root: Path, pipeline_file: str, files: dict[str, str] | None = None,
+                  branch: str = "main") -> tuple[str, str]:
+    """A bare repository ``root/repo.git`` with one commit on ``branch``; returns (file:// url, sha)."""
+    bare, work = root / "repo.git", root / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    _git(root, "init", "-q", "--bare", "-b", branch, str(bare))
+    _git(root, "init", "-q", "-b", branch, str(work))
+    (work / ".cubepaas.devops.yml").write_text(pipeline_file)
+    for rel, text in (files or {}).items():
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if rel.endswith(".sh"):
+            path.chmod(0o755)
+    _git(work, "add", "-A")
+    _git(work, "commit", "-q", "-m", "pipeline")
+    _git(work, "push", "-q", str(bare), f"HEAD:refs/heads/{branch}")
+    return bare.as_uri(), _git(work, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[str, str]]:
+    def factory(pipeline_file: str, files: dict[str, str] | None = None,
+                branch: str = "main") -> tuple[str, str]:
+        return make_git_repo(tmp_path_factory.mktemp("git"), pipeline_file, files, branch)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def pipeline_factory(kube: Kube, crds_installed: None) -> Callable[..., Pipeline]:
+    def factory(namespace: str, name: str, repo_url: str, branch: str = "main") -> Pipeline:
+        pipeline = Pipeline(metadata=ObjectMeta(name=name, namespace=namespace),
+                            spec=PipelineSpec(repository_url=repo_url, default_branch=branch))
+        return kube.create(pipeline)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def devopsctl(cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    script = Path(sys.executable).with_name("devopsctl")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
+
+    def run(*args: str, timeout: float = 300.0, check: bool = False) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*command, *args], env=cli_env, cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            pytest.fail(f"devopsctl {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}",
+                        pytrace=False)
+        return done
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def devopsctl_command() -> list[str]:
+    """The argv prefix that runs the CLI (for tests that need a Popen)."""
+    script = Path(sys.executable).with_name("devopsctl")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
