@@ -1,0 +1,103 @@
+"""`python -m devstack up` then `down` in a separate state folder leaves none of its processes running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devstack.proc import is_running
+from devstack.stack import default_dir
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _devstack(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DEVSTACK_DIR=str(state_dir))
+    # Share the session stack's moto virtualenv (created once, under a lock) instead of building another.
+    env.setdefault("DEVSTACK_MOTO_VENV", str(default_dir() / "moto-venv"))
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live pids whose command line mentions ``text`` (only used to check nothing is left behind)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(proc.name))
+    return members
+
+
+def test_up_then_down_leaves_none_of_its_processes_running(tmp_path: Path) -> None:
+    state_dir = tmp_path / "devstack"
+    up = _devstack(state_dir, "up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((state_dir / "state.json").read_text())["components"]
+        assert set(state) >= {"etcd", "kube-apiserver", "temporal", "s3"}
+        started = {name: (c["pid"], c["start_time"]) for name, c in state.items()}
+        assert all(is_running(pid, start) for pid, start in started.values()), started
+        env_text = (state_dir / "env").read_text()
+        for name in (
+            "KUBECONFIG",
+            "TEMPORAL_ADDRESS",
+            "TEMPORAL_NAMESPACE",
+            "TEMPORAL_UI_URL",
+            "S3_ENDPOINT",
+        ):
+            assert f"export {name}=" in env_text
+
+        status = _devstack(state_dir, "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "healthy" in status.stdout
+
+        again = _devstack(state_dir, "up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "already up" in again.stdout
+        assert json.loads((state_dir / "state.json").read_text())["components"] == state  # nothing changed
+    finally:
+        down = _devstack(state_dir, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not [name for name, (pid, start) in started.items() if is_running(pid, start)]
+    assert not [pid for pid, _ in started.values() if _group_members(pid)]  # no children left either
+    assert _processes_mentioning(str(state_dir)) == []
+
+    status = _devstack(state_dir, "status")
+    assert status.returncode == 1  # everything is down now
+    assert (state_dir / "temporal.db").exists()  # data stays; --purge removes it
+    purge = _devstack(state_dir, "down", "--purge")
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    assert not state_dir.exists()
