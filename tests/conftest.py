@@ -151,6 +151,10 @@ def jenkins_client(stack_env: dict[str, str]) -> Any:
 
     if not stack_env.get("JENKINS_URL"):
         pytest.fail("jenkins-lite is not part of the local stack (devstack/jenkins_lite is not available)")
-    return jenkins.Jenkins(
+    client = jenkins.Jenkins(
         stack_env["JENKINS_URL"], username=stack_env["JENKINS_USER"], password=stack_env["JENKINS_TOKEN"]
     )
+    # Checks the credentials now, and primes the session's auth: python-jenkins sends some requests
+    # (get_version) with whatever auth its session already has, i.e. none before the first call.
+    assert client.get_whoami()["id"] == stack_env["JENKINS_USER"]
+    return client
