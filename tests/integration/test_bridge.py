@@ -1,0 +1,315 @@
+"""worker.bridge against the real apiserver and Temporal dev server.
+
+A tiny stand-in workflow is registered under the name ``PipelineExecutionWorkflow`` in an in-process
+worker on a unique task queue: it runs until cancelled and records the signals it gets (query
+``signals``). The real workflow is covered by the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from temporalio import workflow
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from activities.kube import Kube
+from crds.execution import PipelineExecution, PipelineExecutionSpec
+from crds.install import install_crds
+from crds.messages import EXECUTION_WORKFLOW, ControlInput, ExecutionWorkflowInput, execution_workflow_id
+from crds.meta import ObjectMeta
+from worker.bridge import (
+    CANCELLED_BY_ANNOTATION,
+    SA_BRANCH,
+    SA_NAMESPACE,
+    SA_PHASE,
+    SA_PIPELINE,
+    SA_RUN,
+    Bridge,
+)
+from worker.settings import WorkerSettings
+
+pytestmark = pytest.mark.integration
+
+
+@workflow.defn(name=EXECUTION_WORKFLOW)
+class StandInExecutionWorkflow:
+    """Runs until cancelled; records every control signal as ``name:reason:user``."""
+
+    def __init__(self) -> None:
+        self._signals: list[str] = []
+
+    @workflow.run
+    async def run(self, inp: ExecutionWorkflowInput) -> str:
+        await workflow.wait_condition(lambda: False)
+        return inp.execution.name
+
+    def _record(self, name: str, inp: ControlInput) -> None:
+        self._signals.append(f"{name}:{inp.reason}:{inp.user}")
+
+    @workflow.signal(name="pause")
+    def pause(self, inp: ControlInput | None = None) -> None:
+        self._record("pause", inp or ControlInput())
+
+    @workflow.signal(name="resume")
+    def resume(self, inp: ControlInput | None = None) -> None:
+        self._record("resume", inp or ControlInput())
+
+    @workflow.signal(name="cancel")
+    def cancel(self, inp: ControlInput | None = None) -> None:
+        self._record("cancel", inp or ControlInput())
+
+    @workflow.query(name="signals")
+    def signals(self) -> list[str]:
+        return list(self._signals)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, within: float = 20.0) -> Any:
+    """Poll ``check`` until it returns something truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    pytest.fail(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def kube(kube_api_client: Any) -> Kube:
+    install_crds(kube_api_client)
+    return Kube(kube_api_client)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    name = f"bridge-{uuid.uuid4().hex[:8]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.delete_object("v1", "Namespace", name, missing_ok=True)
+
+
+@pytest.fixture
+async def task_queue(temporal_client: Client) -> AsyncIterator[str]:
+    queue = f"bridge-test-{uuid.uuid4().hex[:8]}"
+    worker = Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[StandInExecutionWorkflow],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    async with worker:
+        yield queue
+
+
+@pytest.fixture
+def settings(stack_env: dict[str, str], namespace: str, task_queue: str) -> WorkerSettings:
+    return WorkerSettings.load(
+        **stack_env, CUBEPAAS_TASK_QUEUE=task_queue, CUBEPAAS_WATCH_NAMESPACES=namespace
+    )
+
+
+class Bridges:
+    """Starts bridges as tasks and stops them all at the end of a test."""
+
+    def __init__(self, kube: Kube, client: Client, settings: WorkerSettings) -> None:
+        self.kube, self.client, self.settings = kube, client, settings
+        self.running: list[tuple[Bridge, asyncio.Task[None]]] = []
+
+    async def start(self) -> Bridge:
+        bridge = Bridge(self.kube, self.client, self.settings)
+        task = asyncio.create_task(bridge.run())
+        self.running.append((bridge, task))
+        await eventually(lambda: _value(bridge.ready), "the bridge to list and watch")
+        return bridge
+
+    async def stop(self, bridge: Bridge) -> None:
+        for entry in list(self.running):
+            if entry[0] is bridge:
+                bridge.stop()
+                await asyncio.wait_for(entry[1], 15)
+                self.running.remove(entry)
+
+    async def stop_all(self) -> None:
+        for bridge, _ in list(self.running):
+            await self.stop(bridge)
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+@pytest.fixture
+async def bridges(kube: Kube, temporal_client: Client, settings: WorkerSettings) -> AsyncIterator[Bridges]:
+    group = Bridges(kube, temporal_client, settings)
+    yield group
+    await group.stop_all()
+
+
+def _execution(kube: Kube, namespace: str, name: str = "app-1", **spec: Any) -> PipelineExecution:
+    return kube.create(
+        PipelineExecution(
+            metadata=ObjectMeta(name=name, namespace=namespace),
+            spec=PipelineExecutionSpec(pipelineName="app", run=1, branch="main", **spec),
+        )
+    )
+
+
+async def _count(client: Client, workflow_id: str) -> int:
+    return len([w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")])
+
+
+async def _workflow_written(kube: Kube, namespace: str, name: str) -> Any:
+    pe = await asyncio.to_thread(kube.get, PipelineExecution, namespace, name)
+    return pe.status.workflow if pe.status and pe.status.workflow and pe.status.workflow.run_id else None
+
+
+async def test_an_execution_gets_exactly_one_workflow_with_two_bridges_and_after_a_restart(
+    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+) -> None:
+    first, second = await asyncio.gather(bridges.start(), bridges.start())
+    pe = _execution(kube, namespace)
+    workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
+
+    ref = await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
+    await eventually(
+        lambda: _value(
+            first.stats["started"] + first.stats["existing"]
+            == 1
+            == second.stats["started"] + second.stats["existing"]
+        ),
+        "both bridges to handle the execution",
+    )
+    assert first.stats["started"] + second.stats["started"] >= 1
+    await eventually(lambda: _count(temporal_client, workflow_id), "the workflow to be listed")
+    assert await _count(temporal_client, workflow_id) == 1
+
+    await bridges.stop_all()
+    third = await bridges.start()
+    await eventually(
+        lambda: _value(third.stats["existing"] == 1), "the restarted bridge to reuse the workflow"
+    )
+    assert third.stats["started"] == 0
+    assert await _count(temporal_client, workflow_id) == 1
+    assert (await _workflow_written(kube, namespace, pe.name)).run_id == ref.run_id
+
+    # Once the workflow is closed, a restarted bridge starts nothing (REJECT_DUPLICATE is a no-op).
+    await temporal_client.get_workflow_handle(workflow_id).terminate("test: close it")
+    await bridges.stop_all()
+    fourth = await bridges.start()
+    await eventually(lambda: _value(fourth.stats["closed"] == 1), "the bridge to see the closed workflow")
+    assert fourth.stats["started"] == fourth.stats["existing"] == 0
+    assert await _count(temporal_client, workflow_id) == 1
+
+
+async def test_the_workflow_carries_search_attributes_a_summary_and_its_ui_link_is_written_to_the_status(
+    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges, settings: WorkerSettings
+) -> None:
+    await bridges.start()
+    pe = _execution(kube, namespace, triggered_by="webhook")
+    workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
+
+    ref = await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
+
+    description = await temporal_client.get_workflow_handle(workflow_id).describe()
+    assert (ref.id, ref.run_id, ref.namespace) == (
+        workflow_id,
+        description.run_id,
+        settings.temporal_namespace,
+    )
+    assert ref.ui_url == (
+        f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/"
+        f"{quote(workflow_id, safe='')}/{description.run_id}/history"
+    )
+    assert settings.temporal_ui_url.startswith("http://")
+    attributes = description.typed_search_attributes
+    assert attributes.get(SA_PIPELINE) == "app"
+    assert attributes.get(SA_NAMESPACE) == namespace
+    assert attributes.get(SA_BRANCH) == "main"
+    assert attributes.get(SA_RUN) == 1
+    assert attributes.get(SA_PHASE) == "Waiting"
+    assert await description.static_summary() == "app #1 on main (webhook)"
+    details = await description.static_details()
+    assert details is not None
+    assert f"`{namespace}/{pe.name}`" in details
+    assert f"kubectl -n {namespace} get pipelineexecution {pe.name}" in details
+
+
+async def test_deleting_the_execution_cancels_its_workflow(
+    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+) -> None:
+    bridge = await bridges.start()
+    pe = _execution(kube, namespace)
+    workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
+    await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
+
+    kube.delete(PipelineExecution, namespace, pe.name)
+
+    async def status() -> Any:
+        described = await temporal_client.get_workflow_handle(workflow_id).describe()
+        return described.status == WorkflowExecutionStatus.CANCELED
+
+    await eventually(status, "the workflow to be cancelled")
+    assert bridge.stats["cancel"] == 1
+
+
+async def test_paused_and_cancelled_changes_are_forwarded_as_signals_once_each(
+    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+) -> None:
+    bridge = await bridges.start()
+    pe = _execution(kube, namespace)
+    workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
+    handle = temporal_client.get_workflow_handle(workflow_id)
+    await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
+
+    async def signals(count: int) -> Any:
+        got: list[str] = await handle.query("signals", result_type=list[str])
+        return got if len(got) >= count else None
+
+    kube.patch(PipelineExecution, namespace, pe.name, {"spec": {"paused": True}})
+    assert await eventually(lambda: signals(1), "pause") == ["pause:spec.paused set:"]
+
+    # Changes of other fields send nothing.
+    kube.patch(PipelineExecution, namespace, pe.name, {"metadata": {"labels": {"touched": "yes"}}})
+    kube.patch(PipelineExecution, namespace, pe.name, {"spec": {"paused": True}})
+    kube.patch(PipelineExecution, namespace, pe.name, {"spec": {"paused": False}})
+    assert await eventually(lambda: signals(2), "resume") == [
+        "pause:spec.paused set:",
+        "resume:spec.paused cleared:",
+    ]
+
+    kube.patch(
+        PipelineExecution,
+        namespace,
+        pe.name,
+        {"metadata": {"annotations": {CANCELLED_BY_ANNOTATION: "alice"}}, "spec": {"cancelled": True}},
+    )
+    got = await eventually(lambda: signals(3), "cancel")
+    assert got[2] == "cancel:spec.cancelled set:alice"
+    kube.patch(PipelineExecution, namespace, pe.name, {"metadata": {"labels": {"touched": "again"}}})
+    await asyncio.sleep(1.0)
+    assert len(await handle.query("signals", result_type=list[str])) == 3
+    assert (bridge.stats["signal:pause"], bridge.stats["signal:resume"], bridge.stats["signal:cancel"]) == (
+        1,
+        1,
+        1,
+    )
+
+
+async def test_a_terminal_execution_gets_no_workflow(
+    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+) -> None:
+    pe = _execution(kube, namespace)
+    kube.patch_status(PipelineExecution, namespace, pe.name, {"phase": "Success"})
+    bridge = await bridges.start()
+    await asyncio.sleep(1.0)
+    workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
+    assert await _count(temporal_client, workflow_id) == 0
+    assert bridge.stats["started"] == 0
