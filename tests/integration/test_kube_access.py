@@ -14,7 +14,6 @@ from activities.errors import (
     KubeForbiddenError,
     KubeInvalidError,
     KubeNotFoundError,
-    KubeTransientError,
 )
 from activities.kube import Kube, Outcome, encode_secret_data, kube_errors
 
@@ -98,15 +97,6 @@ def test_a_service_account_without_rights_gets_forbidden(
         narrow.read_object("v1", "ConfigMap", "anything", namespace)
     with pytest.raises(KubeForbiddenError):
         narrow.apply(_configmap(namespace, "x", {}))
-
-
-def test_an_unreachable_apiserver_is_a_transient_error() -> None:
-    cfg = k8s.Configuration()
-    cfg.host = "http://127.0.0.1:9"  # discard port: nothing listens
-    cfg.retries = 0
-    kube = Kube(k8s.ApiClient(cfg), request_timeout=(1.0, 1.0))
-    with pytest.raises(KubeTransientError, match="list namespaces"):
-        kube.list_objects("v1", "Namespace")
 
 
 def test_applying_the_same_manifest_twice_changes_nothing_the_second_time(kube: Kube, namespace: str) -> None:

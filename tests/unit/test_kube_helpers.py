@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from activities.bootstrap import (
@@ -26,6 +27,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.kube import (
+    Kube,
     classify,
     classify_status,
     contains,
@@ -201,3 +203,12 @@ def test_project_rolebinding_grants_the_cluster_role_to_the_jenkins_service_acco
     assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"}
     assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "jenkins", "namespace": "pp"}]
     assert rb["metadata"]["namespace"] == "app"
+
+
+def test_an_unreachable_apiserver_is_a_transient_error() -> None:
+    cfg = k8s.Configuration()
+    cfg.host = "http://127.0.0.1:9"  # discard port: nothing listens
+    cfg.retries = 0
+    kube = Kube(k8s.ApiClient(cfg), request_timeout=(1.0, 1.0))
+    with pytest.raises(KubeTransientError, match="list namespaces"):
+        kube.list_objects("v1", "Namespace")
