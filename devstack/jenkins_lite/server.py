@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -657,6 +658,11 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     app: App
     lite: LiteServer
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without this, delayed ACKs cost ~40 ms per answer
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         if os.environ.get("JENKINS_LITE_ACCESS_LOG"):

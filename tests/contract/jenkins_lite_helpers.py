@@ -120,12 +120,17 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 15.0, interval: float 
 class Lite:
     """A jenkins-lite plus helpers that speak to it the way the engine does (python-jenkins + REST)."""
 
-    def __init__(self, server: LiteServer) -> None:
-        self.server = server
-        self.url = server.url
+    def __init__(self, server: LiteServer | None = None, url: str | None = None) -> None:
+        self._server = server
+        self.url = url or (server.url if server is not None else "")
         self.client = self.new_client()
         self.http = requests.Session()
         self.http.auth = (USER, TOKEN)
+
+    @property
+    def server(self) -> LiteServer:
+        assert self._server is not None, "an out-of-process jenkins-lite has no in-process handle"
+        return self._server
 
     def new_client(self) -> jenkins.Jenkins:
         j = jenkins.Jenkins(self.url, username=USER, password=TOKEN, timeout=30)
