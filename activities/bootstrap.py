@@ -36,14 +36,14 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
-from activities.bootstrap_models import (
+from activities.errors import DevopsError, KubeTransientError, to_application_error
+from activities.kube import Kube, Outcome, encode_secret_data
+from crds.messages import (
     BootstrapInput,
     BootstrapResult,
     RoleBindingInput,
     RoleBindingResult,
 )
-from activities.errors import DevopsError, KubeTransientError, to_application_error
-from activities.kube import Kube, Outcome, encode_secret_data
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "cubepaas-devops"

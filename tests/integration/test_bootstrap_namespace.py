@@ -15,8 +15,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.bootstrap import NamespaceActivities, deployment_readiness
-from activities.bootstrap_models import BootstrapInput, BootstrapResult
 from activities.kube import Kube
+from crds.messages import BootstrapInput, BootstrapResult
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import pytest
 from kubernetes import client as k8s
 
 from activities.bootstrap import NamespaceActivities
-from activities.bootstrap_models import RoleBindingInput, RoleBindingResult
 from activities.errors import KubeForbiddenError
 from activities.kube import Kube
+from crds.messages import RoleBindingInput, RoleBindingResult
 
 pytestmark = pytest.mark.integration
 

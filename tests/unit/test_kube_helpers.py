@@ -16,7 +16,6 @@ from activities.bootstrap import (
     network_policy_manifest,
     project_rolebinding_manifest,
 )
-from activities.bootstrap_models import BootstrapInput, RoleBindingInput
 from activities.errors import (
     KubeConflictError,
     KubeForbiddenError,
@@ -36,6 +35,7 @@ from activities.kube import (
     encode_secret_data,
     kind_info,
 )
+from crds.messages import BootstrapInput, RoleBindingInput
 
 pytestmark = pytest.mark.unit
 
