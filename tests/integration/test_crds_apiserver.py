@@ -152,6 +152,8 @@ def test_stage_rules_are_enforced_by_the_server(custom: Any, namespace: str) -> 
     step = {"runScriptConfig": {"image": "a", "shellScript": "b"}}
     message = _rejected(custom, namespace, _execution(pipelineConfig=_config(step, name="step-1-2")))
     assert "spec.pipelineConfig.stages[0].name" in message and "reserved" in message
+    message = _rejected(custom, namespace, _execution(pipelineConfig=_config(step, name="two\nlines")))
+    assert "spec.pipelineConfig.stages[0].name" in message
     duplicate = {"stages": [{"name": "A", "steps": [step]}, {"name": "A", "steps": [step]}]}
     message = _rejected(custom, namespace, _execution(pipelineConfig=duplicate))
     assert "spec.pipelineConfig.stages[1]" in message and "Duplicate value" in message
