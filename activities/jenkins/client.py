@@ -24,6 +24,7 @@ API plugins; see docs/jenkins-plan.md and shared/reference/jenkins-rest.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -849,21 +850,31 @@ class JenkinsEngine:
                 return item
         return None
 
+    def _answer_input(
+        self, job: str, number: int, input_id: str, action: Literal["proceed", "abort"]
+    ) -> bool:
+        answered = False
+
+        def op() -> bool:
+            # Re-checked on every attempt: a POST whose answer was lost shows up as "no longer pending".
+            nonlocal answered
+            item = self._find_input(job, number, input_id)
+            if item is None:
+                return answered
+            url = item.proceed_url if action == "proceed" else item.abort_url
+            answered = True
+            self._post(url, f"{action} {item.id} of {job} #{number}", ok_404=True)
+            return True
+
+        return self._retrying(f"{action} {input_id} of {job} #{number}", op)
+
     def proceed(self, job: str, number: int, input_id: str) -> bool:
         """Proceed a gate (``input/<Id>/proceedEmpty``). False when it is not pending (already answered)."""
-        item = self._find_input(job, number, input_id)
-        if item is None:
-            return False
-        self._post(item.proceed_url, f"proceed {item.id} of {job} #{number}", ok_404=True)
-        return True
+        return self._answer_input(job, number, input_id, "proceed")
 
     def abort_input(self, job: str, number: int, input_id: str) -> bool:
         """Abort a gate (``input/<Id>/abort``): the build ends ABORTED. False when it is not pending."""
-        item = self._find_input(job, number, input_id)
-        if item is None:
-            return False
-        self._post(item.abort_url, f"abort {item.id} of {job} #{number}", ok_404=True)
-        return True
+        return self._answer_input(job, number, input_id, "abort")
 
     # -- stop -------------------------------------------------------------------------------------
 
@@ -896,11 +907,14 @@ class JenkinsEngine:
             ref = self.resolve(job, ref, execution_id)
             if ref.number is None and not ref.cancelled:
                 # Jenkins answers cancelItem with a redirect or 404 even when it worked.
-                self._post(
-                    "queue/cancelItem",
+                self._retrying(
                     f"cancel queue item {ref.queue_id}",
-                    params={"id": str(ref.queue_id)},
-                    ok_404=True,
+                    lambda: self._post(
+                        "queue/cancelItem",
+                        f"cancel queue item {ref.queue_id}",
+                        params={"id": str(ref.queue_id)},
+                        ok_404=True,
+                    ),
                 )
                 ref = self.resolve(job, ref, execution_id)
             if ref.number is None:
@@ -916,9 +930,12 @@ class JenkinsEngine:
             info = self.build_info(job, build)
             if not info.get("building"):
                 return str(info.get("result") or "ABORTED")
-            # term/kill links appear ~15 s into a stop in Jenkins; a refusal there is retried by escalation.
+            # term/kill links appear ~15 s into a stop in Jenkins; a refusal there is covered by escalation.
+            # The POSTs are idempotent (a second stop of a stopping build changes nothing): retried here.
+            what = f"{action} {job} #{build}"
+            post = functools.partial(self._post, f"{self._job(job)}{build}/{action}", what, ok_404=True)
             try:
-                self._post(f"{self._job(job)}{build}/{action}", f"{action} {job} #{build}", ok_404=True)
+                self._retrying(what, post)
             except JenkinsTransientError:
                 if action == "stop":
                     raise

@@ -45,10 +45,11 @@ _TEMPLATE = """<?xml version='1.1' encoding='UTF-8'?>
 def _xml_text(value: str) -> str:
     # XML 1.0/1.1 cannot carry most C0 control characters even escaped in 1.0; the generator only emits
     # printable ASCII and newlines, so refuse anything else rather than corrupt the script silently.
-    bad = [c for c in value if ord(c) < 0x20 and c not in "\n\t"]
+    bad = [c for c in value if ord(c) < 0x20 and c not in "\n\t\r"]
     if bad:
         raise ValueError(f"control character U+{ord(bad[0]):04X} cannot be stored in config.xml")
-    return escape(value)
+    # A raw CR would be normalized to LF by any XML parser; a character reference keeps it.
+    return escape(value).replace("\r", "&#13;")
 
 
 def pipeline_job_config(script: str, description: str = "") -> str:
