@@ -1,0 +1,108 @@
+"""Stand-in for the kubelet and the Deployment controller: marks Deployments ready, for chosen projects.
+
+The local stack runs kube-apiserver and etcd only, so no Deployment ever becomes available by itself.
+The namespace bootstrap waits for Deployment readiness (as it must in a real cluster); for the demo
+and the end-to-end tests this thread writes the status a healthy rollout would have, but only in the
+pipeline namespaces of the projects it was told about, so tests of the readiness deadline elsewhere
+still see Deployments that never become ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from kubernetes import client
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_NAMESPACE_OF_LABEL = "devops.cubepaas.io/pipeline-namespace-of"
+
+
+def ready_status(deployment: Any) -> dict[str, Any]:
+    replicas = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    return {
+        "observedGeneration": deployment.metadata.generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "marked ready by devstack's kubelet stand-in",
+            },
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable",
+                "message": "marked ready by devstack's kubelet stand-in",
+            },
+        ],
+    }
+
+
+def is_ready(deployment: Any) -> bool:
+    st = deployment.status
+    want = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    return bool(
+        st
+        and st.observed_generation == deployment.metadata.generation
+        and (st.available_replicas or 0) >= want
+        and (st.updated_replicas or 0) >= want
+    )
+
+
+class DeploymentReadiness:
+    """A background thread marking the Deployments of the registered projects' pipeline namespaces ready."""
+
+    def __init__(self, api_client: Any, interval: float = 0.5) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.interval = interval
+        self.projects: set[str] = set()
+        self.marked = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="kubelet-sim", daemon=True)
+
+    def add_project(self, project_namespace: str) -> None:
+        with self._lock:
+            self.projects.add(project_namespace)
+
+    def start(self) -> DeploymentReadiness:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def sweep(self) -> int:
+        """One pass; returns how many Deployments it marked ready."""
+        with self._lock:
+            projects = sorted(self.projects)
+        if not projects:
+            return 0
+        selector = f"{PIPELINE_NAMESPACE_OF_LABEL} in ({','.join(projects)})"
+        done = 0
+        for ns in self.core.list_namespace(label_selector=selector).items:
+            for dep in self.apps.list_namespaced_deployment(ns.metadata.name).items:
+                if is_ready(dep):
+                    continue
+                self.apps.patch_namespaced_deployment_status(
+                    dep.metadata.name, ns.metadata.name, {"status": ready_status(dep)}
+                )
+                done += 1
+        self.marked += done
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep()
+            except Exception as err:  # keep going: the apiserver may restart under a test
+                logger.warning("kubelet stand-in: %s", err)
