@@ -29,6 +29,7 @@ CUBEPAAS_METRICS_PORT        port of the SDK's Prometheus endpoint on 127.0.0.1 
 CUBEPAAS_MAX_ACTIVITIES      concurrent activities, and threads for sync ones (``20``)
 CUBEPAAS_SHUTDOWN_GRACE      seconds running activities get to finish on SIGTERM (``30``)
 CUBEPAAS_BRIDGE              run the CR -> workflow bridge in this process (``true``)
+CUBEPAAS_INSTALL_CRDS        install/update the CRDs at start-up; failure is only logged (``true``)
 CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
 ===========================  ====================================================================
 """
@@ -99,6 +100,7 @@ class WorkerSettings(BaseSettings):
     max_activities: int = Field(20, ge=1, validation_alias="CUBEPAAS_MAX_ACTIVITIES")
     shutdown_grace: float = Field(30.0, ge=0, validation_alias="CUBEPAAS_SHUTDOWN_GRACE")
     bridge_enabled: bool = Field(True, validation_alias="CUBEPAAS_BRIDGE")
+    install_crds: bool = Field(True, validation_alias="CUBEPAAS_INSTALL_CRDS")
     log_level: str = Field("INFO", validation_alias="CUBEPAAS_LOG_LEVEL")
 
     @field_validator("watch_namespaces", mode="before")

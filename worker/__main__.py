@@ -1,0 +1,5 @@
+"""``python -m worker``: see :mod:`worker.main`."""
+
+from worker.main import main
+
+raise SystemExit(main())

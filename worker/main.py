@@ -1,0 +1,349 @@
+"""``python -m worker``: the Temporal worker, the CR bridge and the health/metrics endpoint in one process.
+
+- Settings from the environment (:class:`worker.settings.WorkerSettings`), so
+  ``source .devstack/env && python -m worker`` just works.
+- A Temporal runtime whose Prometheus exporter listens on ``127.0.0.1:<CUBEPAAS_METRICS_PORT>``.
+- A :class:`temporalio.worker.Worker` on the task queue with ``PipelineExecutionWorkflow``,
+  ``ExecutorQuotaWorkflow`` and every activity of :func:`build_activities` (sync activities run in a
+  thread pool of ``CUBEPAAS_MAX_ACTIVITIES`` threads).
+- The bridge (:class:`worker.bridge.Bridge`) as a task.
+- HTTP on ``CUBEPAAS_HEALTH_HOST:CUBEPAAS_HEALTH_PORT``: ``/healthz`` (the process is alive),
+  ``/readyz`` (Temporal reachable, the worker running, the bridge watching), ``/metrics``
+  (prometheus_client's registry followed by the SDK's metrics).
+- SIGTERM or SIGINT drains: the bridge stops, ``worker.shutdown()`` stops polling and gives running
+  activities ``CUBEPAAS_SHUTDOWN_GRACE`` seconds before cancelling them (Temporal retries them
+  elsewhere), then the process exits 0. A second signal exits at once (code 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import REGISTRY, generate_latest
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities.kube import Kube
+from crds.install import install_crds
+from worker.bridge import Bridge
+from worker.settings import WorkerSettings
+from worker.temporal import connect
+
+logger = logging.getLogger("worker")
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HEALTH_CHECK_INTERVAL = 5.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Activities
+
+
+def activity_methods(instance: object) -> list[Callable[..., Any]]:
+    """The bound ``@activity.defn`` methods of an activity class instance."""
+    methods: list[Callable[..., Any]] = []
+    for name in sorted(dir(type(instance))):
+        if name.startswith("__"):
+            continue
+        attribute = getattr(type(instance), name, None)
+        if callable(attribute) and hasattr(attribute, "__temporal_activity_definition"):
+            methods.append(getattr(instance, name))
+    return methods
+
+
+def build_activities(
+    settings: WorkerSettings, client: Client, kube: Kube | None = None
+) -> list[Callable[..., Any]]:
+    """Every activity this worker runs, constructed with its clients. The ONE place to register them.
+
+    Add a new activity class here (construct it with what it needs from ``settings``, ``client`` and
+    ``kube``); :func:`activity_methods` registers each of its ``@activity.defn`` methods.
+    """
+    # Imported here so a half-written activity module names itself in the error, at start-up.
+    from activities.bootstrap import NamespaceActivities
+    from activities.build import BuildActivities, ServiceDefaults
+    from activities.execution import ExecutionActivities
+    from activities.logstore import StoreConfig
+    from activities.quota import QuotaActivities
+
+    kube = kube or settings.kube()
+    store = (
+        StoreConfig(
+            endpoint=settings.s3_endpoint,
+            access_key=settings.s3_access_key.get_secret_value(),
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            bucket=settings.s3_bucket,
+            secure=settings.s3_secure,
+        )
+        if settings.s3_endpoint
+        else None
+    )
+    defaults = ServiceDefaults(
+        jenkins_url=settings.jenkins_url,
+        jenkins_user=settings.jenkins_user,
+        jenkins_token=settings.jenkins_token.get_secret_value(),
+        store=store,
+    )
+    instances: list[object] = [
+        # ---- activity classes: keep this list complete (one entry per class) ---------------------
+        ExecutionActivities(kube),  # devops.execution.load / write_status, devops.pipeline.update_status
+        NamespaceActivities(kube),  # devops.namespace.bootstrap, devops.rbac.reconcile
+        BuildActivities(kube, defaults),  # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
+        QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
+        # ---------------------------------------------------------------------------------------------
+    ]
+    activities = [method for instance in instances for method in activity_methods(instance)]
+    names = [getattr(fn, "__temporal_activity_definition").name for fn in activities]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RuntimeError(f"activity names registered twice: {', '.join(duplicates)}")
+    return activities
+
+
+def workflow_classes() -> list[type]:
+    """The workflows this worker runs."""
+    from workflows.execution import PipelineExecutionWorkflow
+    from workflows.quota import ExecutorQuotaWorkflow
+
+    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow]
+
+
+# --------------------------------------------------------------------------------------------------
+# Health and metrics over HTTP (stdlib server in a thread)
+
+
+class Health:
+    """What /readyz reports; written by the event loop, read by the HTTP threads."""
+
+    def __init__(self, sdk_metrics_url: str) -> None:
+        self.sdk_metrics_url = sdk_metrics_url
+        self.temporal_ok = False
+        self.worker: Worker | None = None
+        self.bridge: Bridge | None = None
+        self.bridge_enabled = True
+        self.stopping = False
+
+    def checks(self) -> dict[str, bool]:
+        return {
+            "temporal": self.temporal_ok,
+            "worker": self.worker is not None and self.worker.is_running,
+            "bridge": (not self.bridge_enabled) or (self.bridge is not None and self.bridge.ready),
+            "not-stopping": not self.stopping,
+        }
+
+    def metrics_text(self) -> bytes:
+        own = generate_latest(REGISTRY)
+        try:
+            with urllib.request.urlopen(self.sdk_metrics_url, timeout=2) as response:
+                sdk = bytes(response.read())
+        except OSError as err:
+            sdk = f"# SDK metrics unavailable: {type(err).__name__}\n".encode()
+        return own + (b"" if own.endswith(b"\n") else b"\n") + sdk
+
+
+def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "cubepaas-worker"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                self._send(200, b"ok\n")
+            elif path == "/readyz":
+                checks = health.checks()
+                body = "".join(f"{name}: {'ok' if good else 'not ready'}\n" for name, good in checks.items())
+                self._send(200 if all(checks.values()) else 503, body.encode())
+            elif path == "/metrics":
+                self._send(200, health.metrics_text(), METRICS_CONTENT_TYPE)
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # probes are frequent: debug only
+            logger.debug("http %s - " + format, self.address_string(), *args)
+
+    return Handler
+
+
+def start_http_server(host: str, port: int, health: Health) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), _handler(health))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# The process
+
+
+async def _connect_with_retry(
+    settings: WorkerSettings, runtime: Runtime, stop: asyncio.Event
+) -> Client | None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await connect(
+                settings, runtime=runtime, identity=f"cubepaas-worker@{socket.gethostname()}:{os.getpid()}"
+            )
+        except Exception as err:
+            logger.warning(
+                "cannot reach Temporal at %s (%s); retrying in %.1fs", settings.temporal_address, err, delay
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 15.0)
+    return None
+
+
+async def _watch_temporal(client: Client, health: Health, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            health.temporal_ok = await client.service_client.check_health(timeout=timedelta(seconds=3))
+        except Exception as err:
+            if health.temporal_ok:
+                logger.warning("Temporal health check failed: %s", err)
+            health.temporal_ok = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEALTH_CHECK_INTERVAL)
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        logger.info(
+            "%s: draining (bridge stops, running activities get the grace period)",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> int:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT); 0 after a clean drain, 1 when the worker failed."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread: caller stops us
+        _install_signal_handlers(loop, stop)
+
+    metrics_port = settings.metrics_port or free_port()
+    runtime = Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}"))
+    )
+    health = Health(f"http://127.0.0.1:{metrics_port}/metrics")
+    health.bridge_enabled = settings.bridge_enabled
+    server = start_http_server(settings.health_host, settings.health_port, health)
+    logger.info(
+        "worker starting: %s; http %s:%d; sdk metrics 127.0.0.1:%d",
+        settings.safe_summary(),
+        settings.health_host,
+        server.server_address[1],
+        metrics_port,
+    )
+    executor = ThreadPoolExecutor(max_workers=settings.max_activities, thread_name_prefix="activity")
+    tasks: list[asyncio.Task[Any]] = []
+    code = 0
+    try:
+        client = await _connect_with_retry(settings, runtime, stop)
+        if client is None:
+            return 0
+        health.temporal_ok = True
+        kube = await asyncio.to_thread(settings.kube)
+        if settings.install_crds:
+            try:
+                await asyncio.to_thread(install_crds, kube.api_client)
+            except Exception as err:  # e.g. no RBAC for CRDs: someone else installs them
+                logger.warning("could not install the CRDs (%s); continuing with what the cluster has", err)
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=workflow_classes(),
+            activities=build_activities(settings, client, kube),
+            activity_executor=executor,
+            max_concurrent_activities=settings.max_activities,
+            graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace),
+        )
+        health.worker = worker
+        worker_task = asyncio.create_task(worker.run(), name="temporal-worker")
+        tasks.append(worker_task)
+        tasks.append(asyncio.create_task(_watch_temporal(client, health, stop), name="temporal-health"))
+        bridge: Bridge | None = None
+        bridge_task: asyncio.Task[None] | None = None
+        if settings.bridge_enabled:
+            bridge = Bridge(kube, client, settings)
+            health.bridge = bridge
+            bridge_task = asyncio.create_task(bridge.run(), name="bridge")
+            tasks.append(bridge_task)
+        logger.info("worker running on task queue %s", settings.task_queue)
+
+        stop_wait = asyncio.create_task(stop.wait())
+        await asyncio.wait({stop_wait, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        health.stopping = True
+        if worker_task.done() and not stop.is_set():
+            error = worker_task.exception()
+            logger.error("the Temporal worker stopped: %s", error or "without an error")
+            code = 1
+        stop.set()
+
+        if bridge is not None and bridge_task is not None:
+            bridge.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bridge_task, 20)
+        logger.info("shutting the worker down (grace %.0fs)", settings.shutdown_grace)
+        await worker.shutdown()
+        if not worker_task.cancelled() and worker_task.exception() is not None and code == 0:
+            logger.error("worker ended with %s", worker_task.exception())
+            code = 1
+        logger.info("worker stopped")
+        return code
+    finally:
+        stop.set()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        executor.shutdown(wait=False, cancel_futures=True)
+        server.shutdown()
+        server.server_close()
+
+
+def main() -> int:
+    settings = WorkerSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(run(settings))
+
+
+__all__ = ["Health", "activity_methods", "build_activities", "main", "run", "workflow_classes"]
