@@ -20,6 +20,23 @@ API plugins; see docs/jenkins-plan.md and shared/reference/jenkins-rest.md):
 - ``job/<n>/<b>/wfapi/pendingInputActions``, ``.../input/<Id>/proceedEmpty`` and ``.../input/<Id>/abort``
 - ``credentials/store/system/domain/_/createCredentials``,
   ``.../credential/<id>/api/json``, ``.../config.xml``, ``.../doDelete``
+
+Checked against the sources (search of jenkinsci repositories):
+
+- A flow node's full log: workflow-api ``LogAction.getUrlName()`` is ``"log"`` and ``getLogText()`` is an
+  ``AnnotatedLargeText`` (whose ``progressiveText`` serves ``X-Text-Size``/``X-More-Data``), hence
+  ``execution/node/<id>/log/logText/progressiveText?start=``. The Stage View's ``FlowNodeLogExt``
+  (``wfapi/log``) returns only the last ``maxReturnChars`` (10 KiB) with ``hasMore``; its ``consoleUrl`` is
+  the node URL + ``log``.
+- Gates: the Stage View's ``PendingInputActionsExt`` sets ``abortUrl`` = ``<run url>input/<id>/abort`` and
+  ``proceedUrl`` = ``wfapi/inputSubmit?inputId=<id>`` (a form endpoint); ``InputStepExecution``'s
+  ``doProceedEmpty`` and ``doAbort`` are ``@RequirePOST``. The engine uses the returned ``abortUrl`` and its
+  ``proceedEmpty`` sibling.
+- Stop: ``WorkflowRun.doTerm``/``doKill`` are ``@RequirePOST``; their links are printed 15 s after a stop.
+- python-jenkins 1.8.3 turns 401/403/500 into ``JenkinsException`` (the ``HTTPError`` as context), 404 into
+  ``NotFoundException``, re-raises other ``HTTPError``s, wraps timeouts in ``TimeoutException``, lets
+  ``ConnectionError`` through; several helpers (``get_build_info``...) report any HTTP error as "does not
+  exist", which is why the engine calls ``jenkins_request`` itself and classifies the status.
 """
 
 from __future__ import annotations
