@@ -89,12 +89,15 @@ class DeploymentReadiness:
             return 0
         selector = f"{PIPELINE_NAMESPACE_OF_LABEL} in ({','.join(projects)})"
         done = 0
-        for ns in self.core.list_namespace(label_selector=selector).items:
-            for dep in self.apps.list_namespaced_deployment(ns.metadata.name).items:
+        namespaces: list[Any] = self.core.list_namespace(label_selector=selector).items
+        for ns in namespaces:
+            ns_name = str(ns.metadata.name)
+            deployments: list[Any] = self.apps.list_namespaced_deployment(ns_name).items
+            for dep in deployments:
                 if is_ready(dep):
                     continue
                 self.apps.patch_namespaced_deployment_status(
-                    dep.metadata.name, ns.metadata.name, {"status": ready_status(dep)}
+                    str(dep.metadata.name), ns_name, {"status": ready_status(dep)}
                 )
                 done += 1
         self.marked += done
