@@ -17,7 +17,8 @@ Fixtures:
                       subprocess, with the stack env.
   cli_env             the environment those subprocesses get (os.environ + stack env).
 
-Helpers: :func:`wait_for` (poll a predicate), :func:`get_execution`.
+Helpers (import them in test modules by copying; conftest modules are not importable by name):
+:func:`wait_for` (poll a predicate), :func:`get_execution`. As fixtures: ``wait_until``.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def make_git_repo(root: Path, pipeline_file: str, files: dict[str, str] | None =
     return bare.as_uri(), _git(work, "rev-parse", "HEAD")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[str, str]]:
     def factory(pipeline_file: str, files: dict[str, str] | None = None,
                 branch: str = "main") -> tuple[str, str]:
@@ -254,6 +255,12 @@ def devopsctl(cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedProc
         return done
 
     return run
+
+
+@pytest.fixture(scope="session")
+def wait_until() -> Callable[..., Any]:
+    """``wait_until(predicate, timeout, what, interval=0.3)``: :func:`wait_for` as a fixture."""
+    return wait_for
 
 
 @pytest.fixture(scope="session")
