@@ -17,6 +17,8 @@ How it works
   ``resume``. The last forwarded value is remembered per uid, so events that do not change them send
   nothing (the workflow's signals are idempotent, so a resend after a restart is harmless).
 - A deleted CR (a DELETED event, or missing from a re-list) cancels its workflow.
+- An execution annotated ``devops.cubepaas.io/task-queue: <queue>`` is handled only by the bridge of
+  that task queue; one without the annotation by every bridge that watches its namespace.
 
 Metrics are prometheus_client collectors in the default registry (``cubepaas_bridge_*``).
 """
@@ -83,6 +85,10 @@ SA_PHASE = SearchAttributeKey.for_keyword("DevopsPhase")
 CANCELLED_BY_ANNOTATION = "devops.cubepaas.io/cancelled-by"
 PAUSED_BY_ANNOTATION = "devops.cubepaas.io/paused-by"
 REQUESTED_BY_ANNOTATION = "devops.cubepaas.io/requested-by"
+#: Routes an execution to the workers (and bridge) of one task queue: a bridge handles an execution
+#: without this annotation, or with its own ``CUBEPAAS_TASK_QUEUE``, and ignores the others. Useful for
+#: canary worker pools, and it keeps test executions away from other bridges sharing a cluster.
+TASK_QUEUE_ANNOTATION = "devops.cubepaas.io/task-queue"
 
 STARTS = Counter(
     "cubepaas_bridge_workflow_starts",
@@ -381,6 +387,9 @@ class Bridge:
         uid, ns, name = meta.get("uid"), meta.get("namespace"), meta.get("name")
         if not (uid and ns and name):
             return None
+        queue = (meta.get("annotations") or {}).get(TASK_QUEUE_ANNOTATION)
+        if queue and queue != self.settings.task_queue and uid not in self._tracked:
+            return None  # another task queue's bridge handles it
         tracked = self._tracked.get(uid)
         if tracked is None:
             # Also for a DELETED event of a CR never seen here: its workflow may exist all the same.
@@ -627,6 +636,7 @@ __all__ = [
     "CANCELLED_BY_ANNOTATION",
     "PAUSED_BY_ANNOTATION",
     "REQUESTED_BY_ANNOTATION",
+    "TASK_QUEUE_ANNOTATION",
     "Bridge",
     "details_of",
     "summary_of",

@@ -31,6 +31,7 @@ from worker.bridge import (
     SA_PHASE,
     SA_PIPELINE,
     SA_RUN,
+    TASK_QUEUE_ANNOTATION,
     Bridge,
 )
 from worker.settings import WorkerSettings
@@ -153,10 +154,15 @@ async def bridges(kube: Kube, temporal_client: Client, settings: WorkerSettings)
     await group.stop_all()
 
 
-def _execution(kube: Kube, namespace: str, name: str = "app-1", **spec: Any) -> PipelineExecution:
+def _execution(
+    kube: Kube, namespace: str, task_queue: str, name: str = "app-1", **spec: Any
+) -> PipelineExecution:
+    """An execution routed to this test's task queue (other bridges on the shared stack leave it alone)."""
     return kube.create(
         PipelineExecution(
-            metadata=ObjectMeta(name=name, namespace=namespace),
+            metadata=ObjectMeta(
+                name=name, namespace=namespace, annotations={TASK_QUEUE_ANNOTATION: task_queue}
+            ),
             spec=PipelineExecutionSpec(pipelineName="app", run=1, branch="main", **spec),
         )
     )
@@ -172,10 +178,10 @@ async def _workflow_written(kube: Kube, namespace: str, name: str) -> Any:
 
 
 async def test_an_execution_gets_exactly_one_workflow_with_two_bridges_and_after_a_restart(
-    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+    kube: Kube, namespace: str, task_queue: str, temporal_client: Client, bridges: Bridges
 ) -> None:
     first, second = await asyncio.gather(bridges.start(), bridges.start())
-    pe = _execution(kube, namespace)
+    pe = _execution(kube, namespace, task_queue)
     workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
 
     ref = await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
@@ -210,10 +216,15 @@ async def test_an_execution_gets_exactly_one_workflow_with_two_bridges_and_after
 
 
 async def test_the_workflow_carries_search_attributes_a_summary_and_its_ui_link_is_written_to_the_status(
-    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges, settings: WorkerSettings
+    kube: Kube,
+    namespace: str,
+    task_queue: str,
+    temporal_client: Client,
+    bridges: Bridges,
+    settings: WorkerSettings,
 ) -> None:
     await bridges.start()
-    pe = _execution(kube, namespace, triggered_by="webhook")
+    pe = _execution(kube, namespace, task_queue, triggered_by="webhook")
     workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
 
     ref = await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
@@ -243,10 +254,10 @@ async def test_the_workflow_carries_search_attributes_a_summary_and_its_ui_link_
 
 
 async def test_deleting_the_execution_cancels_its_workflow(
-    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+    kube: Kube, namespace: str, task_queue: str, temporal_client: Client, bridges: Bridges
 ) -> None:
     bridge = await bridges.start()
-    pe = _execution(kube, namespace)
+    pe = _execution(kube, namespace, task_queue)
     workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
     await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
 
@@ -261,10 +272,10 @@ async def test_deleting_the_execution_cancels_its_workflow(
 
 
 async def test_paused_and_cancelled_changes_are_forwarded_as_signals_once_each(
-    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+    kube: Kube, namespace: str, task_queue: str, temporal_client: Client, bridges: Bridges
 ) -> None:
     bridge = await bridges.start()
-    pe = _execution(kube, namespace)
+    pe = _execution(kube, namespace, task_queue)
     workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
     handle = temporal_client.get_workflow_handle(workflow_id)
     await eventually(lambda: _workflow_written(kube, namespace, pe.name), "status.workflow")
@@ -304,12 +315,25 @@ async def test_paused_and_cancelled_changes_are_forwarded_as_signals_once_each(
 
 
 async def test_a_terminal_execution_gets_no_workflow(
-    kube: Kube, namespace: str, temporal_client: Client, bridges: Bridges
+    kube: Kube, namespace: str, task_queue: str, temporal_client: Client, bridges: Bridges
 ) -> None:
-    pe = _execution(kube, namespace)
+    pe = _execution(kube, namespace, task_queue)
     kube.patch_status(PipelineExecution, namespace, pe.name, {"phase": "Success"})
     bridge = await bridges.start()
     await asyncio.sleep(1.0)
     workflow_id = execution_workflow_id(namespace, pe.name, pe.metadata.uid or "")
     assert await _count(temporal_client, workflow_id) == 0
     assert bridge.stats["started"] == 0
+
+
+async def test_an_execution_routed_to_another_task_queue_is_left_to_that_queues_bridge(
+    kube: Kube, namespace: str, task_queue: str, temporal_client: Client, bridges: Bridges
+) -> None:
+    bridge = await bridges.start()
+    other = _execution(kube, namespace, f"{task_queue}-other", name="app-2")
+    mine = _execution(kube, namespace, task_queue, name="app-1")
+    await eventually(lambda: _workflow_written(kube, namespace, mine.name), "status.workflow of app-1")
+    other_id = execution_workflow_id(namespace, other.name, other.metadata.uid or "")
+    assert await _count(temporal_client, other_id) == 0
+    assert await _workflow_written(kube, namespace, other.name) is None
+    assert bridge.stats["started"] == 1

@@ -15,7 +15,11 @@ from crds.execution import PIPELINE_LABEL, RUN_LABEL, PipelineExecution
 from crds.install import install_crds
 from crds.meta import ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec
+from worker.bridge import TASK_QUEUE_ANNOTATION
 from worker.runs import create_run
+
+#: No worker serves this queue: bridges of other tests on the shared stack leave these runs alone.
+NO_WORKER = {TASK_QUEUE_ANNOTATION: "test-runs-without-a-worker"}
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +57,9 @@ def test_ten_concurrent_callers_get_ten_distinct_consecutive_run_numbers(kube: K
     def call() -> None:
         try:
             barrier.wait()
-            execution = create_run(kube.api_client, namespace, "app", trigger_user="alice")
+            execution = create_run(
+                kube.api_client, namespace, "app", trigger_user="alice", annotations=NO_WORKER
+            )
             with lock:
                 results.append(execution)
         except BaseException as err:
@@ -88,8 +94,9 @@ def test_a_run_defaults_to_the_pipelines_branch_and_records_its_trigger(kube: Ku
         event="push",
         commit="0" * 40,
         ref="refs/heads/develop",
+        annotations=NO_WORKER,
     )
-    second = create_run(kube, namespace, "app", branch="feature/x")
+    second = create_run(kube, namespace, "app", branch="feature/x", annotations=NO_WORKER)
 
     assert (first.name, first.spec.run, first.spec.branch) == ("app-1", 1, "develop")
     assert (first.spec.triggered_by, first.spec.trigger_user_name, first.spec.event) == (
@@ -104,11 +111,11 @@ def test_a_run_defaults_to_the_pipelines_branch_and_records_its_trigger(kube: Ku
 
 def test_a_taken_name_is_skipped_instead_of_failing(kube: Kube, namespace: str) -> None:
     _pipeline(kube, namespace)
-    create_run(kube, namespace, "app")
-    create_run(kube, namespace, "app")
+    create_run(kube, namespace, "app", annotations=NO_WORKER)
+    create_run(kube, namespace, "app", annotations=NO_WORKER)
     kube.patch_status(Pipeline, namespace, "app", {"nextRun": 1})  # reset by hand: app-1 and app-2 exist
 
-    third = create_run(kube, namespace, "app")
+    third = create_run(kube, namespace, "app", annotations=NO_WORKER)
 
     assert third.name == "app-3"
     assert kube.get(Pipeline, namespace, "app").status.next_run == 4  # type: ignore[union-attr]
