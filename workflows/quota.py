@@ -42,21 +42,19 @@ IDLE_END = timedelta(hours=1)
 
 @workflow.defn(name=QUOTA_WORKFLOW)
 class ExecutorQuotaWorkflow:
-    def __init__(self) -> None:
-        self._project = ""
-        self._capacity = 2
-        self._holders: list[str] = []
-        self._waiting: list[QuotaRequest] = []
+    @workflow.init
+    def __init__(self, inp: QuotaWorkflowInput) -> None:
+        # State comes from the input here, not in run(): the acquire signal of a signal-with-start is
+        # handled before run() begins, and must not be overwritten by it.
+        self._project = inp.project_namespace
+        self._capacity = inp.capacity
+        self._holders: list[str] = list(inp.holders)
+        self._waiting: list[QuotaRequest] = sorted(inp.waiting, key=lambda r: r.run)
         self._told: dict[str, int] = {}
-        self._dirty = False
+        self._dirty = True
 
     @workflow.run
     async def run(self, inp: QuotaWorkflowInput) -> None:
-        self._project = inp.project_namespace
-        self._capacity = inp.capacity
-        self._holders = list(inp.holders)
-        self._waiting = sorted(inp.waiting, key=lambda r: r.run)
-        self._dirty = True
         while True:
             await self._grant()
             if workflow.info().is_continue_as_new_suggested():
