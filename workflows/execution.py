@@ -443,11 +443,11 @@ class PipelineExecutionWorkflow:
 
     async def _end(self, phase: ExecutionPhase, reason: str, message: str) -> None:
         now = workflow.now()
-        self._status.ended = now
         succeeded = ConditionStatus.TRUE if phase == ExecutionPhase.SUCCESS else ConditionStatus.FALSE
         self._status.set_condition(ConditionType.SUCCEEDED, succeeded, reason, message, now)
         if self._build is not None:
             self._status.set_condition(ConditionType.BUILT, succeeded, reason, message, now)
+        self._status.finish(phase, now, message)
         self._set_phase(phase, message)
         await self._write()
         ctx = self._ctx
