@@ -293,7 +293,7 @@ class PipelineExecutionWorkflow:
                 ),
                 result_type=BuildSnapshot,
                 start_to_close_timeout=timedelta(hours=24),
-                heartbeat_timeout=timedelta(seconds=max(30.0, poll * 5)),
+                heartbeat_timeout=timedelta(seconds=max(10.0, poll * 5)),
                 retry_policy=RETRY,
                 summary=f"follow {self._build.job} #{self._build.number}",
             )

@@ -6,19 +6,26 @@ with the real worker process (``python -m worker``, which also runs the bridge).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 
 from activities.kube import Kube
-from crds.execution import PipelineExecution, PipelineExecutionSpec
-from crds.meta import ObjectMeta
+from crds.execution import PipelineExecution
 from crds.reasons import ExecutionPhase, StageState
 from devstack.kubelet_sim import DeploymentReadiness
 from worker.runs import create_run
@@ -26,12 +33,14 @@ from worker.runs import create_run
 pytestmark = pytest.mark.e2e
 
 TERMINAL = {p.value for p in ExecutionPhase if p.is_terminal}
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 THREE_STAGES = """
 stages:
 - name: Test
   steps:
-  - runScriptConfig: {image: alpine, shellScript: "echo testing $CICD_GIT_COMMIT; test -f .cubepaas.devops.yml"}
+  - runScriptConfig:
+      {image: alpine, shellScript: "echo testing $CICD_GIT_COMMIT; test -f .cubepaas.devops.yml"}
 - name: Build
   steps:
   - runScriptConfig: {image: alpine, shellScript: "for i in 1 2 3; do echo left $i; done"}
@@ -59,9 +68,15 @@ def project(project_namespace: Callable[..., str], readiness: DeploymentReadines
     return make
 
 
-def run_pipeline(kube: Kube, kube_api_client: Any, pipeline_factory: Callable[..., Any],
-                 git_repo: Callable[..., tuple[str, str]], namespace: str, pipeline_file: str,
-                 name: str = "app") -> PipelineExecution:
+def run_pipeline(
+    kube: Kube,
+    kube_api_client: Any,
+    pipeline_factory: Callable[..., Any],
+    git_repo: Callable[..., tuple[str, str]],
+    namespace: str,
+    pipeline_file: str,
+    name: str = "app",
+) -> PipelineExecution:
     url, sha = git_repo(pipeline_file)
     pipeline_factory(namespace, name, url)
     created = create_run(kube_api_client, namespace, name, commit=sha)
@@ -81,8 +96,14 @@ def wait_terminal(kube: Kube, namespace: str, name: str, timeout: float = 180.0)
 
 class TestARunToTheEnd:
     def test_three_stages_with_parallel_steps_run_to_success_with_times_and_complete_logs(
-        self, worker_process: Any, kube: Kube, kube_api_client: Any, project: Callable[..., str],
-        pipeline_factory: Callable[..., Any], git_repo: Callable[..., tuple[str, str]], s3_client: Any,
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        s3_client: Any,
     ) -> None:
         ns = project()
         pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, THREE_STAGES)
@@ -104,7 +125,11 @@ class TestARunToTheEnd:
         assert done.status is not None and done.status.is_condition_true("Succeeded")
         build = s3_client.get_object("pipeline-logs", st.stages[2].steps[1].log_object)
         text = build.read().decode()
-        assert [ln for ln in text.splitlines() if ln.startswith("right ")] == ["right 1", "right 2", "right 3"]
+        assert [ln for ln in text.splitlines() if ln.startswith("right ")] == [
+            "right 1",
+            "right 2",
+            "right 3",
+        ]
         left = s3_client.get_object("pipeline-logs", st.stages[2].steps[0].log_object).read().decode()
         assert "right" not in left and "left 3" in left
         assert f"{ns}/app/{pe.spec.run}/2-1.log" == st.stages[2].steps[1].log_object
@@ -124,8 +149,14 @@ stages:
 
 class TestFailures:
     def test_a_failing_step_fails_the_run_names_the_step_and_skips_later_stages_keeping_its_log(
-        self, worker_process: Any, kube: Kube, kube_api_client: Any, project: Callable[..., str],
-        pipeline_factory: Callable[..., Any], git_repo: Callable[..., tuple[str, str]], s3_client: Any,
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        s3_client: Any,
     ) -> None:
         ns = project()
         pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, FAILING)
@@ -143,8 +174,14 @@ class TestFailures:
         assert not st.is_condition_true("Succeeded")
 
     async def test_an_invalid_pipeline_file_fails_the_run_with_the_parsers_message_after_one_attempt(
-        self, worker_process: Any, kube: Kube, kube_api_client: Any, project: Callable[..., str],
-        pipeline_factory: Callable[..., Any], git_repo: Callable[..., tuple[str, str]], temporal_client: Client,
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        temporal_client: Client,
     ) -> None:
         ns = project()
         broken = "stages:\n- name: Build\n  steps:\n  - env: {A: b}\n"
@@ -155,10 +192,18 @@ class TestFailures:
         assert "stages[0].steps[0] (line 4, column 5): exactly one of runScriptConfig" in (st.message or "")
         assert st.workflow is not None
         history = await temporal_client.get_workflow_handle(st.workflow.id).fetch_history()
-        loads = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
-                 and e.activity_task_scheduled_event_attributes.activity_type.name == "devops.execution.load"]
-        starts = [e for e in history.events if e.HasField("activity_task_started_event_attributes")
-                  and e.activity_task_started_event_attributes.scheduled_event_id == loads[0].event_id]
+        loads = [
+            e
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "devops.execution.load"
+        ]
+        starts = [
+            e
+            for e in history.events
+            if e.HasField("activity_task_started_event_attributes")
+            and e.activity_task_started_event_attributes.scheduled_event_id == loads[0].event_id
+        ]
         assert len(loads) == 1 and len(starts) == 1
         assert starts[0].activity_task_started_event_attributes.attempt == 1
 
@@ -173,8 +218,13 @@ stages:
 
 class TestExecutorQuota:
     def test_ten_runs_with_quota_two_never_exceed_two_at_once_and_all_finish_in_run_order(
-        self, worker_process: Any, kube: Kube, kube_api_client: Any, project: Callable[..., str],
-        pipeline_factory: Callable[..., Any], git_repo: Callable[..., tuple[str, str]],
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
     ) -> None:
         ns = project(executor_quota=2)
         url, sha = git_repo(SLEEPY)
@@ -189,8 +239,11 @@ class TestExecutorQuota:
             active = [r for r in runs if r.status and r.status.phase in past_quota]
             most = max(most, len(active))
             for r in runs:
-                if r.status and (r.status.phase in past_quota or r.status.phase in TERMINAL) \
-                        and r.spec.run not in admitted:
+                if (
+                    r.status
+                    and (r.status.phase in past_quota or r.status.phase in TERMINAL)
+                    and r.spec.run not in admitted
+                ):
                     admitted.append(r.spec.run)
             if len(runs) == 10 and all(r.status and r.status.phase in TERMINAL for r in runs):
                 break
@@ -198,13 +251,337 @@ class TestExecutorQuota:
         runs = kube.list_resources(PipelineExecution, ns)
         assert sorted(r.name for r in runs) == sorted(names)
         assert all(r.status and r.status.phase == ExecutionPhase.SUCCESS for r in runs), [
-            (r.name, r.status.phase if r.status else None) for r in runs]
+            (r.name, r.status.phase if r.status else None) for r in runs
+        ]
         assert 1 <= most <= 2
         # The first two were admitted as they arrived; every run that had to wait left the queue in
         # the order of its run number.
-        provisioned = sorted(runs, key=lambda r: next(
-            c.last_transition_time for c in (r.status.conditions if r.status else [])
-            if c.type == "Provisioned"))
+        provisioned = sorted(
+            runs,
+            key=lambda r: next(
+                c.last_transition_time
+                for c in (r.status.conditions if r.status else [])
+                if c.type == "Provisioned"
+            ),
+        )
         waited = [r.spec.run for r in provisioned][2:]
         assert waited == sorted(waited)
         assert sorted(admitted) == list(range(1, 11))
+
+
+# --- faults: worker crash, Temporal restart, a flaky Jenkins ---------------------------------------
+
+LONG_STEP = """
+stages:
+- name: Long
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 1; done"}
+- name: After
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "echo after"}
+"""
+TASK_QUEUE_ANNOTATION = "devops.cubepaas.io/task-queue"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DedicatedWorker:
+    """A ``python -m worker`` of our own on its own task queue (the session worker ignores its runs)."""
+
+    def __init__(self, env: dict[str, str], namespace: str) -> None:
+        self.queue = f"e2e-{uuid.uuid4().hex[:8]}"
+        self.env = dict(
+            env,
+            CUBEPAAS_TASK_QUEUE=self.queue,
+            CUBEPAAS_WATCH_NAMESPACES=namespace,
+            CUBEPAAS_METRICS_PORT="0",
+            CUBEPAAS_HEALTH_HOST="127.0.0.1",
+            CUBEPAAS_SHUTDOWN_GRACE="5",
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = OUTPUT / f"worker-{self.queue}.log"
+
+    def start(self) -> None:
+        OUTPUT.mkdir(exist_ok=True)
+        port = _free_port()
+        env = dict(self.env, CUBEPAAS_HEALTH_PORT=str(port))
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        pytest.fail(f"dedicated worker not ready: {self.log.read_text()[-3000:]}", pytrace=False)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def dedicated_worker(
+    cli_env: dict[str, str], crds_installed: None
+) -> Iterator[Callable[[str], DedicatedWorker]]:
+    made: list[DedicatedWorker] = []
+
+    def make(namespace: str) -> DedicatedWorker:
+        w = DedicatedWorker(cli_env, namespace)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop()
+
+
+def wait_step_building(kube: Kube, ns: str, name: str, stage: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = kube.get(PipelineExecution, ns, name).status
+        if st and len(st.stages) > stage and st.stages[stage].steps[0].state == StageState.BUILDING:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"stage {stage} of {ns}/{name} never started", pytrace=False)
+
+
+def builds_of(jenkins_client: Any, job: str) -> list[int]:
+    return sorted(b["number"] for b in jenkins_client.get_job_info(job)["builds"])
+
+
+class TestDurability:
+    def test_a_worker_killed_mid_build_is_replaced_and_the_run_finishes_with_exactly_one_build(
+        self,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        dedicated_worker: Callable[[str], DedicatedWorker],
+        jenkins_client: Any,
+    ) -> None:
+        ns = project(keep_jenkins_jobs=10)
+        first = dedicated_worker(ns)
+        first.start()
+        url, sha = git_repo(LONG_STEP)
+        pipeline_factory(ns, "app", url)
+        pe = create_run(
+            kube_api_client, ns, "app", commit=sha, annotations={TASK_QUEUE_ANNOTATION: first.queue}
+        )
+        wait_step_building(kube, ns, pe.name, 1)
+        first.kill()
+        second = dedicated_worker(ns)
+        second.queue, second.env["CUBEPAAS_TASK_QUEUE"] = first.queue, first.queue
+        second.start()
+        st = wait_terminal(kube, ns, pe.name).status
+        assert st is not None and st.phase == ExecutionPhase.SUCCESS, st.message
+        assert st.jenkins is not None
+        assert builds_of(jenkins_client, st.jenkins.job) == [1]
+        assert all(step.log_object for stage in st.stages for step in stage.steps)
+
+    def test_a_temporal_restart_mid_build_loses_nothing_and_starts_no_second_build(
+        self,
+        stack: Any,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        jenkins_client: Any,
+    ) -> None:
+        ns = project(keep_jenkins_jobs=10)
+        pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, LONG_STEP)
+        wait_step_building(kube, ns, pe.name, 1)
+        stack.restart_component("temporal")
+        st = wait_terminal(kube, ns, pe.name, timeout=240).status
+        assert st is not None and st.phase == ExecutionPhase.SUCCESS, st.message
+        assert st.jenkins is not None
+        assert builds_of(jenkins_client, st.jenkins.job) == [1]
+
+    def test_runs_finish_with_the_right_result_while_jenkins_answers_5xx_to_a_fifth_of_requests(
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        stack_env: dict[str, str],
+        jenkins_client: Any,
+    ) -> None:
+        ns = project(keep_jenkins_jobs=10)
+        set_faults(stack_env, {"failRate": 0.2})
+        try:
+            ok = run_pipeline(
+                kube, kube_api_client, pipeline_factory, git_repo, ns, THREE_STAGES, name="good"
+            )
+            bad = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, FAILING, name="bad")
+            good_st = wait_terminal(kube, ns, ok.name, timeout=300).status
+            bad_st = wait_terminal(kube, ns, bad.name, timeout=300).status
+        finally:
+            set_faults(stack_env, {"failRate": 0.0})
+        assert good_st is not None and good_st.phase == ExecutionPhase.SUCCESS, good_st.message
+        assert bad_st is not None and bad_st.phase == ExecutionPhase.FAILED, bad_st.message
+        for st in (good_st, bad_st):
+            assert st.jenkins is not None
+            assert builds_of(jenkins_client, st.jenkins.job) == [1]
+
+
+def set_faults(stack_env: dict[str, str], faults: dict[str, float]) -> None:
+    req = urllib.request.Request(
+        stack_env["JENKINS_URL"].rstrip("/") + "/cubepaas-lite/faults",
+        data=json.dumps(faults).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic "
+            + base64.b64encode(f"{stack_env['JENKINS_USER']}:{stack_env['JENKINS_TOKEN']}".encode()).decode(),
+        },
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+# --- secrets, replay, drift ---------------------------------------------------------------------
+
+WITH_SECRET = """
+stages:
+- name: Use
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "printf %s \\"$API_TOKEN\\" | sha256sum"}
+    envFrom: [{sourceName: app-secret, sourceKey: token, targetKey: API_TOKEN}]
+"""
+
+
+class TestSecretsAndHistory:
+    async def test_no_secret_appears_in_workflow_histories_or_crs_and_histories_replay(
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        s3_client: Any,
+        temporal_client: Client,
+        stack_env: dict[str, str],
+    ) -> None:
+        from activities.kube import encode_secret_data
+
+        ns = project()
+        value = "s3cr3t-" + uuid.uuid4().hex
+        kube.ensure(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "app-secret", "namespace": ns},
+                "data": encode_secret_data({"token": value}),
+            }
+        )
+        pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, WITH_SECRET)
+        done = wait_terminal(kube, ns, pe.name)
+        st = done.status
+        assert st is not None and st.phase == ExecutionPhase.SUCCESS, st.message
+        log = s3_client.get_object("pipeline-logs", st.stages[1].steps[0].log_object).read().decode()
+        assert hashlib.sha256(value.encode()).hexdigest() in log  # the step really got the value
+
+        secrets = [value, stack_env["JENKINS_TOKEN"], stack_env["S3_SECRET_KEY"], stack_env["S3_ACCESS_KEY"]]
+        assert st.workflow is not None
+        histories = [await temporal_client.get_workflow_handle(st.workflow.id).fetch_history()]
+        async for wf in temporal_client.list_workflows(f"WorkflowId = 'quota/{ns}'"):
+            histories.append(
+                await temporal_client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+            )
+        for history in histories:
+            raw = history.to_json()
+            for secret in secrets:
+                assert secret not in raw
+                assert base64.b64encode(secret.encode()).decode()[:-4] not in raw
+        cr_json = json.dumps(kube.read_object(done.api_version, done.kind, done.name, ns))
+        for secret in secrets:
+            assert secret not in cr_json
+
+        # Replay: the recorded histories run again with the current code without nondeterminism.
+        from temporalio.contrib.pydantic import pydantic_data_converter
+        from temporalio.worker import Replayer
+
+        from workflows.execution import PipelineExecutionWorkflow
+        from workflows.quota import ExecutorQuotaWorkflow
+
+        replayer = Replayer(
+            workflows=[PipelineExecutionWorkflow, ExecutorQuotaWorkflow],
+            data_converter=pydantic_data_converter,
+        )
+        for history in histories:
+            result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+            assert result.replay_failure is None, result.replay_failure
+
+
+class TestNamespaceDrift:
+    def test_a_drifted_namespace_is_repaired_by_the_next_run_and_a_correct_one_costs_no_writes(
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+    ) -> None:
+        ns = project()
+        team = f"{ns}-team"
+        kube.ensure(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": team, "labels": {"devops.cubepaas.io/project": ns}},
+            }
+        )
+        url, sha = git_repo(SLEEPY.replace("sleep 2; ", ""))
+        pipeline_factory(ns, "app", url)
+
+        def provisioned(run_name: str) -> str:
+            st = wait_terminal(kube, ns, run_name).status
+            assert st is not None and st.phase == ExecutionPhase.SUCCESS, st.message
+            cond = st.condition("Provisioned")
+            assert cond is not None and cond.message
+            return cond.message
+
+        first = provisioned(create_run(kube_api_client, ns, "app", commit=sha).name)
+        assert " 0 writes" not in first and "RoleBindings +1" in first
+        second = provisioned(create_run(kube_api_client, ns, "app", commit=sha).name)
+        assert second.endswith(": 0 writes; RoleBindings +0 ~0 -0"), second
+
+        pipeline_ns = f"{ns}-pipeline"
+        kube.delete_object("v1", "Service", "registry", pipeline_ns)
+        rb = kube.read_object("rbac.authorization.k8s.io/v1", "RoleBinding", "cubepaas-jenkins", team)
+        rb["subjects"][0]["name"] = "someone-else"
+        kube.rbac.replace_namespaced_role_binding("cubepaas-jenkins", team, rb)
+        third = provisioned(create_run(kube_api_client, ns, "app", commit=sha).name)
+        assert ": 1 writes;" in third and "~1" in third, third
+        assert kube.find_object("v1", "Service", "registry", pipeline_ns) is not None
+        rb = kube.read_object("rbac.authorization.k8s.io/v1", "RoleBinding", "cubepaas-jenkins", team)
+        assert rb["subjects"][0]["name"] == "jenkins"
