@@ -290,12 +290,12 @@ def run_demo(stack: Stack) -> int:
     say(f"namespace {NAMESPACE}: Secrets, PipelineSetting (External Jenkins {env['JENKINS_URL']}, "
         f"object store {env['S3_ENDPOINT']}) and Pipeline {PIPELINE}")
     say(f"ready in {time.monotonic() - began:.0f}s; starting a run "
-        f"(devopsctl run {PIPELINE} -n {NAMESPACE} --wait)")
+        f"(devopsctl run {PIPELINE} -n {NAMESPACE} --commit {sha[:12]} --wait)")
     print(flush=True)
 
     settings = WorkerSettings.load(stack.env_path)
     with kubelet_stand_in(env):
-        code = cli.main(["run", PIPELINE, "-n", NAMESPACE, "--wait"], settings=settings)
+        code = cli.main(["run", PIPELINE, "-n", NAMESPACE, "--commit", sha, "--wait"], settings=settings)
     print(flush=True)
     if code != cli.EXIT_OK:
         say(f"the run did not succeed (exit {code}); worker log: {worker_paths(stack)[1]}")

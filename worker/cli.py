@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", metavar="PIPELINE")
     ns_arg(p)
     p.add_argument("--branch", "-b", help="branch to build (default: the pipeline's defaultBranch)")
+    p.add_argument("--commit", "-c", default="", help="commit to build (default: the head of the branch)")
     p.add_argument("--wait", "-w", action="store_true",
                    help="follow the run's progress until it ends; exit 0 only on Success")
     p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -331,7 +332,8 @@ def cmd_run(ctx: Ctx, args: argparse.Namespace) -> int:
     namespace = _namespace(ctx, args)
     kube = ctx.kube()
     try:
-        pe = create_run(kube, namespace, args.pipeline, branch=args.branch, trigger_user=_user())
+        pe = create_run(kube, namespace, args.pipeline, branch=args.branch, commit=args.commit,
+                        trigger_user=_user())
     except KubeNotFoundError as err:
         message = f'pipeline "{args.pipeline}" not found in namespace "{namespace}"'
         raise CliError(message, EXIT_NOT_FOUND) from err

@@ -106,19 +106,23 @@ def ns(worker_process: Any, project_namespace: Callable[..., str]) -> str:
     return project_namespace("cli", executor_quota=4, poll_interval="1s")
 
 
+COMMITS: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def make_pipeline(ns: str, git_repo: Callable[..., tuple[str, str]],
                   pipeline_factory: Callable[..., Any]) -> Callable[[str, str], str]:
     def make(name: str, pipeline_file: str) -> str:
-        url, _ = git_repo(pipeline_file, {"README.md": "# e2e\n"})
+        url, sha = git_repo(pipeline_file, {"README.md": "# e2e\n"})
         pipeline_factory(ns, name, url)
+        COMMITS[name] = sha
         return name
 
     return make
 
 
 def _start(devopsctl: Cli, ns: str, pipeline: str) -> str:
-    done = devopsctl("run", pipeline, "-n", ns, timeout=60)
+    done = devopsctl("run", pipeline, "-n", ns, "--commit", COMMITS[pipeline], timeout=60)
     assert done.returncode == 0, _out(done)
     match = re.search(r"pipelineexecution/(\S+) created", done.stdout)
     assert match, _out(done)
@@ -140,7 +144,9 @@ def _phase(kube: Kube, ns: str, name: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def succeeded(devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str]) -> str:
-    """One run that succeeded through `devopsctl run --wait` (its output checked in the first test)."""
+    """One run that succeeded through `devopsctl run --wait` (its output checked in the first test).
+
+    No --commit: the head of the pipeline's default branch is built."""
     make_pipeline("pass", PASS_FILE)
     done = devopsctl("run", "pass", "-n", ns, "--wait", timeout=300)
     assert done.returncode == 0, _out(done)
@@ -159,7 +165,7 @@ def test_run_wait_exits_0_on_success(succeeded: str) -> None:
 def test_run_wait_exits_nonzero_on_failure(devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str],
                                            kube: Kube) -> None:
     make_pipeline("fail", FAIL_FILE)
-    done = devopsctl("run", "fail", "-n", ns, "--wait", timeout=300)
+    done = devopsctl("run", "fail", "-n", ns, "--commit", COMMITS["fail"], "--wait", timeout=300)
     assert done.returncode == 1, _out(done)
     assert "devopsctl: error: pipelineexecution/fail-1 ended Failed" in done.stderr
     assert _phase(kube, ns, "fail-1") == ExecutionPhase.FAILED

@@ -82,9 +82,9 @@ def test_find_a_run_in_the_temporal_ui(
 ) -> None:
     ns = project_namespace("ui")
     pipeline = f"ui-{uuid.uuid4().hex[:6]}"
-    url, _ = git_repo(PIPELINE_FILE)
+    url, sha = git_repo(PIPELINE_FILE)
     pipeline_factory(ns, pipeline, url)
-    done = devopsctl("run", pipeline, "-n", ns, "--wait", timeout=300)
+    done = devopsctl("run", pipeline, "-n", ns, "--commit", sha, "--wait", timeout=300)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     pe = kube.get(PipelineExecution, ns, f"{pipeline}-1")
     assert pe.status is not None and pe.status.workflow is not None
