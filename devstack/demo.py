@@ -315,7 +315,8 @@ def run_demo(stack: Stack) -> int:
     print(f"""
 Filter the UI's workflow list with:  DevopsPipeline="{PIPELINE}"   (see docs/temporal-ui.md)
 
-Try the CLI (source {stack.env_path} first, or run it from this directory):
+Try the CLI (`source .venv/bin/activate` puts devopsctl on your PATH; from this directory it reads
+{stack.env_path} by itself):
   devopsctl get executions -n {NAMESPACE}
   devopsctl describe execution {execution} -n {NAMESPACE}
   devopsctl logs {execution} -n {NAMESPACE} --stage Build
