@@ -39,7 +39,7 @@ from typing import Any, NoReturn, TextIO, TypeVar
 
 import yaml
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -356,10 +356,52 @@ def _raise(err: BaseException) -> NoReturn:
     raise err
 
 
+@dataclass
+class WorkflowLiveness:
+    """Notices a run whose workflow ended without ending the CR (terminated by hand, for example), so
+    ``--wait`` and ``-f`` do not wait forever. Checks Temporal every ``every`` seconds; ignores an
+    unreachable Temporal (the CR is what is watched)."""
+
+    ctx: Ctx
+    every: float = 10.0
+    grace_checks: int = 2
+    _next: float = 0.0
+    _closed_seen: int = 0
+
+    def check(self, pe: PipelineExecution) -> None:
+        now = time.monotonic()
+        if pe.is_finished or now < self._next:
+            return
+        self._next = now + self.every
+        if pe.status is None or pe.status.workflow is None:
+            return
+        closed = asyncio.run(self._closed(workflow_id_of(pe)))
+        if closed is None:
+            self._closed_seen = 0
+            return
+        self._closed_seen += 1
+        if self._closed_seen > self.grace_checks:  # the last status write had time to land
+            phase = pe.status.phase or "Pending"
+            raise CliError(f"the workflow of {pe.metadata.name} ended {closed} but the execution is still "
+                           f"{phase}; see `devopsctl ui {pe.metadata.name}`", EXIT_FAILED)
+
+    async def _closed(self, wf_id: str) -> str | None:
+        try:
+            client = await asyncio.wait_for(connect(self.ctx.settings), TEMPORAL_CONNECT_TIMEOUT)
+            desc = await client.get_workflow_handle(wf_id).describe()
+        except Exception:
+            return None
+        status = desc.status
+        if status is None or status == WorkflowExecutionStatus.RUNNING:
+            return None
+        return status.name
+
+
 def watch_execution(ctx: Ctx, namespace: str, name: str, *, interval: float = 1.0,
                     view: render.ProgressView | None = None) -> PipelineExecution:
     """Poll the execution and show its progress until it ends; returns its last state."""
     view = view or render.ProgressView(ctx.out, tty=ctx.tty, color=ctx.color)
+    liveness = WorkflowLiveness(ctx)
     outage_since: float | None = None
     while True:
         try:
@@ -377,6 +419,7 @@ def watch_execution(ctx: Ctx, namespace: str, name: str, *, interval: float = 1.
         view.update(pe)
         if pe.is_finished:
             return pe
+        liveness.check(pe)
         time.sleep(interval)
 
 
@@ -769,6 +812,7 @@ def cmd_logs(ctx: Ctx, args: argparse.Namespace) -> int:
     sources = LogSources(ctx, namespace)
     interval: float = args.interval
     view = render.ProgressView(ctx.err if not ctx.tty else ctx.out, tty=ctx.tty, color=ctx.color)
+    liveness = WorkflowLiveness(ctx)
 
     # While following, the run may not have its stages yet (still loading the config): wait for them.
     while follow and not (pe.status and pe.status.stages) and not pe.is_finished:
@@ -809,6 +853,7 @@ def cmd_logs(ctx: Ctx, args: argparse.Namespace) -> int:
                 view.update(pe)
             if follower.poll(pe, follow=follow):
                 break
+            liveness.check(pe)
             time.sleep(interval)
             pe = get_execution(ctx, namespace, args.execution)
         if pending_text:
