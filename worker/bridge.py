@@ -563,18 +563,11 @@ class Bridge:
                 tracked.cancelled = True
             return
         user = annotations.get(PAUSED_BY_ANNOTATION, fallback_user)
+        # Edge-triggered: only a change of spec.paused is forwarded. A run paused from the CLI, the Temporal
+        # UI or the Temporal CLI while spec.paused stays false must not be resumed by the bridge.
         if spec.paused and tracked.paused is not True:
             await self._signal(tracked, Signal.PAUSE, ControlInput(reason="spec.paused set", user=user))
         elif not spec.paused and tracked.paused is True:
-            await self._signal(tracked, Signal.RESUME, ControlInput(reason="spec.paused cleared", user=user))
-        elif (
-            not spec.paused
-            and tracked.paused is None
-            and pe.status is not None
-            and (pe.status.paused or pe.status.phase == ExecutionPhase.PAUSED)
-        ):
-            # First sight in this process: the run is held but the spec no longer asks for it (cleared
-            # while no bridge ran).
             await self._signal(tracked, Signal.RESUME, ControlInput(reason="spec.paused cleared", user=user))
         tracked.paused = spec.paused
 
