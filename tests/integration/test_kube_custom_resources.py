@@ -36,7 +36,9 @@ def namespace(kube: Kube) -> str:
 
 def _execution(namespace: str, name: str = "app-1", run: int = 1) -> PipelineExecution:
     return PipelineExecution(
-        metadata=ObjectMeta(name=name, namespace=namespace, labels={"devops.cubepaas.io/pipeline": "app"}),
+        # Routed to a task queue no worker serves: a worker running in the same session leaves it alone.
+        metadata=ObjectMeta(name=name, namespace=namespace, labels={"devops.cubepaas.io/pipeline": "app"},
+                            annotations={"devops.cubepaas.io/task-queue": "kube-tests-no-worker"}),
         spec=PipelineExecutionSpec(pipeline_name="app", run=run, branch="main"),
     )
 
