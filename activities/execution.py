@@ -14,7 +14,7 @@ from activities.errors import (
     KubeNotFoundError,
     to_application_error,
 )
-from activities.gitfile import PIPELINE_FILE, read_file_at
+from activities.gitfile import PIPELINE_FILE, read_file_at, resolve_revision
 from activities.kube import Kube
 from crds.execution import PipelineExecution, PipelineExecutionStatus
 from crds.messages import (
@@ -95,22 +95,28 @@ class ExecutionActivities:
         setting = self.kube.find(PipelineSetting, ref.namespace, SETTING_NAME) or PipelineSetting()
         branch = pe.spec.branch or pipeline.spec.default_branch
         repo = pe.spec.repository_url or pipeline.spec.repository_url
+        commit = pe.spec.commit
+        spec_patch: dict[str, Any] = {}
+        if not commit:
+            # Pin the run to one commit, recorded in the CR: retries, the clone and the config all use it,
+            # however the branch moves meanwhile.
+            user, token = git_credentials(self.kube, ref.namespace, pipeline.spec.source_code_credential_name)
+            commit = resolve_revision(repo, pe.spec.ref or branch, username=user, password=token)
+            spec_patch["commit"] = commit
         config = pe.spec.pipeline_config or pipeline.spec.config
         if config is None:
-            config = self._config_from_git(
-                ref.namespace, pipeline, repo, pe.spec.commit or pe.spec.ref or branch
-            )
+            config = self._config_from_git(ref.namespace, pipeline, repo, commit)
             # Store the snapshot this run uses in the CR (a later push does not change a running run).
-            self.kube.patch(
-                PipelineExecution, ref.namespace, ref.name, {"spec": {"pipelineConfig": config.to_dict()}}
-            )
+            spec_patch["pipelineConfig"] = config.to_dict()
+        if spec_patch:
+            self.kube.patch(PipelineExecution, ref.namespace, ref.name, {"spec": spec_patch})
         return ExecutionContext(
             execution=ref.model_copy(update={"uid": pe.metadata.uid or ref.uid}),
             pipeline=pipeline.name,
             run=pe.spec.run,
             branch=branch or "",
             ref=pe.spec.ref or "",
-            commit=pe.spec.commit or "",
+            commit=commit,
             event=str(pe.spec.event),
             triggered_by=str(pe.spec.triggered_by),
             trigger_user=pe.spec.trigger_user_name or "",

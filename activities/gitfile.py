@@ -32,6 +32,57 @@ _TRANSIENT_HINTS = (
 )
 
 
+def resolve_revision(
+    url: str, revision: str, *, username: str = "", password: str = "", timeout: float = 60.0
+) -> str:
+    """The commit sha a branch, tag or ref names in the repository (``git ls-remote``).
+
+    A full 40-hex sha is returned as is. Raises GitError when the repository has no such ref.
+    """
+    if len(revision) == 40 and all(c in "0123456789abcdef" for c in revision.lower()):
+        return revision.lower()
+    with tempfile.TemporaryDirectory(prefix="cubepaas-git-") as tmp:
+        env = _git_env(tmp, username, password)
+        done = subprocess.run(
+            ["git", "ls-remote", url, revision, f"{revision}^{{}}"],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    if done.returncode != 0:
+        msg = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "git ls-remote failed"
+        msg = msg.replace(password, "***") if password else msg
+        if any(h in done.stderr for h in _TRANSIENT_HINTS):
+            raise TransientError(f"cannot reach {url}: {msg}")
+        raise GitError(f"cannot read {url}: {msg}")
+    refs: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        sha, _, name = line.partition("\t")
+        if name:
+            refs[name] = sha
+    for name in (revision, f"refs/heads/{revision}", f"refs/tags/{revision}^{{}}", f"refs/tags/{revision}"):
+        if name in refs:
+            return refs[name]
+    raise GitError(f"{url} has no branch, tag or ref named {revision!r}")
+
+
+def _git_env(tmp: str, username: str, password: str) -> dict[str, str]:
+    askpass = Path(tmp) / "askpass.sh"
+    askpass.write_text(_ASKPASS)
+    askpass.chmod(0o700)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": tmp,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": str(askpass),
+        "CUBEPAAS_GIT_USERNAME": username,
+        "CUBEPAAS_GIT_PASSWORD": password,
+    }
+
+
 def read_file_at(
     url: str,
     revision: str,
@@ -47,17 +98,7 @@ def read_file_at(
     network-looking faults.
     """
     with tempfile.TemporaryDirectory(prefix="cubepaas-git-") as tmp:
-        askpass = Path(tmp) / "askpass.sh"
-        askpass.write_text(_ASKPASS)
-        askpass.chmod(0o700)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": tmp,
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": str(askpass),
-            "CUBEPAAS_GIT_USERNAME": username,
-            "CUBEPAAS_GIT_PASSWORD": password,
-        }
+        env = _git_env(tmp, username, password)
         repo = Path(tmp) / "repo.git"
 
         def git(*args: str) -> subprocess.CompletedProcess[str]:
