@@ -67,7 +67,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
 def kube_api_client(stack_env: dict[str, str]) -> Iterator[Any]:
     from kubernetes import config
 
-    client = config.new_client_from_config(config_file=stack_env["KUBECONFIG"])
+    client = config.new_client_from_config(config_file=stack_env["KUBECONFIG"])  # type: ignore[no-untyped-call]
     yield client
     client.close()
 
@@ -84,7 +84,7 @@ def sa_client_factory(stack: Stack, kube_api_client: Any) -> Iterator[Callable[[
     """``factory(namespace, sa_name)``: creates the namespace and ServiceAccount if missing, mints a
     token (TokenRequest, 1 h) and returns an ApiClient that authenticates only as that account."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(kube_api_client)
     made: list[Any] = []
@@ -105,7 +105,9 @@ def sa_client_factory(stack: Stack, kube_api_client: Any) -> Iterator[Callable[[
         request = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
         )
-        token = core.create_namespaced_service_account_token(sa_name, namespace, request).status.token
+        status = core.create_namespaced_service_account_token(sa_name, namespace, request).status
+        assert status is not None and status.token, f"no token minted for {namespace}/{sa_name}"
+        token: str = status.token
         configuration = client.Configuration()
         configuration.host = kube_api_client.configuration.host
         configuration.ssl_ca_cert = str(stack.ca_cert_path)

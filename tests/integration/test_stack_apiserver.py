@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from devstack.testbin import KUBE_VERSION
 
@@ -39,39 +39,39 @@ def test_version_reports_the_pinned_kubernetes_minor_release(kube_api_client: An
 
 def test_a_crd_installs_and_its_objects_are_served(kube_api_client: Any, kube_core: Any) -> None:
     ext = client.ApiextensionsV1Api(kube_api_client)
-    crd = client.V1CustomResourceDefinition(
-        metadata=client.V1ObjectMeta(name=f"{PLURAL}.{GROUP}"),
-        spec=client.V1CustomResourceDefinitionSpec(
-            group=GROUP,
-            scope="Namespaced",
-            names=client.V1CustomResourceDefinitionNames(plural=PLURAL, singular="widget", kind="Widget"),
-            versions=[
-                client.V1CustomResourceDefinitionVersion(
-                    name="v1",
-                    served=True,
-                    storage=True,
-                    schema=client.V1CustomResourceValidation(
-                        open_apiv3_schema=client.V1JSONSchemaProps(
-                            type="object",
-                            properties={
-                                "spec": client.V1JSONSchemaProps(
-                                    type="object",
-                                    properties={"size": client.V1JSONSchemaProps(type="integer")},
-                                )
+    crd: dict[str, Any] = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": PLURAL, "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}
                             },
-                        )
-                    ),
-                )
+                        }
+                    },
+                }
             ],
-        ),
-    )
+        },
+    }
     try:
-        ext.create_custom_resource_definition(crd)
+        ext.create_custom_resource_definition(crd)  # type: ignore[arg-type]  # a dict body is accepted
     except ApiException as err:
         assert err.status == 409  # installed by an earlier run on this stack
     deadline = time.monotonic() + 30
     while True:
-        conditions = ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or []
+        status = ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status
+        conditions = (status.conditions if status else None) or []
         if any(c.type == "Established" and c.status == "True" for c in conditions):
             break
         assert time.monotonic() < deadline, f"CRD not established: {conditions}"
@@ -96,9 +96,9 @@ def test_a_crd_installs_and_its_objects_are_served(kube_api_client: Any, kube_co
             if err.status != 404 or time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-    got = custom.get_namespaced_custom_object(GROUP, "v1", namespace, PLURAL, "w1")
+    got: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, "v1", namespace, PLURAL, "w1")  # type: ignore[assignment]
     assert got["spec"] == {"size": 3}
-    listed = custom.list_namespaced_custom_object(GROUP, "v1", namespace, PLURAL)
+    listed: dict[str, Any] = custom.list_namespaced_custom_object(GROUP, "v1", namespace, PLURAL)  # type: ignore[assignment]
     assert [item["metadata"]["name"] for item in listed["items"]] == ["w1"]
 
 

@@ -33,7 +33,7 @@ def test_the_kubeconfig_is_self_contained_and_loads_in_the_kubernetes_client(tmp
     pki = ensure_pki(tmp_path / "pki")
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(pki, "https://127.0.0.1:6443", kubeconfig)
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     try:
         assert api_client.configuration.host == "https://127.0.0.1:6443"
         assert Path(api_client.configuration.ssl_ca_cert).read_bytes() == pki.ca_cert.read_bytes()
