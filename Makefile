@@ -7,7 +7,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum |
 # Prints how long a phase took: $(call timed,name,command)
 timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
+# Debian packages the tests use: groovy (compile-checks every generated Jenkinsfile) and chromium
+# (the Temporal UI browser test, driven by Playwright without a browser download).
+SYSTEM_PACKAGES := groovy chromium
+
+.PHONY: system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
 
 install: $(STAMP)
 
@@ -18,6 +22,14 @@ $(STAMP): pyproject.toml
 	  $(PY) -m pip install -q -e '.[dev]' && \
 	  rm -f $(VENV)/.installed-* && touch $(STAMP))
 
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  $(call timed,apt-get install$$missing,\
+	    { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; } && \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null); \
+	fi
+
 lint: install
 	@$(call timed,ruff,$(VENV)/bin/ruff check .)
 	@$(call timed,mypy,$(VENV)/bin/mypy crds activities workflows worker devstack)
@@ -27,11 +39,11 @@ testbin: install
 	@$(call timed,testbin (kube-apiserver + etcd from Go modules),$(PY) -m devstack.testbin)
 
 # Everything: lint, unit, contract, integration and end-to-end tests against the local stack.
-test: lint testbin
+test: system-deps lint testbin
 	@$(call timed,pytest (all),$(PY) -m pytest -p no:cacheprovider tests)
 
 # Needs no server.
-test-unit: install
+test-unit: install system-deps
 	@$(PY) -m pytest -m unit tests
 
 test-integration: install
@@ -59,7 +71,7 @@ demo-stop: install
 	@$(PY) -m devstack.demo --stop
 
 bench: install testbin
-	@$(PY) -m tests.bench
+	@$(PY) -m devstack.bench
 
 clean:
 	rm -rf .devstack .mypy_cache .ruff_cache .pytest_cache
