@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack import testbin
 from devstack.proc import is_running
-from devstack.stack import default_dir
+from devstack.stack import Stack, default_dir
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +89,19 @@ def test_up_then_down_leaves_none_of_its_processes_running(tmp_path: Path) -> No
         assert again.returncode == 0, again.stdout + again.stderr
         assert "already up" in again.stdout
         assert json.loads((state_dir / "state.json").read_text())["components"] == state  # nothing changed
+
+        # Partially up: only the dead component is started again, on its previous ports.
+        assert Stack(state_dir, log=lambda _: None).stop_component("temporal") == "terminated"
+        partial = _devstack(state_dir, "up")
+        assert partial.returncode == 0, partial.stdout + partial.stderr
+        assert "(started temporal)" in partial.stdout
+        after = json.loads((state_dir / "state.json").read_text())["components"]
+        assert after["temporal"]["ports"] == state["temporal"]["ports"]
+        assert after["temporal"]["pid"] != state["temporal"]["pid"]
+        assert {n: c for n, c in after.items() if n != "temporal"} == {
+            n: c for n, c in state.items() if n != "temporal"
+        }
+        started = {name: (c["pid"], c["start_time"]) for name, c in after.items()}
     finally:
         down = _devstack(state_dir, "down")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -101,3 +115,27 @@ def test_up_then_down_leaves_none_of_its_processes_running(tmp_path: Path) -> No
     purge = _devstack(state_dir, "down", "--purge")
     assert purge.returncode == 0, purge.stdout + purge.stderr
     assert not state_dir.exists()
+
+
+def test_a_component_that_fails_to_start_shows_its_log_and_up_stops_what_it_started(tmp_path: Path) -> None:
+    cache = tmp_path / "testbin-cache"
+    for name, version in (("etcd", testbin.ETCD_VERSION), ("kube-apiserver", testbin.KUBE_VERSION)):
+        fake = cache / f"{name}-{version}" / name
+        fake.parent.mkdir(parents=True)
+        fake.write_text(f"#!/bin/sh\necho '{name}: simulated start-up failure' >&2\nexit 3\n")
+        fake.chmod(0o755)
+    state_dir = tmp_path / "devstack"
+    env = dict(os.environ, CUBEPAAS_TESTBIN_CACHE=str(cache))
+    env.setdefault("DEVSTACK_MOTO_VENV", str(default_dir() / "moto-venv"))
+
+    up = subprocess.run(
+        [sys.executable, "-m", "devstack", "--dir", str(state_dir), "up"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert up.returncode == 1
+    assert "etcd: simulated start-up failure" in up.stderr  # the failing component's last log lines
+    assert "kube-apiserver: not started because etcd failed" in up.stderr
+    state = json.loads((state_dir / "state.json").read_text())["components"]
+    assert not [name for name, c in state.items() if is_running(c["pid"], c["start_time"])]
+    assert _processes_mentioning(str(state_dir)) == []
