@@ -25,9 +25,11 @@ from activities.errors import (
 from activities.execution import git_credentials
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
+    EXECUTION_LABEL,
     JenkinsfileInput,
     credential_id,
     env_from_key,
+    execution_label_value,
     render_jenkinsfile,
 )
 from activities.kube import Kube
@@ -54,7 +56,6 @@ from crds.reasons import JenkinsMode, Reason
 
 logger = logging.getLogger(__name__)
 
-EXECUTION_LABEL = "devops.cubepaas.io/execution"
 TRIGGER_WAIT_SECONDS = 90.0
 LOG_WAIT_SECONDS = 120.0
 
@@ -373,7 +374,7 @@ class BuildActivities:
         """Agent pods, then (logs are stored by now) the Jenkins job and credentials, keeping the last N."""
         try:
             ctx = inp.target.context
-            selector = f"{EXECUTION_LABEL}={ctx.execution.name}"
+            selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
             for pod in self.kube.list_objects(
                 "v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector
             ):
@@ -381,9 +382,12 @@ class BuildActivities:
                 self.kube.delete_object("v1", "Pod", meta["name"], ctx.pipeline_namespace, missing_ok=True)
             eng = self.engine(ctx)
             keep = ctx.setting.keep_jenkins_jobs
-            if keep > 0:
-                eng.keep_last_jobs(job_name(ctx.execution.namespace, ctx.pipeline, ""), keep)
+            prefix = f"{ctx.execution.namespace}-{ctx.pipeline}-"
+            if keep > 0 and inp.target.job == f"{prefix}{ctx.run}":
+                eng.keep_last_jobs(prefix, keep)
             else:
+                # No keeping asked, or a name job_name() had to shorten or sanitise (it then carries a
+                # hash, so no prefix finds the pipeline's other jobs): delete this run's job.
                 eng.delete_job(inp.target.job)
             for cid in inp.credential_ids:
                 eng.delete_credential(cid)

@@ -434,9 +434,17 @@ class JenkinsEngine:
         return self._retrying(f"delete job {name}", op)
 
     def keep_last_jobs(self, prefix: str, n: int) -> list[str]:
-        """Delete all but the ``n`` most recently built jobs whose names start with ``prefix``."""
+        """Delete all but the ``n`` most recently built jobs named ``<prefix><run number>``.
+
+        Only names that are the prefix followed by digits count, so the jobs of a pipeline ``app`` never
+        include those of ``app-x`` (``<ns>-app-x-1`` also starts with ``<ns>-app-``).
+        """
         info = self._get_json("api/json", "list jobs", params={"tree": "jobs[name]"})
-        names = [j["name"] for j in info.get("jobs", []) if str(j.get("name", "")).startswith(prefix)]
+        names = [
+            str(j["name"])
+            for j in info.get("jobs", [])
+            if str(j.get("name", "")).startswith(prefix) and str(j["name"])[len(prefix) :].isdigit()
+        ]
         dated: list[tuple[int, str]] = []
         for name in names:
             job = self._get_json_or_none(self._job(name) + "api/json", f"job {name}") or {}

@@ -37,6 +37,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from crds.pipeline_file import (
@@ -203,6 +204,28 @@ def credential_id(namespace: str, pipeline: str, run: int, source_name: str, sou
     if safe == raw and len(safe) <= 120:
         return safe
     return f"{safe[:109]}-{hashlib.sha256(raw.encode()).hexdigest()[:10]}"
+
+
+EXECUTION_LABEL = "devops.cubepaas.io/execution"
+"""Label on the agent pod naming its execution (cleanup deletes the pods by it)."""
+
+
+def execution_label_value(execution_id: str) -> str:
+    """A valid label value for the execution ``<namespace>/<name>/<uid>``: its name, made label-safe."""
+    parts = execution_id.split("/")
+    name = parts[1] if len(parts) > 1 else execution_id
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:63].strip("-_.")
+    return safe or "execution"
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def pod_extension(inp: JenkinsfileInput) -> PodExtension:
@@ -616,8 +639,10 @@ def render_plan(inp: JenkinsfileInput, plan: dict[str, Any]) -> str:
             f"hostPathVolume({_args(hostPath=v.host_path, mountPath=v.mount_path)})" for v in ext.volumes
         )
         pod_args.append(f"volumes: [{vols}]")
+    pod: dict[str, Any] = {"metadata": {"labels": {EXECUTION_LABEL: execution_label_value(inp.execution_id)}}}
     if ext.yaml:
-        pod_args += [f"yaml: {_g(ext.yaml)}", "yamlMergeStrategy: merge()"]
+        pod = _deep_merge(pod, yaml.safe_load(ext.yaml) or {})
+    pod_args += [f"yaml: {_g(yaml.safe_dump(pod, sort_keys=True))}", "yamlMergeStrategy: merge()"]
     w.line("podTemplate(\n    " + ",\n    ".join(pod_args) + "\n) {")
     w.depth += 1
 

@@ -585,3 +585,42 @@ class TestNamespaceDrift:
         assert kube.find_object("v1", "Service", "registry", pipeline_ns) is not None
         rb = kube.read_object("rbac.authorization.k8s.io/v1", "RoleBinding", "cubepaas-jenkins", team)
         assert rb["subjects"][0]["name"] == "jenkins"
+
+
+class TestCleanup:
+    def test_the_agent_pods_and_the_jenkins_job_of_a_finished_run_are_deleted_after_its_logs_are_stored(
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        jenkins_client: Any,
+        s3_client: Any,
+    ) -> None:
+        ns = project()
+        pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, LONG_STEP)
+        wait_step_building(kube, ns, pe.name, 1)
+        # No kubelet runs: stand in for the agent pod Jenkins' kubernetes plugin would create, labelled
+        # as the generated podTemplate labels it.
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "agent-x",
+                "namespace": f"{ns}-pipeline",
+                "labels": {"devops.cubepaas.io/execution": pe.name},
+            },
+            "spec": {"containers": [{"name": "jnlp", "image": "jenkins/inbound-agent"}]},
+        }
+        kube.core.create_namespaced_pod(f"{ns}-pipeline", pod)
+        st = wait_terminal(kube, ns, pe.name).status
+        assert st is not None and st.jenkins is not None
+        assert st.phase == ExecutionPhase.SUCCESS, st.message
+        assert kube.find_object("v1", "Pod", "agent-x", f"{ns}-pipeline") is None
+        assert not jenkins_client.job_exists(st.jenkins.job)
+        for stage in st.stages:
+            for step in stage.steps:
+                assert step.log_object
+                assert s3_client.stat_object("pipeline-logs", step.log_object).size > 0

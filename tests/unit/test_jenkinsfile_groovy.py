@@ -319,4 +319,6 @@ def test_pod_extension_point(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     script = jf.render_jenkinsfile(_cases()["all_types"])
     assert "hostPathVolume(hostPath: '/var/cache/x\\'y', mountPath: '/root/.cache')" in script
-    assert "yaml: 'spec:\\n  affinity: {}\\n'" in script
+    # The hook's YAML is merged into the pod YAML that labels the agent pod with its execution.
+    assert "spec:\\n  affinity: {}\\n" in script
+    assert "metadata:\\n  labels:\\n    devops.cubepaas.io/execution: " in script
