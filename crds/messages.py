@@ -90,6 +90,11 @@ class ExecutionWorkflowInput(Msg):
     execution: ExecutionRef
     #: Base URL of the Temporal UI, for links written into the CR (optional).
     ui_base_url: str = ""
+    #: Continue as new once the history holds this many events (0: when Temporal suggests it). The bridge
+    #: takes it from the CR's ``devops.cubepaas.io/history-limit`` annotation.
+    history_limit: int = 0
+    #: Set only by the workflow itself when it continues as new: where the previous run got to.
+    carried: CarriedState | None = None
 
 
 def execution_workflow_id(namespace: str, name: str, uid: str) -> str:
@@ -102,6 +107,24 @@ class ControlInput(Msg):
 
     reason: str = ""
     user: str = ""
+
+
+class CarriedState(Msg):
+    """What a run that continued as new takes along: it resumes following the same build."""
+
+    context: ExecutionContext
+    status: PipelineExecutionStatus
+    job: JenkinsJob
+    build: BuildRef
+    known: BuildSnapshot | None = None
+    stored_logs: list[tuple[int, int]] = Field(default_factory=list)
+    quota_held: bool = False
+    paused: bool = False
+    cancel: ControlInput | None = None
+    approved: list[int] = Field(default_factory=list)
+    rejected: dict[int, str] = Field(default_factory=dict)
+    last_written: str | None = None
+    generation: int = 1
 
 
 class GateDecisionInput(Msg):
@@ -408,3 +431,7 @@ class RoleBindingResult(Msg):
     writes: int = 0
     namespaces: list[str] = Field(default_factory=list)
     """The project's namespaces, sorted."""
+
+
+ExecutionWorkflowInput.model_rebuild()
+CarriedState.model_rebuild()

@@ -89,6 +89,9 @@ REQUESTED_BY_ANNOTATION = "devops.cubepaas.io/requested-by"
 #: without this annotation, or with its own ``CUBEPAAS_TASK_QUEUE``, and ignores the others. Useful for
 #: canary worker pools, and it keeps test executions away from other bridges sharing a cluster.
 TASK_QUEUE_ANNOTATION = "devops.cubepaas.io/task-queue"
+#: Continue the workflow as new after this many history events (operators and tests; default: when
+#: Temporal suggests it).
+HISTORY_LIMIT_ANNOTATION = "devops.cubepaas.io/history-limit"
 
 STARTS = Counter(
     "cubepaas_bridge_workflow_starts",
@@ -488,9 +491,11 @@ class Bridge:
                 SearchAttributePair(SA_PHASE, ExecutionPhase.WAITING.value),
             ]
         )
+        limit = (pe.metadata.annotations or {}).get(HISTORY_LIMIT_ANNOTATION, "")
         arg = ExecutionWorkflowInput(
             execution=ExecutionRef(namespace=tracked.namespace, name=tracked.name, uid=tracked.uid),
             ui_base_url=self.settings.temporal_ui_url,
+            history_limit=int(limit) if limit.isdigit() else 0,
         )
         try:
             handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         BootstrapResult,
         BuildRef,
         BuildSnapshot,
+        CarriedState,
         CleanupInput,
         ControlInput,
         ExecutionContext,
@@ -113,6 +114,7 @@ class PipelineExecutionWorkflow:
         self._job: JenkinsJob | None = None
         self._quota_held = False
         self._phase_sa: str | None = None
+        self._generation = 1
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -120,7 +122,10 @@ class PipelineExecutionWorkflow:
     async def run(self, inp: ExecutionWorkflowInput) -> PipelineExecutionStatus:
         self._input = inp
         try:
-            await self._run()
+            if inp.carried is not None:
+                await self._resume(inp.carried)
+            else:
+                await self._run()
         except asyncio.CancelledError:
             # Temporal's own cancellation (`temporal workflow cancel`, a deleted CR): same as the signal.
             if self._cancel is None:
@@ -279,13 +284,70 @@ class PipelineExecutionWorkflow:
             return
         await self._finish(snap)
 
+    async def _resume(self, carried: CarriedState) -> None:
+        """The previous run continued as new while following the build: take its state and go on."""
+        self._ctx, self._status, self._job, self._build = (
+            carried.context,
+            carried.status,
+            carried.job,
+            carried.build,
+        )
+        self._stored_logs = set(carried.stored_logs)
+        self._quota_held, self._paused, self._cancel = carried.quota_held, carried.paused, carried.cancel
+        self._approved, self._rejected = set(carried.approved), dict(carried.rejected)
+        self._last_written, self._generation = carried.last_written, carried.generation
+        self._phase_sa = str(self._status.phase) if self._status.phase else None
+        workflow.logger.info("continuing %s (generation %d)", self._build.job, self._generation)
+        if self._cancel is not None:
+            await self._abort()
+            return
+        try:
+            snap = await self._follow(carried.known)
+        except _Ended:
+            return
+        if snap is None:
+            await self._abort()
+            return
+        await self._finish(snap)
+
+    def _continue_as_new_due(self) -> bool:
+        assert self._input is not None
+        info = workflow.info()
+        limit = self._input.history_limit
+        return info.is_continue_as_new_suggested() or (
+            limit > 0 and info.get_current_history_length() >= limit
+        )
+
+    async def _continue_as_new(self, known: BuildSnapshot | None) -> None:
+        """Hand the run over to a fresh history (many steps), keeping every piece of state."""
+        assert self._input is not None and self._ctx is not None and self._job is not None
+        assert self._build is not None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carried = CarriedState(
+            context=self._ctx,
+            status=self._status,
+            job=self._job,
+            build=self._build,
+            known=known,
+            stored_logs=sorted(self._stored_logs),
+            quota_held=self._quota_held,
+            paused=self._paused,
+            cancel=self._cancel,
+            approved=sorted(self._approved),
+            rejected=self._rejected,
+            last_written=self._last_written,
+            generation=self._generation + 1,
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
+
     # --- following the build -------------------------------------------------------------------
 
-    async def _follow(self) -> BuildSnapshot | None:
+    async def _follow(self, known: BuildSnapshot | None = None) -> BuildSnapshot | None:
         assert self._ctx is not None and self._build is not None
-        known: BuildSnapshot | None = None
         poll = self._ctx.setting.poll_interval_seconds()
         while True:
+            if self._continue_as_new_due():
+                await self._continue_as_new(known)
             handle = workflow.start_activity(
                 Activity.JENKINS_FOLLOW,
                 FollowInput(

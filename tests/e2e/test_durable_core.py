@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.kube import Kube
 from crds.execution import PipelineExecution
@@ -624,3 +624,58 @@ class TestCleanup:
             for step in stage.steps:
                 assert step.log_object
                 assert s3_client.stat_object("pipeline-logs", step.log_object).size > 0
+
+
+MANY_STEPS = """
+stages:
+- name: One
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "echo a; sleep 1"}
+  - runScriptConfig: {image: alpine, shellScript: "echo b; sleep 2"}
+  - runScriptConfig: {image: alpine, shellScript: "echo c; sleep 3"}
+- name: Two
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "echo d; sleep 1"}
+  - runScriptConfig: {image: alpine, shellScript: "echo e; sleep 2"}
+- name: Three
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "echo f"}
+"""
+
+
+class TestLongHistories:
+    async def test_a_run_continues_as_new_mid_build_and_still_ends_with_every_stage_and_log(
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        s3_client: Any,
+        temporal_client: Client,
+        jenkins_client: Any,
+    ) -> None:
+        ns = project(keep_jenkins_jobs=5)
+        url, sha = git_repo(MANY_STEPS)
+        pipeline_factory(ns, "app", url)
+        pe = create_run(
+            kube_api_client, ns, "app", commit=sha, annotations={"devops.cubepaas.io/history-limit": "60"}
+        )
+        st = wait_terminal(kube, ns, pe.name).status
+        assert st is not None and st.workflow is not None and st.jenkins is not None
+        assert st.phase == ExecutionPhase.SUCCESS, st.message
+        assert [len(s.steps) for s in st.stages] == [1, 3, 2, 1]
+        assert all(
+            step.state == StageState.SUCCESS and step.log_object for s in st.stages for step in s.steps
+        )
+        assert builds_of(jenkins_client, st.jenkins.job) == [1]
+        runs = [wf async for wf in temporal_client.list_workflows(f"WorkflowId = '{st.workflow.id}'")]
+        assert len(runs) >= 2, "the run never continued as new"
+        first = temporal_client.get_workflow_handle(st.workflow.id, run_id=st.workflow.run_id)
+        assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+        for stage, step, text in ((1, 2, "c"), (2, 1, "e"), (3, 0, "f")):
+            log = (
+                s3_client.get_object("pipeline-logs", st.stages[stage].steps[step].log_object).read().decode()
+            )
+            assert log.strip().splitlines()[0] == text
