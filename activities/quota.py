@@ -7,14 +7,16 @@ Temporal client. Retrying it is harmless: the quota workflow treats a repeated a
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from crds.messages import (
     QUOTA_WORKFLOW,
     TASK_QUEUE,
     Activity,
     QuotaAcquireInput,
+    QuotaHolders,
     QuotaRequest,
     QuotaWorkflowInput,
     Signal,
@@ -40,3 +42,19 @@ class QuotaActivities:
             start_signal_args=[QuotaRequest(workflow_id=inp.workflow_id, run=inp.run, capacity=inp.capacity)],
             static_summary=f"Executor quota of project {inp.project_namespace}",
         )
+
+    @activity.defn(name=Activity.QUOTA_GONE_HOLDERS)
+    async def gone_holders(self, inp: QuotaHolders) -> QuotaHolders:
+        """The holders whose workflow no longer runs (ended without releasing, e.g. terminated)."""
+        gone: list[str] = []
+        for wid in inp.workflow_ids:
+            try:
+                desc = await self.client.get_workflow_handle(wid).describe()
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    gone.append(wid)
+                    continue
+                raise
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                gone.append(wid)
+        return QuotaHolders(workflow_ids=gone)

@@ -46,7 +46,7 @@ class Activity(StrEnum):
     STORE_STEP_LOG = "devops.logs.store_step"
     CLEANUP = "devops.execution.cleanup"
     QUOTA_ACQUIRE = "devops.quota.acquire"
-    QUOTA_RELEASE = "devops.quota.release"
+    QUOTA_GONE_HOLDERS = "devops.quota.gone_holders"
 
 
 class Signal(StrEnum):
@@ -306,11 +306,6 @@ class QuotaAcquireInput(Msg):
     capacity: int
 
 
-class QuotaReleaseInput(Msg):
-    project_namespace: str
-    workflow_id: str
-
-
 def quota_workflow_id(project_namespace: str) -> str:
     return f"quota/{project_namespace}"
 
@@ -341,6 +336,12 @@ class QueuePosition(Msg):
 
 class SlotGranted(Msg):
     project_namespace: str = ""
+
+
+class QuotaHolders(Msg):
+    """Workflow ids of slot holders (as input: to check; as result: those that no longer run)."""
+
+    workflow_ids: list[str] = Field(default_factory=list)
 
 
 class QuotaState(Msg):

@@ -13,6 +13,8 @@ loses nothing: the holders and the waiting line are the workflow's own state, re
 - ``release`` gives the slot back (an execution sends it when it ends, however it ends; a cancelled
   one that was still waiting leaves the line the same way).
 - Waiting executions are told how many are ahead of them (``queue_position``), for their status.
+- While executions wait and the quota is full, it asks every 20 seconds (an activity) which holders no
+  longer run — a terminated workflow runs no cleanup — and frees their slots.
 - The workflow continues as new when Temporal suggests it, carrying holders and the line, and ends
   itself after an hour with nobody holding or waiting (the next acquire starts it again).
 """
@@ -27,8 +29,10 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from crds.messages import (
         QUOTA_WORKFLOW,
+        Activity,
         Query,
         QueuePosition,
+        QuotaHolders,
         QuotaRelease,
         QuotaRequest,
         QuotaState,
@@ -38,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 IDLE_END = timedelta(hours=1)
+HOLDER_CHECK = timedelta(seconds=20)
 
 
 @workflow.defn(name=QUOTA_WORKFLOW)
@@ -67,14 +72,35 @@ class ExecutorQuotaWorkflow:
                         waiting=self._waiting,
                     )
                 )
+            # While runs wait for a full quota, look now and then for holders that ended without releasing
+            # (a terminated workflow runs no cleanup); otherwise sleep until a signal or the idle end.
+            stuck = bool(self._waiting) and not self._has_room()
             try:
-                await workflow.wait_condition(lambda: self._dirty, timeout=IDLE_END)
+                await workflow.wait_condition(
+                    lambda: self._dirty, timeout=HOLDER_CHECK if stuck else IDLE_END
+                )
             except TimeoutError:
-                if not self._holders and not self._waiting:
+                if stuck:
+                    await self._drop_gone_holders()
+                elif not self._holders and not self._waiting:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     if not self._dirty:
                         workflow.logger.info("quota of %s idle, ending", self._project)
                         return
+
+    async def _drop_gone_holders(self) -> None:
+        gone: QuotaHolders = await workflow.execute_activity(
+            Activity.QUOTA_GONE_HOLDERS,
+            QuotaHolders(workflow_ids=list(self._holders)),
+            result_type=QuotaHolders,
+            start_to_close_timeout=timedelta(minutes=1),
+            summary=f"check {len(self._holders)} holders of {self._project}",
+        )
+        for wid in gone.workflow_ids:
+            if wid in self._holders:
+                workflow.logger.warning("execution %s ended without releasing its slot; freeing it", wid)
+                self._holders.remove(wid)
+                self._dirty = True
 
     def _has_room(self) -> bool:
         return self._capacity <= 0 or len(self._holders) < self._capacity

@@ -6,6 +6,7 @@ with the real worker process (``python -m worker``, which also runs the bridge).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -267,6 +268,35 @@ class TestExecutorQuota:
         waited = [r.spec.run for r in provisioned][2:]
         assert waited == sorted(waited)
         assert sorted(admitted) == list(range(1, 11))
+
+    async def test_a_terminated_run_that_held_a_slot_gives_it_back_and_the_queue_moves_on(
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        temporal_client: Client,
+    ) -> None:
+        ns = project(executor_quota=1)
+        url, sha = git_repo(LONG_STEP)
+        pipeline_factory(ns, "app", url)
+        holder = create_run(kube_api_client, ns, "app", commit=sha)
+        wait_step_building(kube, ns, holder.name, 1)
+        waiter = create_run(kube_api_client, ns, "app", commit=sha)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st = kube.get(PipelineExecution, ns, waiter.name).status
+            if st and st.phase == ExecutionPhase.QUEUEING:
+                break
+            await asyncio.sleep(0.2)
+        held = kube.get(PipelineExecution, ns, holder.name).status
+        assert held is not None and held.workflow is not None
+        # Terminate (not cancel): the workflow runs no cleanup and never releases its slot itself.
+        await temporal_client.get_workflow_handle(held.workflow.id).terminate(reason="operator")
+        done = wait_terminal(kube, ns, waiter.name, timeout=120).status
+        assert done is not None and done.phase == ExecutionPhase.SUCCESS, done.message
 
 
 # --- faults: worker crash, Temporal restart, a flaky Jenkins ---------------------------------------
