@@ -53,11 +53,7 @@ def resolve_revision(
             check=False,
         )
     if done.returncode != 0:
-        msg = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "git ls-remote failed"
-        msg = msg.replace(password, "***") if password else msg
-        if any(h in done.stderr for h in _TRANSIENT_HINTS):
-            raise TransientError(f"cannot reach {url}: {msg}")
-        raise GitError(f"cannot read {url}: {msg}")
+        raise _failure(done.stderr, url, "", password)
     refs: dict[str, str] = {}
     for line in done.stdout.splitlines():
         sha, _, name = line.partition("\t")
@@ -67,6 +63,16 @@ def resolve_revision(
         if name in refs:
             return refs[name]
     raise GitError(f"{url} has no branch, tag or ref named {revision!r}")
+
+
+def _failure(stderr: str, url: str, revision: str, password: str) -> TransientError | GitError:
+    """A failed git command as the error a retry should act on (the password masked, if git echoed it)."""
+    msg = stderr.strip().splitlines()[-1] if stderr.strip() else "git failed"
+    if password:
+        msg = msg.replace(password, "***")
+    if any(h in stderr for h in _TRANSIENT_HINTS):
+        return TransientError(f"cannot reach {url}: {msg}")
+    return GitError(f"cannot read {url}{f' at {revision}' if revision else ''}: {msg}")
 
 
 def _git_env(tmp: str, username: str, password: str) -> dict[str, str]:
@@ -123,11 +129,7 @@ def read_file_at(
         else:
             target = "FETCH_HEAD"
         if fetched.returncode != 0:
-            msg = fetched.stderr.strip().splitlines()[-1] if fetched.stderr.strip() else "git fetch failed"
-            msg = msg.replace(password, "***") if password else msg
-            if any(h in fetched.stderr for h in _TRANSIENT_HINTS):
-                raise TransientError(f"cannot reach {url}: {msg}")
-            raise GitError(f"cannot read {url} at {revision}: {msg}")
+            raise _failure(fetched.stderr, url, revision, password)
         shown = git("--git-dir", str(repo), "show", f"{target}:{path}")
         if shown.returncode != 0:
             if "does not exist" in shown.stderr or "exists on disk, but not in" in shown.stderr:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from crds.messages import (
     quota_workflow_id,
 )
 from crds.reasons import ExecutionPhase, StageState
-from devstack.kubelet_sim import DeploymentReadiness
 from worker.runs import create_run
 
 pytestmark = pytest.mark.e2e
@@ -67,20 +66,12 @@ stages:
 """
 
 
-@pytest.fixture(scope="module")
-def readiness(kube_api_client: Any) -> Iterator[DeploymentReadiness]:
-    sim = DeploymentReadiness(kube_api_client).start()
-    yield sim
-    sim.stop()
-
-
 @pytest.fixture
 def start_run(
     worker_process: Any,
     kube: Kube,
     kube_api_client: Any,
     project_namespace: Callable[..., str],
-    readiness: DeploymentReadiness,
     pipeline_factory: Callable[..., Any],
     git_repo: Callable[..., tuple[str, str]],
 ) -> Callable[..., PipelineExecution]:
@@ -88,7 +79,6 @@ def start_run(
         pipeline_file: str, *, poll_interval: str = "1s", name: str = "app", keep_jenkins_jobs: int = 0
     ) -> PipelineExecution:
         ns = project_namespace("ctl", poll_interval=poll_interval, keep_jenkins_jobs=keep_jenkins_jobs)
-        readiness.add_project(ns)
         url, sha = git_repo(pipeline_file)
         pipeline_factory(ns, name, url)
         return create_run(kube_api_client, ns, name, commit=sha)

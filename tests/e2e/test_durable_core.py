@@ -28,7 +28,6 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from activities.kube import Kube
 from crds.execution import PipelineExecution
 from crds.reasons import ExecutionPhase, StageState
-from devstack.kubelet_sim import DeploymentReadiness
 from worker.runs import create_run
 
 pytestmark = pytest.mark.e2e
@@ -52,19 +51,12 @@ stages:
 """
 
 
-@pytest.fixture(scope="module")
-def readiness(kube_api_client: Any) -> Iterator[DeploymentReadiness]:
-    sim = DeploymentReadiness(kube_api_client).start()
-    yield sim
-    sim.stop()
-
-
 @pytest.fixture
-def project(project_namespace: Callable[..., str], readiness: DeploymentReadiness) -> Callable[..., str]:
+def project(project_namespace: Callable[..., str]) -> Callable[..., str]:
+    """A fresh project (its Deployments are marked ready by the session's kubelet stand-in)."""
+
     def make(**kwargs: Any) -> str:
-        ns = project_namespace("core", **kwargs)
-        readiness.add_project(ns)
-        return ns
+        return project_namespace("core", **kwargs)
 
     return make
 
