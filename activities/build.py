@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -356,14 +357,16 @@ class BuildActivities:
         try:
             ctx = inp.target.context
             name = log_object_name(ctx.execution.namespace, ctx.pipeline, ctx.run, inp.stage, inp.step)
-            text = ""
-            if inp.node_id and inp.build.number is not None:
-                text = self.engine(ctx).read_step_log_complete(
-                    inp.target.job, inp.build.number, inp.node_id, timeout=LOG_WAIT_SECONDS
-                )
-            data = text.encode("utf-8")
-            self.store(ctx).put(name, data)
-            return StoreStepLogResult(object_name=name, size=len(data))
+            # Through a temporary file: memory stays bounded however long the log is.
+            with tempfile.TemporaryFile(prefix="cubepaas-log-") as spool:
+                size = 0
+                if inp.node_id and inp.build.number is not None:
+                    size = self.engine(ctx).copy_step_log(
+                        inp.target.job, inp.build.number, inp.node_id, spool, timeout=LOG_WAIT_SECONDS
+                    )
+                spool.seek(0)
+                self.store(ctx).put_file(name, spool, size)
+            return StoreStepLogResult(object_name=name, size=size)
         except DevopsError as err:
             raise to_application_error(err) from err
 

@@ -9,6 +9,7 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import urllib3
 from minio import Minio
@@ -71,6 +72,19 @@ class LogStore:
         except (urllib3.exceptions.HTTPError, OSError) as err:
             raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
         logger.info("stored %s (%d bytes)", name, len(data))
+
+    def put_file(self, name: str, data: BinaryIO, length: int) -> None:
+        """Upload ``length`` bytes from a file object (streamed in parts: bounded memory)."""
+        self._ensure_bucket()
+        try:
+            self.client.put_object(
+                self.cfg.bucket, name, data, length, content_type="text/plain; charset=utf-8"
+            )
+        except S3Error as err:
+            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
+        logger.info("stored %s (%d bytes)", name, length)
 
     def get(self, name: str) -> bytes | None:
         """The whole object, or None when it does not exist."""

@@ -49,7 +49,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
@@ -827,6 +827,76 @@ class JenkinsEngine:
 
         chunk = read_nodes(ids, finished, fetch_node, cursor)
         return StepLogChunk(chunk.text, chunk.cursor, chunk.more or running)
+
+    def copy_step_log(
+        self,
+        job: str,
+        number: int,
+        step_node_id: str,
+        out: BinaryIO,
+        *,
+        chunk: int = 1 << 20,
+        timeout: float = 3600.0,
+    ) -> int:
+        """Stream a step's whole log into ``out`` in bounded memory; returns the bytes written.
+
+        Each flow node's log is read with ``progressiveText`` as a streamed response, ``chunk`` bytes at a
+        time, from the offset reached so far (``X-Text-Size``), until it is complete (no ``X-More-Data``).
+        A fault mid-stream is retried from that offset, so nothing is lost or written twice.
+        """
+        deadline = time.monotonic() + timeout
+        written = 0
+        offsets: dict[str, int] = {}
+        while True:
+            ids, finished, running = self.step_flow_nodes(job, number, step_node_id)
+            pending = False
+            for node_id in ids:
+                node = quote(node_id, safe="")
+                path = f"{self._job(job)}{number}/execution/node/{node}/log/logText/progressiveText"
+                while True:
+                    start = offsets.get(node_id, 0)
+                    more, copied = self._retrying(
+                        f"log of node {node_id} of {job} #{number}",
+                        functools.partial(self._stream_progressive, path, start, out, chunk),
+                    )
+                    offsets[node_id] = start + copied
+                    written += copied
+                    if not more or copied == 0:
+                        break
+                if more or not finished.get(node_id, True):
+                    pending = True
+            if not (pending or running):
+                return written
+            if time.monotonic() >= deadline:
+                raise JenkinsTransientError(f"log of step node {step_node_id} still growing after {timeout}s")
+            time.sleep(self._poll)
+
+    def _stream_progressive(self, path: str, start: int, out: BinaryIO, chunk: int) -> tuple[bool, int]:
+        """One streamed ``progressiveText`` answer from ``start`` into ``out``: (more may come, bytes)."""
+        req = requests.Request("GET", self._abs(path), params={"start": str(start)})
+        response: requests.Response = self._j.jenkins_request(req, stream=True)
+        try:
+            size = response.headers.get("X-Text-Size")
+            more = response.headers.get("X-More-Data", "").lower() == "true"
+            mark = out.tell()
+            copied = 0
+            try:
+                for part in response.iter_content(chunk_size=chunk):
+                    out.write(part)
+                    copied += len(part)
+            except Exception:
+                out.seek(mark)  # a broken stream: forget its partial bytes; the retry starts at ``start``
+                out.truncate()
+                raise
+            if size is not None and int(size) - start != copied:
+                out.seek(mark)
+                out.truncate()
+                raise JenkinsTransientError(
+                    f"{path}: got {copied} bytes, X-Text-Size says {int(size) - start}"
+                )
+            return more, copied
+        finally:
+            response.close()
 
     def read_step_log_complete(
         self, job: str, number: int, step_node_id: str, timeout: float = 3600.0

@@ -419,6 +419,39 @@ def test_ten_megabyte_step_log_round_trips(engine: JenkinsEngine, repo: tuple[st
     assert _wait(engine, job, number, _finished).result == "SUCCESS"
 
 
+def test_a_step_log_streams_completely_into_a_file_while_the_step_still_writes(
+    engine: JenkinsEngine, repo: tuple[str, str], tmp_path: Path
+) -> None:
+    count = 1_400_000  # seq output: ~10 MB, written while the copy runs
+    expected = "".join(f"{i}\n" for i in range(1, count + 1)).encode()
+    inp = _inp(
+        repo,
+        [
+            {
+                "name": "Big",
+                "steps": [{"runScriptConfig": {"image": "alpine", "shellScript": f"seq 1 {count}"}}],
+            }
+        ],
+    )
+    job = job_name(inp.namespace, inp.pipeline, inp.run)
+    number = _run(engine, job, inp.execution_id, render_jenkinsfile(inp))
+    step_node = None
+    deadline = time.monotonic() + 120
+    while step_node is None:
+        for gate in engine.pending_inputs(job, number):
+            engine.proceed(job, number, gate.id)
+        stages = engine.describe(job, number).stages
+        if len(stages) > 1 and stages[1].steps:
+            step_node = stages[1].steps[0].node_id
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    out = tmp_path / "step.log"
+    with out.open("w+b") as f:
+        written = engine.copy_step_log(job, number, step_node, f, chunk=64 * 1024, timeout=120)
+    assert written == len(expected) == out.stat().st_size
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
 def test_gates_proceed_and_abort(engine: JenkinsEngine, repo: tuple[str, str]) -> None:
     inp = _inp(
         repo,
