@@ -33,7 +33,7 @@ import threading
 import time
 from collections import Counter as CountMap
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client as k8s
@@ -41,7 +41,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -110,6 +110,14 @@ TRACKED = Gauge("cubepaas_bridge_tracked_executions", "Executions the bridge cur
 
 #: Temporal RPCs of the bridge give up after this (then the step is retried with backoff).
 RPC_TIMEOUT = timedelta(seconds=10)
+#: Closed workflow states that leave a CR unfinished, and how the CR's message names them.
+ORPHANING = {
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+    WorkflowExecutionStatus.FAILED: "failed",
+}
+#: How often the bridge looks for such CRs.
+ORPHAN_INTERVAL = 30.0
 MAX_BACKOFF = 30.0
 
 
@@ -189,12 +197,14 @@ class Bridge:
         *,
         watch_timeout_seconds: int = 30,
         max_concurrency: int = 16,
+        orphan_interval: float = ORPHAN_INTERVAL,
     ) -> None:
         self.kube = kube if isinstance(kube, Kube) else Kube(kube)
         self.client = client
         self.settings = settings
         self.watch_timeout_seconds = watch_timeout_seconds
         self.max_concurrency = max_concurrency
+        self.orphan_interval = orphan_interval
         self.targets: list[str | None] = list(settings.watch_namespaces) or [None]
         #: What this instance did, by kind (started, existing, closed, signal:pause, cancel, status, ...).
         self.stats: CountMap[str] = CountMap()
@@ -250,6 +260,7 @@ class Bridge:
             thread.start()
         get: asyncio.Task[tuple[str, str | None, Any]] | None = None
         stop_wait = asyncio.ensure_future(self._stopping.wait())
+        sweeper = asyncio.ensure_future(self._sweep_orphans_forever())
         try:
             while not self._stopping.is_set():
                 get = asyncio.ensure_future(self._queue.get())
@@ -262,7 +273,7 @@ class Bridge:
         finally:
             self._running = False
             self.stop()
-            for fut in (get, stop_wait):
+            for fut in (get, stop_wait, sweeper):
                 if fut is not None and not fut.done():
                     fut.cancel()
             await self._drain_tasks()
@@ -533,6 +544,69 @@ class Bridge:
         ns = self.settings.temporal_namespace
         url = workflow_ui_url(self.settings.temporal_ui_url, ns, tracked.workflow_id, tracked.run_id)
         return {"id": tracked.workflow_id, "runId": tracked.run_id, "namespace": ns, "uiUrl": url or None}
+
+    async def _sweep_orphans_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.orphan_interval)
+            try:
+                await self.sweep_orphans()
+            except Exception as err:  # never let the sweep end the bridge
+                ERRORS.labels("orphans").inc()
+                logger.warning("bridge: orphan sweep failed: %s", err)
+
+    async def sweep_orphans(self) -> int:
+        """End the CRs whose workflow ended without ending them (terminated, timed out, failed).
+
+        A terminated workflow runs no cleanup, so its CR would otherwise show ``Building`` forever (what
+        Rancher's runs did whenever something went wrong). Returns how many CRs it ended.
+        """
+        ended = 0
+        for tracked in list(self._tracked.values()):
+            if not tracked.started or tracked.deleted:
+                continue
+            status = (tracked.latest.get("status") or {}) if isinstance(tracked.latest, dict) else {}
+            phase = status.get("phase")
+            if phase and ExecutionPhase(phase).is_terminal:
+                continue
+            try:
+                desc = await self.client.get_workflow_handle(tracked.workflow_id).describe(
+                    rpc_timeout=RPC_TIMEOUT
+                )
+            except RPCError:
+                continue
+            if desc.status not in ORPHANING:
+                continue
+            how = ORPHANING[desc.status]
+            phase_after = ExecutionPhase.ABORTED if how == "terminated" else ExecutionPhase.FAILED
+            message = (
+                f"The run's workflow was {how} without finishing the run (last phase: {phase or 'none'})"
+            )
+            now = datetime.now(UTC).isoformat()
+            patch = {
+                "phase": phase_after.value,
+                "message": message,
+                "ended": now,
+                "conditions": [c for c in status.get("conditions") or [] if c.get("type") != "Succeeded"]
+                + [
+                    {
+                        "type": "Succeeded",
+                        "status": "False",
+                        "reason": f"Workflow{how.title().replace(' ', '')}",
+                        "message": message,
+                        "lastTransitionTime": now,
+                    }
+                ],
+            }
+            try:
+                await asyncio.to_thread(
+                    self.kube.patch_status, PipelineExecution, tracked.namespace, tracked.name, patch
+                )
+            except KubeNotFoundError:
+                continue
+            tracked.closed = True
+            ended += 1
+            logger.warning("bridge: %s/%s: %s", tracked.namespace, tracked.name, message)
+        return ended
 
     async def _write_status(self, tracked: _Tracked, pe: PipelineExecution) -> None:
         desired = self.desired_workflow_ref(tracked)

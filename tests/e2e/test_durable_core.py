@@ -289,6 +289,11 @@ class TestExecutorQuota:
         await temporal_client.get_workflow_handle(held.workflow.id).terminate(reason="operator")
         done = wait_terminal(kube, ns, waiter.name, timeout=120).status
         assert done is not None and done.phase == ExecutionPhase.SUCCESS, done.message
+        # The terminated run's CR does not stay "Building": the bridge ends it, saying what happened.
+        orphan = wait_terminal(kube, ns, holder.name, timeout=90).status
+        assert orphan is not None and orphan.phase == ExecutionPhase.ABORTED
+        assert "workflow was terminated" in (orphan.message or "")
+        assert not orphan.is_condition_true("Succeeded")
 
 
 # --- faults: worker crash, Temporal restart, a flaky Jenkins ---------------------------------------
