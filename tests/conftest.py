@@ -160,3 +160,34 @@ def jenkins_client(stack_env: dict[str, str]) -> Any:
     # (get_version) with whatever auth its session already has, i.e. none before the first call.
     assert client.get_whoami()["id"] == stack_env["JENKINS_USER"]
     return client
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kube_api_client: Any) -> None:
+    """The product's CRDs, installed (or replaced) once per session and Established."""
+    from crds.install import install_crds
+
+    install_crds(kube_api_client)
+
+
+@pytest.fixture(scope="session")
+def kube(kube_api_client: Any, crds_installed: None) -> Any:
+    """``activities.kube.Kube`` as admin (tests that count an activity's writes make their own)."""
+    from activities.kube import Kube
+
+    return Kube(kube_api_client)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kube_api_client: Any) -> Iterator[str]:
+    """A fresh namespace named after the test module (namespaces stay Terminating: no controllers run)."""
+    import uuid
+
+    from activities.kube import Kube
+
+    admin = Kube(kube_api_client)
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")[:20]
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    admin.delete_object("v1", "Namespace", name, missing_ok=True)

@@ -86,11 +86,6 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 @pytest.fixture(scope="session")
-def kube(kube_api_client: Any) -> Kube:
-    return Kube(kube_api_client)
-
-
-@pytest.fixture(scope="session")
 def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(stack_env)
@@ -100,35 +95,39 @@ def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def crds_installed(kube_api_client: Any) -> None:
-    from crds.install import install_crds
-
-    install_crds(kube_api_client)
-
-
-@pytest.fixture(scope="session")
 def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     OUTPUT_DIR.mkdir(exist_ok=True)
     log_path = OUTPUT_DIR / "worker.log"
     health_port = _free_port()
     env = dict(cli_env)
-    env.update({
-        "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
-        "CUBEPAAS_HEALTH_PORT": str(health_port),
-        "CUBEPAAS_METRICS_PORT": "0",
-        "CUBEPAAS_SHUTDOWN_GRACE": "5",
-    })
+    env.update(
+        {
+            "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
+            "CUBEPAAS_HEALTH_PORT": str(health_port),
+            "CUBEPAAS_METRICS_PORT": "0",
+            "CUBEPAAS_SHUTDOWN_GRACE": "5",
+        }
+    )
     with log_path.open("ab") as log:
         log.write(f"\n==== worker started by pytest at {time.strftime('%H:%M:%S')} ====\n".encode())
         log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO_ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     ready_url = f"http://127.0.0.1:{health_port}/readyz"
     deadline = time.monotonic() + WORKER_READY_TIMEOUT
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"python -m worker exited with {proc.returncode} during start-up; last lines of "
-                        f"{log_path}:\n{_tail(log_path)}", pytrace=False)
+            pytest.fail(
+                f"python -m worker exited with {proc.returncode} during start-up; last lines of "
+                f"{log_path}:\n{_tail(log_path)}",
+                pytrace=False,
+            )
         try:
             with urllib.request.urlopen(ready_url, timeout=2) as resp:
                 if resp.status == 200:
@@ -137,8 +136,11 @@ def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[su
             pass
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s ({ready_url}); "
-                        f"last lines of {log_path}:\n{_tail(log_path)}", pytrace=False)
+            pytest.fail(
+                f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s ({ready_url}); "
+                f"last lines of {log_path}:\n{_tail(log_path)}",
+                pytrace=False,
+            )
         time.sleep(0.3)
     yield proc
     if proc.poll() is None:
@@ -154,8 +156,15 @@ def _ensure_namespace(kube: Kube, name: str) -> None:
     kube.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-def apply_project_setting(kube: Kube, namespace: str, stack_env: dict[str, str], *, executor_quota: int = 2,
-                          poll_interval: str = "1s", keep_jenkins_jobs: int = 0) -> PipelineSetting:
+def apply_project_setting(
+    kube: Kube,
+    namespace: str,
+    stack_env: dict[str, str],
+    *,
+    executor_quota: int = 2,
+    poll_interval: str = "1s",
+    keep_jenkins_jobs: int = 0,
+) -> PipelineSetting:
     """Secrets with the stack's Jenkins and MinIO credentials and the PipelineSetting ``default``."""
     from activities.kube import encode_secret_data
 
@@ -164,18 +173,32 @@ def apply_project_setting(kube: Kube, namespace: str, stack_env: dict[str, str],
         S3_SECRET: {"accessKey": stack_env["S3_ACCESS_KEY"], "secretKey": stack_env["S3_SECRET_KEY"]},
     }
     for name, data in secrets.items():
-        kube.ensure({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                     "metadata": {"name": name, "namespace": namespace}, "data": encode_secret_data(data)})
-    spec = PipelineSettingSpec.model_validate({
-        "executorQuota": executor_quota,
-        "pollInterval": poll_interval,
-        "keepJenkinsJobs": keep_jenkins_jobs,
-    })
-    spec.jenkins = JenkinsSettings(mode="External", url=stack_env["JENKINS_URL"],
-                                   credentials_secret_ref=SecretReference(name=JENKINS_SECRET))
-    spec.object_store = ObjectStoreSettings(endpoint=stack_env["S3_ENDPOINT"],
-                                            secure=stack_env.get("S3_SECURE", "false") == "true",
-                                            credentials_secret_ref=SecretReference(name=S3_SECRET))
+        kube.ensure(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": encode_secret_data(data),
+            }
+        )
+    spec = PipelineSettingSpec.model_validate(
+        {
+            "executorQuota": executor_quota,
+            "pollInterval": poll_interval,
+            "keepJenkinsJobs": keep_jenkins_jobs,
+        }
+    )
+    spec.jenkins = JenkinsSettings(
+        mode="External",
+        url=stack_env["JENKINS_URL"],
+        credentials_secret_ref=SecretReference(name=JENKINS_SECRET),
+    )
+    spec.object_store = ObjectStoreSettings(
+        endpoint=stack_env["S3_ENDPOINT"],
+        secure=stack_env.get("S3_SECURE", "false") == "true",
+        credentials_secret_ref=SecretReference(name=S3_SECRET),
+    )
     setting = PipelineSetting(metadata=ObjectMeta(name="default", namespace=namespace), spec=spec)
     existing = kube.find(PipelineSetting, namespace, "default")
     if existing is None:
@@ -194,32 +217,51 @@ def deployment_readiness(kube_api_client: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def project_namespace(kube: Kube, stack_env: dict[str, str], crds_installed: None,
-                      deployment_readiness: Any) -> Callable[..., str]:
-    def factory(prefix: str = "e2e", *, executor_quota: int = 2, poll_interval: str = "1s",
-                keep_jenkins_jobs: int = 0, ready_deployments: bool = True) -> str:
+def project_namespace(
+    kube: Kube, stack_env: dict[str, str], crds_installed: None, deployment_readiness: Any
+) -> Callable[..., str]:
+    def factory(
+        prefix: str = "e2e",
+        *,
+        executor_quota: int = 2,
+        poll_interval: str = "1s",
+        keep_jenkins_jobs: int = 0,
+        ready_deployments: bool = True,
+    ) -> str:
         namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
         _ensure_namespace(kube, namespace)
         if ready_deployments:
             deployment_readiness.add_project(namespace)
-        apply_project_setting(kube, namespace, stack_env, executor_quota=executor_quota,
-                              poll_interval=poll_interval, keep_jenkins_jobs=keep_jenkins_jobs)
+        apply_project_setting(
+            kube,
+            namespace,
+            stack_env,
+            executor_quota=executor_quota,
+            poll_interval=poll_interval,
+            keep_jenkins_jobs=keep_jenkins_jobs,
+        )
         return namespace
 
     return factory
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="e2e", GIT_AUTHOR_EMAIL="e2e@example.com",
-               GIT_COMMITTER_NAME="e2e", GIT_COMMITTER_EMAIL="e2e@example.com")
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="e2e",
+        GIT_AUTHOR_EMAIL="e2e@example.com",
+        GIT_COMMITTER_NAME="e2e",
+        GIT_COMMITTER_EMAIL="e2e@example.com",
+    )
     done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
 
 
-def make_git_repo(root: Path, pipeline_file: str, files: dict[str, str] | None = None,
-                  branch: str = "main") -> tuple[str, str]:
+def make_git_repo(
+    root: Path, pipeline_file: str, files: dict[str, str] | None = None, branch: str = "main"
+) -> tuple[str, str]:
     """A bare repository ``root/repo.git`` with one commit on ``branch``; returns (file:// url, sha)."""
     bare, work = root / "repo.git", root / "work"
     root.mkdir(parents=True, exist_ok=True)
@@ -240,8 +282,9 @@ def make_git_repo(root: Path, pipeline_file: str, files: dict[str, str] | None =
 
 @pytest.fixture(scope="session")
 def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[str, str]]:
-    def factory(pipeline_file: str, files: dict[str, str] | None = None,
-                branch: str = "main") -> tuple[str, str]:
+    def factory(
+        pipeline_file: str, files: dict[str, str] | None = None, branch: str = "main"
+    ) -> tuple[str, str]:
         return make_git_repo(tmp_path_factory.mktemp("git"), pipeline_file, files, branch)
 
     return factory
@@ -250,8 +293,10 @@ def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[st
 @pytest.fixture(scope="session")
 def pipeline_factory(kube: Kube, crds_installed: None) -> Callable[..., Pipeline]:
     def factory(namespace: str, name: str, repo_url: str, branch: str = "main") -> Pipeline:
-        pipeline = Pipeline(metadata=ObjectMeta(name=name, namespace=namespace),
-                            spec=PipelineSpec(repository_url=repo_url, default_branch=branch))
+        pipeline = Pipeline(
+            metadata=ObjectMeta(name=name, namespace=namespace),
+            spec=PipelineSpec(repository_url=repo_url, default_branch=branch),
+        )
         return kube.create(pipeline)
 
     return factory
@@ -263,11 +308,20 @@ def devopsctl(cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedProc
     command = [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
 
     def run(*args: str, timeout: float = 300.0, check: bool = False) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*command, *args], env=cli_env, cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            [*command, *args],
+            env=cli_env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and done.returncode != 0:
-            pytest.fail(f"devopsctl {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}",
-                        pytrace=False)
+            pytest.fail(
+                f"devopsctl {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}",
+                pytrace=False,
+            )
         return done
 
     return run

@@ -37,6 +37,7 @@ def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, inter
 def get_execution(kube: Kube, namespace: str, name: str) -> PipelineExecution:
     return kube.get(PipelineExecution, namespace, name)
 
+
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 POLL = 1.0  # the project's pollInterval
 
@@ -110,8 +111,9 @@ COMMITS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def make_pipeline(ns: str, git_repo: Callable[..., tuple[str, str]],
-                  pipeline_factory: Callable[..., Any]) -> Callable[[str, str], str]:
+def make_pipeline(
+    ns: str, git_repo: Callable[..., tuple[str, str]], pipeline_factory: Callable[..., Any]
+) -> Callable[[str, str], str]:
     def make(name: str, pipeline_file: str) -> str:
         url, sha = git_repo(pipeline_file, {"README.md": "# e2e\n"})
         pipeline_factory(ns, name, url)
@@ -162,8 +164,9 @@ def test_run_wait_exits_0_on_success(succeeded: str) -> None:
     assert "step 1.0" in succeeded and ": Success" in succeeded
 
 
-def test_run_wait_exits_nonzero_on_failure(devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str],
-                                           kube: Kube) -> None:
+def test_run_wait_exits_nonzero_on_failure(
+    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube
+) -> None:
     make_pipeline("fail", FAIL_FILE)
     done = devopsctl("run", "fail", "-n", ns, "--commit", COMMITS["fail"], "--wait", timeout=300)
     assert done.returncode == 1, _out(done)
@@ -198,8 +201,17 @@ def test_get_and_describe(devopsctl: Cli, ns: str, succeeded: str) -> None:
     assert "pass-1" in row and "Success" in row
 
     text = devopsctl("describe", "execution", "pass-1", "-n", ns, check=True).stdout
-    for expected in ("Name:          pass-1", f"Namespace:     {ns}", "Pipeline:      pass",
-                     "Phase:         Success", "Clone", "Test", "Workflow:", "Jenkins:", "Succeeded"):
+    for expected in (
+        "Name:          pass-1",
+        f"Namespace:     {ns}",
+        "Pipeline:      pass",
+        "Phase:         Success",
+        "Clone",
+        "Test",
+        "Workflow:",
+        "Jenkins:",
+        "Succeeded",
+    ):
         assert expected in text, text
     assert re.search(rf"{ns}/pass/1/1-0\.log", text), text  # the stored log object of step 1.0
 
@@ -216,8 +228,12 @@ def test_logs_after_the_run_come_from_the_object_store(devopsctl: Cli, ns: str, 
 
 
 def test_logs_follow_a_running_step_without_gaps_or_duplicates(
-    devopsctl: Cli, devopsctl_command: list[str], cli_env: dict[str, str], ns: str,
-    make_pipeline: Callable[[str, str], str], kube: Kube,
+    devopsctl: Cli,
+    devopsctl_command: list[str],
+    cli_env: dict[str, str],
+    ns: str,
+    make_pipeline: Callable[[str, str], str],
+    kube: Kube,
 ) -> None:
     make_pipeline("count", SLOW_COUNT_FILE)
     name = _start(devopsctl, ns, "count")
@@ -235,8 +251,9 @@ def test_logs_follow_a_running_step_without_gaps_or_duplicates(
     assert after.stdout == follow.stdout
 
 
-def test_pause_and_resume(devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str],
-                          kube: Kube) -> None:
+def test_pause_and_resume(
+    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube
+) -> None:
     make_pipeline("twostages", TWO_STAGES_FILE)
     name = _start(devopsctl, ns, "twostages")
     wait_for(lambda: _state(kube, ns, name, 1) == StageState.BUILDING, 120, "stage 1 to start")
@@ -268,13 +285,21 @@ def test_cancel(devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str
     wait_for(lambda: _phase(kube, ns, name) == ExecutionPhase.ABORTED, 60, f"{name} to be Aborted")
     assert _state(kube, ns, name, 1, 0) == StageState.ABORTED
     # The partial log was kept.
-    logs = wait_for(lambda: (lambda d: d if "tick 1" in d.stdout else None)(
-        devopsctl("logs", name, "-n", ns, "--stage", "Long", "--step", "0")), 60, "the partial log")
+    logs = wait_for(
+        lambda: (lambda d: d if "tick 1" in d.stdout else None)(
+            devopsctl("logs", name, "-n", ns, "--stage", "Long", "--step", "0")
+        ),
+        60,
+        "the partial log",
+    )
     assert "tick 1\n" in logs.stdout
 
 
 def test_approve_when_no_stage_waits_is_refused_with_the_reason(
-    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube,
+    devopsctl: Cli,
+    ns: str,
+    make_pipeline: Callable[[str, str], str],
+    kube: Kube,
 ) -> None:
     make_pipeline("approval", APPROVAL_FILE)
     name = _start(devopsctl, ns, "approval")
@@ -298,8 +323,9 @@ def test_approve_when_no_stage_waits_is_refused_with_the_reason(
     wait_for(lambda: _phase(kube, ns, name) == ExecutionPhase.SUCCESS, 120, f"{name} to succeed (approved)")
 
 
-def test_reject_ends_denied(devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str],
-                            kube: Kube) -> None:
+def test_reject_ends_denied(
+    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube
+) -> None:
     make_pipeline("rejected", APPROVAL_FILE)
     name = _start(devopsctl, ns, "rejected")
 
@@ -313,8 +339,9 @@ def test_reject_ends_denied(devopsctl: Cli, ns: str, make_pipeline: Callable[[st
     wait_for(lambda: _phase(kube, ns, name) == ExecutionPhase.DENIED, 120, f"{name} to be Denied")
 
 
-def test_errors_are_one_line_with_distinct_codes(devopsctl: Cli, ns: str, cli_env: dict[str, str],
-                                                 devopsctl_command: list[str]) -> None:
+def test_errors_are_one_line_with_distinct_codes(
+    devopsctl: Cli, ns: str, cli_env: dict[str, str], devopsctl_command: list[str]
+) -> None:
     missing = devopsctl("describe", "execution", "nope-1", "-n", ns)
     assert missing.returncode == 3
     expected = f'devopsctl: error: pipelineexecution "nope-1" not found in namespace "{ns}"'
@@ -324,6 +351,12 @@ def test_errors_are_one_line_with_distinct_codes(devopsctl: Cli, ns: str, cli_en
     usage = devopsctl("get", "pods")
     assert usage.returncode == 2
     env = dict(cli_env, KUBECONFIG="/nonexistent/kubeconfig")
-    bad = subprocess.run([*devopsctl_command, "get", "executions", "-n", ns], env=env, capture_output=True,
-                         text=True, timeout=60, check=False)
+    bad = subprocess.run(
+        [*devopsctl_command, "get", "executions", "-n", ns],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 4 and bad.stderr.startswith("devopsctl: error: bad configuration"), _out(bad)

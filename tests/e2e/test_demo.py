@@ -29,8 +29,15 @@ def _worker_running(pid_path: Path) -> bool:
 
 def _demo(stack: Any, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DEVSTACK_DIR=str(stack.dir), PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "devstack.demo", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "devstack.demo", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def test_demo_runs_to_success_and_reuses_what_is_up(stack: Any) -> None:

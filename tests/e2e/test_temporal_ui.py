@@ -27,8 +27,14 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "test-output"
 UI_TIMEOUT_MS = 30_000
@@ -65,8 +71,9 @@ def _frame_text(page: Any, name: str, expected: str, timeout: float = 30.0) -> s
 @pytest.fixture(scope="module")
 def browser() -> Any:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)",
-                    pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)", pytrace=False
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -76,9 +83,14 @@ def browser() -> Any:
 
 
 def test_find_a_run_in_the_temporal_ui(
-    browser: Any, worker_process: Any, project_namespace: Callable[..., str], git_repo: Callable[..., Any],
-    pipeline_factory: Callable[..., Any], devopsctl: Callable[..., subprocess.CompletedProcess[str]],
-    kube: Kube, stack_env: dict[str, str],
+    browser: Any,
+    worker_process: Any,
+    project_namespace: Callable[..., str],
+    git_repo: Callable[..., Any],
+    pipeline_factory: Callable[..., Any],
+    devopsctl: Callable[..., subprocess.CompletedProcess[str]],
+    kube: Kube,
+    stack_env: dict[str, str],
 ) -> None:
     ns = project_namespace("ui")
     pipeline = f"ui-{uuid.uuid4().hex[:6]}"
@@ -98,8 +110,10 @@ def test_find_a_run_in_the_temporal_ui(
     try:
         # 1. The workflow list, filtered by the search attribute (the UI keeps its filter in ?query=).
         query = f'DevopsPipeline="{pipeline}"'
-        page.goto(f"{ui}/namespaces/{temporal_ns}/workflows?query={urllib.parse.quote(query)}",
-                  wait_until="networkidle")
+        page.goto(
+            f"{ui}/namespaces/{temporal_ns}/workflows?query={urllib.parse.quote(query)}",
+            wait_until="networkidle",
+        )
         page.get_by_text(re.compile(rf'DevopsPipeline\s*=\s*"{re.escape(pipeline)}"')).first.wait_for()
         row_link = page.get_by_role("link", name=workflow_id, exact=True)
         row_link.first.wait_for()
@@ -123,8 +137,10 @@ def test_find_a_run_in_the_temporal_ui(
         table.wait_for()
         headers = [h.strip() for h in table.locator("th").all_inner_texts()]
         assert headers[:4] == ["#", "Stage", "Step", "State"], headers
-        rows = [[c.strip() for c in row.locator("td").all_inner_texts()]
-                for row in table.locator("tbody tr").all()]
+        rows = [
+            [c.strip() for c in row.locator("td").all_inner_texts()]
+            for row in table.locator("tbody tr").all()
+        ]
         stages = {r[1]: r[3] for r in rows if len(r) >= 4 and r[1]}
         assert stages == {"Clone": "Success", "Test": "Success", "Build": "Success"}, rows
         assert sum(1 for r in rows if len(r) >= 4 and r[2]) == 4, rows  # clone + 1 test step + 2 build steps
@@ -138,6 +154,7 @@ def test_chromium_is_debians() -> None:
     """The browser comes from the distribution (apt), not from `playwright install`."""
     path = shutil.which("chromium") or CHROMIUM
     assert Path(path).exists(), "apt-get install -y chromium"
-    done = subprocess.run(["dpkg", "-S", str(Path(path).resolve())], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["dpkg", "-S", str(Path(path).resolve())], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0 and "chromium" in done.stdout, done.stdout + done.stderr

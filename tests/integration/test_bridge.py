@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -21,7 +21,6 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.kube import Kube
 from crds.execution import PipelineExecution, PipelineExecutionSpec
-from crds.install import install_crds
 from crds.messages import EXECUTION_WORKFLOW, ControlInput, ExecutionWorkflowInput, execution_workflow_id
 from crds.meta import ObjectMeta
 from worker.bridge import (
@@ -81,20 +80,6 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, within: flo
             return last
         await asyncio.sleep(0.2)
     pytest.fail(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="module")
-def kube(kube_api_client: Any) -> Kube:
-    install_crds(kube_api_client)
-    return Kube(kube_api_client)
-
-
-@pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
-    name = f"bridge-{uuid.uuid4().hex[:8]}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    kube.delete_object("v1", "Namespace", name, missing_ok=True)
 
 
 @pytest.fixture

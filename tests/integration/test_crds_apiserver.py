@@ -35,11 +35,6 @@ STRICT = "Strict"  # what kubectl sends: unknown fields are errors, not silently
 
 
 @pytest.fixture(scope="module")
-def crds_installed(kube_api_client: k8s.ApiClient) -> None:
-    install_crds(kube_api_client)
-
-
-@pytest.fixture(scope="module")
 def custom(kube_api_client: k8s.ApiClient, crds_installed: None) -> Any:
     return k8s.CustomObjectsApi(kube_api_client)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,16 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def kube(kube_api_client: k8s.ApiClient) -> Kube:
+def kube(kube_api_client: Any, crds_installed: None) -> Kube:
+    """A fresh Kube per test: its write counter starts at zero."""
     return Kube(kube_api_client)
-
-
-@pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
-    name = f"kube-{uuid.uuid4().hex[:8]}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    kube.delete_object("v1", "Namespace", name, missing_ok=True)
 
 
 def _configmap(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:

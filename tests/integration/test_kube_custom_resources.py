@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from kubernetes import client as k8s
 
 from activities.errors import KubeConflictError, KubeInvalidError, KubeNotFoundError
 from activities.kube import Kube
 from crds.execution import PipelineExecution, PipelineExecutionSpec, PipelineExecutionStatus
-from crds.install import install_crds
 from crds.meta import ObjectMeta
 from crds.reasons import ExecutionPhase
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def crds_installed(kube_api_client: k8s.ApiClient) -> None:
-    install_crds(kube_api_client)
-
-
 @pytest.fixture
 def kube(kube_api_client: k8s.ApiClient, crds_installed: None) -> Kube:
+    """A fresh Kube per test: its write counter starts at zero."""
     return Kube(kube_api_client)
-
-
-@pytest.fixture
-def namespace(kube: Kube) -> str:
-    name = f"kcr-{uuid.uuid4().hex[:8]}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 def _execution(namespace: str, name: str = "app-1", run: int = 1) -> PipelineExecution:
     return PipelineExecution(
         # Routed to a task queue no worker serves: a worker running in the same session leaves it alone.
-        metadata=ObjectMeta(name=name, namespace=namespace, labels={"devops.cubepaas.io/pipeline": "app"},
-                            annotations={"devops.cubepaas.io/task-queue": "kube-tests-no-worker"}),
+        metadata=ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels={"devops.cubepaas.io/pipeline": "app"},
+            annotations={"devops.cubepaas.io/task-queue": "kube-tests-no-worker"},
+        ),
         spec=PipelineExecutionSpec(pipeline_name="app", run=run, branch="main"),
     )
 

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from activities.errors import KubeNotFoundError
 from activities.kube import Kube
 from crds.execution import PIPELINE_LABEL, RUN_LABEL, PipelineExecution
-from crds.install import install_crds
 from crds.meta import ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec
 from worker.bridge import TASK_QUEUE_ANNOTATION
@@ -22,20 +18,6 @@ from worker.runs import create_run
 NO_WORKER = {TASK_QUEUE_ANNOTATION: "test-runs-without-a-worker"}
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def kube(kube_api_client: Any) -> Kube:
-    install_crds(kube_api_client)
-    return Kube(kube_api_client)
-
-
-@pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
-    name = f"runs-{uuid.uuid4().hex[:8]}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    kube.delete_object("v1", "Namespace", name, missing_ok=True)
 
 
 def _pipeline(kube: Kube, namespace: str, name: str = "app", default_branch: str = "develop") -> Pipeline:

@@ -20,7 +20,6 @@ import pytest
 
 from activities.kube import Kube
 from crds.execution import PipelineExecution, PipelineExecutionSpec
-from crds.install import install_crds
 from crds.meta import ObjectMeta
 from worker.bridge import TASK_QUEUE_ANNOTATION
 
@@ -112,20 +111,6 @@ def _start(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def kube(kube_api_client: Any) -> Kube:
-    install_crds(kube_api_client)
-    return Kube(kube_api_client)
-
-
-@pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
-    name = f"worker-{uuid.uuid4().hex[:8]}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    kube.delete_object("v1", "Namespace", name, missing_ok=True)
 
 
 @pytest.fixture

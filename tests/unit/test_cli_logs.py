@@ -24,15 +24,24 @@ from crds.reasons import ExecutionPhase, StageState
 from worker import cli
 
 
-def pe(state: StageState, *, log_object: str | None = None,
-       phase: ExecutionPhase = ExecutionPhase.BUILDING) -> PipelineExecution:
+def pe(
+    state: StageState, *, log_object: str | None = None, phase: ExecutionPhase = ExecutionPhase.BUILDING
+) -> PipelineExecution:
     return PipelineExecution(
         metadata=ObjectMeta(name="demo-1", namespace="ns"),
         spec=PipelineExecutionSpec(pipeline_name="demo", run=1),
         status=PipelineExecutionStatus(
-            phase=phase, jenkins=JenkinsBuildRef(job="ns-demo-1", build=1),
-            stages=[StageStatus(name="Clone", state=state,
-                                steps=[StepStatus(name="clone", state=state, log_object=log_object)])]))
+            phase=phase,
+            jenkins=JenkinsBuildRef(job="ns-demo-1", build=1),
+            stages=[
+                StageStatus(
+                    name="Clone",
+                    state=state,
+                    steps=[StepStatus(name="clone", state=state, log_object=log_object)],
+                )
+            ],
+        ),
+    )
 
 
 @dataclass
@@ -41,12 +50,32 @@ class FakeEngine:
     reads: int = 0
 
     def describe(self, job: str, number: int) -> BuildStatus:
-        step = JStep(stage_index=0, step_index=0, name="step-0-0", node_id="7", status="IN_PROGRESS",
-                     state=StageState.BUILDING)
-        return BuildStatus(job=job, number=number, building=True, result=None, status="IN_PROGRESS",
-                           state=StageState.BUILDING,
-                           stages=[JStage(index=0, name="Clone", node_id="5", status="IN_PROGRESS",
-                                          state=StageState.BUILDING, steps=[step])])
+        step = JStep(
+            stage_index=0,
+            step_index=0,
+            name="step-0-0",
+            node_id="7",
+            status="IN_PROGRESS",
+            state=StageState.BUILDING,
+        )
+        return BuildStatus(
+            job=job,
+            number=number,
+            building=True,
+            result=None,
+            status="IN_PROGRESS",
+            state=StageState.BUILDING,
+            stages=[
+                JStage(
+                    index=0,
+                    name="Clone",
+                    node_id="5",
+                    status="IN_PROGRESS",
+                    state=StageState.BUILDING,
+                    steps=[step],
+                )
+            ],
+        )
 
     def read_step_log(self, job: str, number: int, node: str, cursor: LogCursor | None) -> StepLogChunk:
         assert node == "7"
@@ -145,8 +174,10 @@ def test_no_log_anywhere_is_incomplete() -> None:
     assert f.incomplete
 
 
-@pytest.mark.parametrize("stage,step,expected", [(None, None, [(0, 0)]), ("0", None, [(0, 0)]),
-                                                 ("clone", "clone", [(0, 0)]), ("Clone", "0", [(0, 0)])])
+@pytest.mark.parametrize(
+    "stage,step,expected",
+    [(None, None, [(0, 0)]), ("0", None, [(0, 0)]), ("clone", "clone", [(0, 0)]), ("Clone", "0", [(0, 0)])],
+)
 def test_select_steps(stage: str | None, step: str | None, expected: list[tuple[int, int]]) -> None:
     assert cli.select_steps(pe(StageState.BUILDING), stage, step) == expected
 

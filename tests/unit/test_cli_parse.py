@@ -16,14 +16,26 @@ def parse(*argv: str) -> object:
 def test_run_arguments() -> None:
     args = parse("run", "demo", "-n", "team-a", "--branch", "dev", "--wait")
     assert (args.command, args.pipeline, args.namespace, args.branch, args.wait) == (
-        "run", "demo", "team-a", "dev", True)
+        "run",
+        "demo",
+        "team-a",
+        "dev",
+        True,
+    )
     args = parse("run", "demo")
     assert args.namespace is None and args.branch is None and args.wait is False
 
 
-@pytest.mark.parametrize("kind,expected", [("pipelines", "pipelines"), ("pl", "pipelines"),
-                                           ("executions", "executions"), ("pe", "executions"),
-                                           ("PipelineExecutions", "executions")])
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("pipelines", "pipelines"),
+        ("pl", "pipelines"),
+        ("executions", "executions"),
+        ("pe", "executions"),
+        ("PipelineExecutions", "executions"),
+    ],
+)
 def test_get_kinds(kind: str, expected: str) -> None:
     args = parse("get", kind, "-A", "-o", "wide")
     assert args.kind == expected and args.all_namespaces and args.output == "wide"
@@ -53,8 +65,17 @@ def test_logs_and_controls() -> None:
 
 
 def test_exit_codes_are_distinct() -> None:
-    codes = [cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_NOT_FOUND, cli.EXIT_CONFIG,
-             cli.EXIT_APISERVER, cli.EXIT_TEMPORAL, cli.EXIT_BACKEND, cli.EXIT_INTERRUPTED]
+    codes = [
+        cli.EXIT_OK,
+        cli.EXIT_FAILED,
+        cli.EXIT_USAGE,
+        cli.EXIT_NOT_FOUND,
+        cli.EXIT_CONFIG,
+        cli.EXIT_APISERVER,
+        cli.EXIT_TEMPORAL,
+        cli.EXIT_BACKEND,
+        cli.EXIT_INTERRUPTED,
+    ]
     assert len(set(codes)) == len(codes)
 
 
@@ -63,7 +84,8 @@ def test_env_file_fills_unset_variables(tmp_path: Path, monkeypatch: pytest.Monk
     state.mkdir()
     (state / "env").write_text(
         "# written by devstack\nexport TEMPORAL_ADDRESS=127.0.0.1:7999\nexport TEMPORAL_UI_URL='http://127.0.0.1:8999/'\n"
-        "export S3_ENDPOINT=127.0.0.1:9000\n")
+        "export S3_ENDPOINT=127.0.0.1:9000\n"
+    )
     monkeypatch.setenv("DEVSTACK_DIR", str(state))
     monkeypatch.setenv("S3_ENDPOINT", "explicit:1")
     monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
@@ -82,8 +104,9 @@ def test_cwd_devstack_env_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert cli.load_settings(cwd=tmp_path).temporal_namespace == "from-cwd"
 
 
-def test_bad_config_is_one_line_and_exit_4(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_is_one_line_and_exit_4(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("DEVSTACK_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CUBEPAAS_POLL_INTERVAL", "soon")
@@ -92,8 +115,9 @@ def test_bad_config_is_one_line_and_exit_4(monkeypatch: pytest.MonkeyPatch, tmp_
     assert err.startswith("devopsctl: error: bad configuration:") and "\n" not in err
 
 
-def test_missing_kubeconfig_is_bad_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_kubeconfig_is_bad_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("DEVSTACK_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nope"))
@@ -101,13 +125,15 @@ def test_missing_kubeconfig_is_bad_config(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "devopsctl: error: bad configuration: cannot load" in capsys.readouterr().err
 
 
-def test_unreachable_apiserver_is_exit_5(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_apiserver_is_exit_5(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:1\n"
         "contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n"
-        "users:\n- name: u\n  user:\n    token: t\n")
+        "users:\n- name: u\n  user:\n    token: t\n"
+    )
     monkeypatch.delenv("DEVSTACK_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))

@@ -22,28 +22,57 @@ from worker import cli_render as r
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def execution(phase: ExecutionPhase | None = ExecutionPhase.BUILDING, *,
-              build_state: StageState = StageState.BUILDING, paused: bool = False,
-              pending_gate: int | None = None) -> PipelineExecution:
+def execution(
+    phase: ExecutionPhase | None = ExecutionPhase.BUILDING,
+    *,
+    build_state: StageState = StageState.BUILDING,
+    paused: bool = False,
+    pending_gate: int | None = None,
+) -> PipelineExecution:
     t0 = NOW - timedelta(seconds=95)
     stages = [
-        StageStatus(name="Clone", state=StageState.SUCCESS, started=t0, ended=t0 + timedelta(seconds=2),
-                    steps=[StepStatus(name="clone", state=StageState.SUCCESS, started=t0,
-                                      ended=t0 + timedelta(seconds=2), log_object="ns/demo/3/0-0.log")]),
-        StageStatus(name="Build", state=build_state, started=t0 + timedelta(seconds=3), steps=[
-            StepStatus(name="compile", state=build_state, started=t0 + timedelta(seconds=3)),
-            StepStatus(name="lint", state=StageState.WAITING),
-        ]),
+        StageStatus(
+            name="Clone",
+            state=StageState.SUCCESS,
+            started=t0,
+            ended=t0 + timedelta(seconds=2),
+            steps=[
+                StepStatus(
+                    name="clone",
+                    state=StageState.SUCCESS,
+                    started=t0,
+                    ended=t0 + timedelta(seconds=2),
+                    log_object="ns/demo/3/0-0.log",
+                )
+            ],
+        ),
+        StageStatus(
+            name="Build",
+            state=build_state,
+            started=t0 + timedelta(seconds=3),
+            steps=[
+                StepStatus(name="compile", state=build_state, started=t0 + timedelta(seconds=3)),
+                StepStatus(name="lint", state=StageState.WAITING),
+            ],
+        ),
     ]
     status = PipelineExecutionStatus(
-        phase=phase, started=t0, stages=stages, message="Running stage 'Build'", paused=paused,
-        pending_gate=pending_gate, jenkins=JenkinsBuildRef(job="ns-demo-3", build=1),
-        workflow=WorkflowRef(id="pe/ns/demo-3/u1", run_id="r1", ui_url="http://ui/x"))
+        phase=phase,
+        started=t0,
+        stages=stages,
+        message="Running stage 'Build'",
+        paused=paused,
+        pending_gate=pending_gate,
+        jenkins=JenkinsBuildRef(job="ns-demo-3", build=1),
+        workflow=WorkflowRef(id="pe/ns/demo-3/u1", run_id="r1", ui_url="http://ui/x"),
+    )
     return PipelineExecution(
-        metadata=ObjectMeta(name="demo-3", namespace="ns", uid="u1",
-                            creation_timestamp=NOW - timedelta(minutes=5)),
+        metadata=ObjectMeta(
+            name="demo-3", namespace="ns", uid="u1", creation_timestamp=NOW - timedelta(minutes=5)
+        ),
         spec=PipelineExecutionSpec(pipeline_name="demo", run=3, branch="main"),
-        status=status)
+        status=status,
+    )
 
 
 def test_human_durations_and_age() -> None:
@@ -74,10 +103,13 @@ def test_phase_shows_pending_and_paused() -> None:
 
 def test_pipelines_table() -> None:
     created = NOW - timedelta(hours=3)
-    pl = Pipeline(metadata=ObjectMeta(name="demo", namespace="ns", creation_timestamp=created),
-                  spec=PipelineSpec(repository_url="file:///repo.git"),
-                  status=PipelineStatus(next_run=4, last_execution_name="demo-3",
-                                        last_run_state=ExecutionPhase.SUCCESS))
+    pl = Pipeline(
+        metadata=ObjectMeta(name="demo", namespace="ns", creation_timestamp=created),
+        spec=PipelineSpec(repository_url="file:///repo.git"),
+        status=PipelineStatus(
+            next_run=4, last_execution_name="demo-3", last_run_state=ExecutionPhase.SUCCESS
+        ),
+    )
     header, row = r.pipelines_table([pl], wide=False, all_namespaces=False, now=NOW).splitlines()
     assert header.split() == ["NAME", "REPOSITORY", "LAST", "RUN", "STATE", "AGE"]
     assert row.split() == ["demo", "file:///repo.git", "demo-3", "Success", "3h"]
@@ -105,7 +137,7 @@ def test_progress_view_plain_appends_changes_only() -> None:
     view.update(execution(), NOW)
     assert out.getvalue() == first  # nothing changed, nothing printed
     view.update(execution(ExecutionPhase.SUCCESS, build_state=StageState.SUCCESS), NOW)
-    added = out.getvalue()[len(first):]
+    added = out.getvalue()[len(first) :]
     assert "phase Success" in added and "step 1.0 'compile' of 'Build': Success" in added
     assert "\x1b" not in out.getvalue()
 

@@ -40,15 +40,23 @@ def status_for(branch: str = "main") -> tuple[PipelineExecutionStatus, PipelineC
 def test_stages_start_waiting_with_the_clone_stage_first_and_unmatched_stages_skipped() -> None:
     status, _ = status_for()
     assert [s.name for s in status.stages] == ["Clone", "Test", "Release", "Deploy"]
-    assert [s.state for s in status.stages] == [StageState.WAITING, StageState.WAITING, StageState.SKIPPED,
-                                                StageState.WAITING]
+    assert [s.state for s in status.stages] == [
+        StageState.WAITING,
+        StageState.WAITING,
+        StageState.SKIPPED,
+        StageState.WAITING,
+    ]
     assert [st.state for st in status.stages[2].steps] == [StageState.SKIPPED]
 
 
 def test_a_stage_is_building_while_one_step_runs_and_failed_once_all_ended_with_a_failure() -> None:
     status, config = status_for()
-    snap = BuildSnapshot(steps=[StepSnapshot(stage=1, step=0, state="Failed", started_ms=1000, ended_ms=2000),
-                                StepSnapshot(stage=1, step=1, state="Building", started_ms=1000)])
+    snap = BuildSnapshot(
+        steps=[
+            StepSnapshot(stage=1, step=0, state="Failed", started_ms=1000, ended_ms=2000),
+            StepSnapshot(stage=1, step=1, state="Building", started_ms=1000),
+        ]
+    )
     progress.apply_snapshot(status, snap, config)
     assert status.stages[1].state == StageState.BUILDING
     snap.steps[1] = StepSnapshot(stage=1, step=1, state="Success", started_ms=1000, ended_ms=3000)
@@ -59,8 +67,11 @@ def test_a_stage_is_building_while_one_step_runs_and_failed_once_all_ended_with_
 
 def test_the_outcome_names_the_failed_step_and_stage() -> None:
     status, config = status_for()
-    snap = BuildSnapshot(building=False, result="FAILURE",
-                         steps=[StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2)])
+    snap = BuildSnapshot(
+        building=False,
+        result="FAILURE",
+        steps=[StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2)],
+    )
     progress.apply_snapshot(status, snap, config)
     phase, _, message = progress.outcome(status, snap, rejected=False)
     assert phase == ExecutionPhase.FAILED
