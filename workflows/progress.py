@@ -143,8 +143,11 @@ def outcome(
 def _duration(start: datetime | None, end: datetime | None) -> str:
     if not start or not end:
         return ""
-    secs = int((end - start).total_seconds())
-    return f"{secs // 60}m{secs % 60:02d}s" if secs >= 60 else f"{secs}s"
+    secs = (end - start).total_seconds()
+    if secs < 60:
+        return f"{secs:.1f}s"
+    whole = int(secs)
+    return f"{whole // 60}m{whole % 60:02d}s"
 
 
 def markdown(status: PipelineExecutionStatus) -> str:

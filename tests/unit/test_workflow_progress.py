@@ -101,3 +101,17 @@ def test_the_markdown_table_escapes_pipes_in_names() -> None:
     md = progress.markdown(status)
     assert "| 1 | a\\|b |" in md
     assert md.count("\n|") >= 1 + 4 + 5
+
+
+def test_durations_in_the_table_keep_tenths_under_a_minute_and_minutes_above() -> None:
+    status, config = status_for()
+    snap = BuildSnapshot(
+        steps=[
+            StepSnapshot(stage=1, step=0, state="Success", started_ms=1_000, ended_ms=1_400),
+            StepSnapshot(stage=1, step=1, state="Success", started_ms=1_000, ended_ms=93_000),
+        ]
+    )
+    progress.apply_snapshot(status, snap, config)
+    md = progress.markdown(status)
+    assert "| Success | 0.4s |" in md
+    assert "| Success | 1m32s |" in md
