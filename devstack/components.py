@@ -181,7 +181,8 @@ class KubeApiserver(Component):
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
             "--disable-admission-plugins=ServiceAccount",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            # /16: every pipeline namespace has Services, and a long-lived dev stack runs many projects.
+            "--service-cluster-ip-range=10.0.0.0/16",
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
             "--v=1",
