@@ -40,7 +40,7 @@ def test_the_apiserver_runs_rbac_with_service_account_signing_on_loopback(ctx: C
         "--advertise-address=127.0.0.1",
         "--authorization-mode=RBAC",
         "--disable-admission-plugins=ServiceAccount",
-        "--service-cluster-ip-range=10.0.0.0/24",
+        "--service-cluster-ip-range=10.0.0.0/16",
         "--allow-privileged=true",
         f"--service-account-signing-key-file={ctx.pki.sa_key}",
         f"--client-ca-file={ctx.pki.ca_cert}",
