@@ -109,3 +109,29 @@ class DeploymentReadiness:
                 self.sweep()
             except Exception as err:  # keep going: the apiserver may restart under a test
                 logger.warning("kubelet stand-in: %s", err)
+
+
+def aggregate_cluster_roles(api_client: Any, names: tuple[str, ...] = ("view", "edit", "admin")) -> None:
+    """Stand in for kube-controller-manager's ClusterRole aggregation controller.
+
+    The apiserver's RBAC bootstrap policy creates ``admin``, ``edit`` and ``view`` with an
+    ``aggregationRule`` and no rules; the controller-manager (not run by the local stack) fills them from
+    the ``aggregate-to-*`` roles. Without this, binding ``admin`` grants nothing.
+    """
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    for name in names:
+        role: Any = rbac.read_cluster_role(name)
+        rules: list[Any] = []
+        for selector in (
+            role.aggregation_rule.cluster_role_selectors if role.aggregation_rule else None
+        ) or []:
+            labels = ",".join(f"{k}={v}" for k, v in (selector.match_labels or {}).items())
+            members: list[Any] = rbac.list_cluster_role(label_selector=labels).items
+            for member in members:
+                for rule in member.rules or []:
+                    as_dict = api_client.sanitize_for_serialization(rule)
+                    if as_dict not in rules:
+                        rules.append(as_dict)
+        current = [api_client.sanitize_for_serialization(r) for r in role.rules or []]
+        if rules and current != rules:
+            rbac.patch_cluster_role(name, {"rules": rules})

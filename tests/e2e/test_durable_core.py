@@ -10,15 +10,10 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -310,81 +305,6 @@ stages:
 TASK_QUEUE_ANNOTATION = "devops.cubepaas.io/task-queue"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DedicatedWorker:
-    """A ``python -m worker`` of our own on its own task queue (the session worker ignores its runs)."""
-
-    def __init__(self, env: dict[str, str], namespace: str) -> None:
-        self.queue = f"e2e-{uuid.uuid4().hex[:8]}"
-        self.env = dict(
-            env,
-            CUBEPAAS_TASK_QUEUE=self.queue,
-            CUBEPAAS_WATCH_NAMESPACES=namespace,
-            CUBEPAAS_METRICS_PORT="0",
-            CUBEPAAS_HEALTH_HOST="127.0.0.1",
-            CUBEPAAS_SHUTDOWN_GRACE="5",
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = OUTPUT / f"worker-{self.queue}.log"
-
-    def start(self) -> None:
-        OUTPUT.mkdir(exist_ok=True)
-        port = _free_port()
-        env = dict(self.env, CUBEPAAS_HEALTH_PORT=str(port))
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        pytest.fail(f"dedicated worker not ready: {self.log.read_text()[-3000:]}", pytrace=False)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def dedicated_worker(
-    cli_env: dict[str, str], crds_installed: None
-) -> Iterator[Callable[[str], DedicatedWorker]]:
-    made: list[DedicatedWorker] = []
-
-    def make(namespace: str) -> DedicatedWorker:
-        w = DedicatedWorker(cli_env, namespace)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop()
-
-
 def wait_step_building(kube: Kube, ns: str, name: str, stage: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -407,7 +327,7 @@ class TestDurability:
         project: Callable[..., str],
         pipeline_factory: Callable[..., Any],
         git_repo: Callable[..., tuple[str, str]],
-        dedicated_worker: Callable[[str], DedicatedWorker],
+        dedicated_worker: Callable[[str], Any],
         jenkins_client: Any,
     ) -> None:
         ns = project(keep_jenkins_jobs=10)

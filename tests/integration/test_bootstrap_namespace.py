@@ -17,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.bootstrap import NamespaceActivities, deployment_readiness
 from activities.kube import Kube
 from crds.messages import BootstrapInput, BootstrapResult
+from devstack.kubelet_sim import aggregate_cluster_roles
 
 pytestmark = pytest.mark.integration
 
@@ -52,28 +53,6 @@ def kube(kube_api_client: k8s.ApiClient) -> Kube:
 @pytest.fixture
 def activities(kube: Kube) -> NamespaceActivities:
     return NamespaceActivities(kube)
-
-
-def aggregate_cluster_roles(admin: Kube) -> None:
-    """Stand in for kube-controller-manager's clusterrole-aggregation controller.
-
-    The apiserver's RBAC bootstrap policy creates ``admin``/``edit``/``view`` with an
-    ``aggregationRule`` and *no* rules; the controller-manager (not run by the local stack) fills
-    them from the ``aggregate-to-*`` roles. Without this, binding ``admin`` grants nothing.
-    """
-    for name in ("view", "edit", "admin"):
-        role = admin.read_object("rbac.authorization.k8s.io/v1", "ClusterRole", name)
-        rules: list[dict[str, Any]] = []
-        for selector in (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []:
-            labels = ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
-            for member in admin.list_objects(
-                "rbac.authorization.k8s.io/v1", "ClusterRole", label_selector=labels
-            ):
-                rules.extend(r for r in member.get("rules") or [] if r not in rules)
-        if rules and role.get("rules") != rules:
-            admin.merge_patch_object(
-                "rbac.authorization.k8s.io/v1", "ClusterRole", name, None, {"rules": rules}
-            )
 
 
 def _input(**overrides: Any) -> BootstrapInput:
@@ -334,7 +313,7 @@ def test_the_jenkins_service_account_may_run_agent_pods_in_its_own_namespace(
     activities: NamespaceActivities, admin: Kube, sa_client_factory: Callable[[str, str], k8s.ApiClient]
 ) -> None:
     """The jenkins ServiceAccount may manage agent pods in its own namespace (the agents RoleBinding)."""
-    aggregate_cluster_roles(admin)  # `edit` is aggregated; no controller-manager runs here
+    aggregate_cluster_roles(admin.core.api_client)  # `edit` is aggregated; no controller-manager runs here
     inp = _input()
     ns = inp.pipeline_namespace
     run(activities, admin, inp)

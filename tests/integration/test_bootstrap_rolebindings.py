@@ -13,6 +13,7 @@ from activities.bootstrap import NamespaceActivities
 from activities.errors import KubeForbiddenError
 from activities.kube import Kube
 from crds.messages import RoleBindingInput, RoleBindingResult
+from devstack.kubelet_sim import aggregate_cluster_roles
 
 pytestmark = pytest.mark.integration
 
@@ -33,28 +34,6 @@ def kube(kube_api_client: k8s.ApiClient) -> Kube:
 @pytest.fixture
 def activities(kube: Kube) -> NamespaceActivities:
     return NamespaceActivities(kube)
-
-
-def aggregate_cluster_roles(admin: Kube) -> None:
-    """Stand in for kube-controller-manager's clusterrole-aggregation controller.
-
-    The apiserver's RBAC bootstrap policy creates ``admin``/``edit``/``view`` with an
-    ``aggregationRule`` and *no* rules; the controller-manager (not run by the local stack) fills
-    them from the ``aggregate-to-*`` roles. Without this, binding ``admin`` grants nothing.
-    """
-    for name in ("view", "edit", "admin"):
-        role = admin.read_object("rbac.authorization.k8s.io/v1", "ClusterRole", name)
-        rules: list[dict[str, Any]] = []
-        for selector in (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []:
-            labels = ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
-            for member in admin.list_objects(
-                "rbac.authorization.k8s.io/v1", "ClusterRole", label_selector=labels
-            ):
-                rules.extend(r for r in member.get("rules") or [] if r not in rules)
-        if rules and role.get("rules") != rules:
-            admin.merge_patch_object(
-                "rbac.authorization.k8s.io/v1", "ClusterRole", name, None, {"rules": rules}
-            )
 
 
 class Project:
@@ -222,7 +201,7 @@ def test_the_admin_cluster_role_exists_without_a_controller_manager_but_is_aggre
     selectors = role["aggregationRule"]["clusterRoleSelectors"]
     assert {"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}} in selectors
     # ...whose rules the controller-manager fills in; the test stands in for it.
-    aggregate_cluster_roles(admin)
+    aggregate_cluster_roles(admin.core.api_client)
     rules = admin.read_object(RBAC, "ClusterRole", "admin")["rules"]
     assert any("configmaps" in r.get("resources", []) and "create" in r.get("verbs", []) for r in rules)
 
@@ -230,7 +209,7 @@ def test_the_admin_cluster_role_exists_without_a_controller_manager_but_is_aggre
 def test_the_jenkins_service_account_can_then_work_in_project_namespaces_only(
     activities: NamespaceActivities, admin: Kube, sa_client_factory: Callable[[str, str], k8s.ApiClient]
 ) -> None:
-    aggregate_cluster_roles(admin)
+    aggregate_cluster_roles(admin.core.api_client)
     project = Project(admin, members=1)
     reconcile(activities, project.input())
     jenkins = Kube(sa_client_factory(project.pipeline, "jenkins"))
