@@ -400,10 +400,7 @@ class PipelineExecutionWorkflow:
         stage = _gate_stage(gate_id)
         self._held_gate = stage
         try:
-            while self._paused and self._cancel is None:
-                self._set_phase(ExecutionPhase.PAUSED, f"Paused before stage '{self._stage_name(stage)}'")
-                await self._write()
-                await workflow.wait_condition(lambda: not self._paused or self._cancel is not None)
+            await self._hold_while_paused(stage)
             if self._cancel is not None:
                 return False
             if stage is not None and progress.needs_approval(self._ctx.config, self._status, stage):
@@ -426,6 +423,10 @@ class PipelineExecutionWorkflow:
                         summary=f"reject stage {stage}",
                     )
                     return False
+                # Paused while waiting for the approval: the pause still holds the approved stage.
+                await self._hold_while_paused(stage)
+                if self._cancel is not None:
+                    return False
             await self._act(
                 Activity.JENKINS_GATE,
                 GateInput(target=self._target(), build=self._build, gate_id=gate_id, proceed=True),
@@ -436,6 +437,12 @@ class PipelineExecutionWorkflow:
             return True
         finally:
             self._held_gate = None
+
+    async def _hold_while_paused(self, stage: int | None) -> None:
+        while self._paused and self._cancel is None:
+            self._set_phase(ExecutionPhase.PAUSED, f"Paused before stage '{self._stage_name(stage)}'")
+            await self._write()
+            await workflow.wait_condition(lambda: not self._paused or self._cancel is not None)
 
     async def _store_logs(self, snap: BuildSnapshot, *, all_started: bool = False) -> None:
         """Store the complete log of every step that ended (or, at the end, that ever started)."""

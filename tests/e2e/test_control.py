@@ -318,3 +318,17 @@ class TestApproval:
         assert err.value.cause.message == "no stage is waiting for approval"
         await handle.signal(Signal.CANCEL)
         wait_for(kube, pe, phase_is(*TERMINAL), "the end")
+
+    async def test_a_pause_during_the_approval_wait_still_holds_the_stage_once_it_is_approved(
+        self, start_run: Callable[..., PipelineExecution], kube: Kube, temporal_client: Client
+    ) -> None:
+        pe = start_run(APPROVAL)
+        handle = temporal_client.get_workflow_handle(workflow_id(kube, pe))
+        wait_for(kube, pe, lambda p: p.status is not None and p.status.pending_gate == 2, "the approval gate")
+        await handle.signal(Signal.PAUSE)
+        assert await handle.execute_update(Update.APPROVE, GateDecisionInput(), result_type=int) == 2
+        assert_held_paused(kube, pe)
+        await handle.signal(Signal.RESUME)
+        done = wait_for(kube, pe, phase_is(*TERMINAL), "the end")
+        assert done.status is not None
+        assert done.status.phase == ExecutionPhase.SUCCESS, done.status.message
