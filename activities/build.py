@@ -12,6 +12,7 @@ import logging
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from temporalio import activity
 
@@ -20,14 +21,16 @@ from activities.errors import (
     ConfigError,
     DevopsError,
     JenkinsTransientError,
+    KubeConflictError,
     KubeNotFoundError,
     to_application_error,
 )
-from activities.execution import git_credentials
+from activities.execution import CAS_ATTEMPTS, git_credentials
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
     JenkinsfileInput,
+    cache_paths,
     credential_id,
     env_from_key,
     execution_label_value,
@@ -53,6 +56,7 @@ from crds.messages import (
     StoreStepLogResult,
     TriggerInput,
 )
+from crds.pipeline import CacheNode, Pipeline
 from crds.reasons import JenkinsMode, Reason
 
 logger = logging.getLogger(__name__)
@@ -260,6 +264,8 @@ class BuildActivities:
                 service_account=SERVICE_ACCOUNT,
                 git_credential_id=git_cred,
                 env_from_credentials=env_from,
+                cache_root=ctx.setting.cache.host_path_root if ctx.setting.cache.enabled else None,
+                cache_nodes=self._cache_nodes(ctx),
             )
         )
         changed = eng.ensure_job(job, script, description=f"{ns}/{ctx.execution.name}")
@@ -370,6 +376,47 @@ class BuildActivities:
         except DevopsError as err:
             raise to_application_error(err) from err
 
+    # -- build caches --------------------------------------------------------------------------
+
+    def _cache_nodes(self, ctx: ExecutionContext) -> list[str]:
+        """The pipeline's cache nodes, most recently used first (empty when caches are off)."""
+        if not ctx.setting.cache.enabled or not cache_paths(ctx.config):
+            return []
+        pipeline = self.kube.find(Pipeline, ctx.execution.namespace, ctx.pipeline)
+        nodes = pipeline.status.cache_nodes if pipeline and pipeline.status else []
+        return [n.node_name for n in nodes]
+
+    def _record_cache_node(self, ctx: ExecutionContext, pods: list[dict[str, object]]) -> None:
+        """Put the node the agent pod ran on first in ``Pipeline.status.cacheNodes`` (compare-and-swap)."""
+        cache = ctx.setting.cache
+        if not cache.enabled or cache.node_history_size == 0 or not cache_paths(ctx.config):
+            return
+        spec = next((p.get("spec") for p in pods if isinstance(p.get("spec"), dict)), None)
+        node = spec.get("nodeName") if isinstance(spec, dict) else None
+        if not isinstance(node, str) or not node:
+            return
+        now = datetime.now(UTC)
+        for _ in range(CAS_ATTEMPTS):
+            pipeline = self.kube.find(Pipeline, ctx.execution.namespace, ctx.pipeline)
+            if pipeline is None:
+                return
+            old = pipeline.status.cache_nodes if pipeline.status else []
+            nodes = [CacheNode(node_name=node, last_used=now)] + [n for n in old if n.node_name != node]
+            nodes = nodes[: cache.node_history_size]
+            patch = {"cacheNodes": [n.to_dict() for n in nodes]}
+            try:
+                self.kube.patch_status(
+                    Pipeline,
+                    ctx.execution.namespace,
+                    ctx.pipeline,
+                    patch,
+                    resource_version=pipeline.metadata.resource_version,
+                )
+                logger.info("cache node of %s/%s: %s", ctx.execution.namespace, ctx.pipeline, node)
+                return
+            except KubeConflictError:
+                continue
+
     # -- cleanup -------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.CLEANUP)
@@ -378,9 +425,11 @@ class BuildActivities:
         try:
             ctx = inp.target.context
             selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
-            for pod in self.kube.list_objects(
+            pods = self.kube.list_objects(
                 "v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector
-            ):
+            )
+            self._record_cache_node(ctx, pods)
+            for pod in pods:
                 meta = pod.get("metadata") or {}
                 self.kube.delete_object("v1", "Pod", meta["name"], ctx.pipeline_namespace, missing_ok=True)
             eng = self.engine(ctx)

@@ -511,17 +511,17 @@ class PipelineExecutionWorkflow:
         await self._end(ExecutionPhase.FAILED, reason, message)
 
     async def _end(self, phase: ExecutionPhase, reason: str, message: str) -> None:
+        """Settle everything (Pipeline status, cleanup, quota slot), then write the terminal status last:
+        whoever sees the CR finished can rely on all of it being done."""
         now = workflow.now()
         succeeded = ConditionStatus.TRUE if phase == ExecutionPhase.SUCCESS else ConditionStatus.FALSE
         self._status.set_condition(ConditionType.SUCCEEDED, succeeded, reason, message, now)
         if self._build is not None:
             self._status.set_condition(ConditionType.BUILT, succeeded, reason, message, now)
         self._status.finish(phase, now, message)
-        self._set_phase(phase, message)
-        await self._write()
         ctx = self._ctx
         if ctx is not None:
-            await self._act(
+            await self._best_effort(
                 Activity.UPDATE_PIPELINE,
                 UpdatePipelineInput(
                     namespace=ctx.execution.namespace,
@@ -531,18 +531,27 @@ class PipelineExecutionWorkflow:
                     state=phase.value,
                     started=self._status.started,
                 ),
-                None,
-                summary=f"Pipeline {ctx.pipeline} status",
+                f"Pipeline {ctx.pipeline} status",
             )
             if self._job is not None:
-                await self._act(
+                await self._best_effort(
                     Activity.CLEANUP,
                     CleanupInput(target=self._target(), credential_ids=self._job.credential_ids),
-                    None,
-                    summary=f"clean up {self._job.job}",
+                    f"clean up {self._job.job}",
                 )
         await self._release()
+        self._set_phase(phase, self._status.message or message)
+        await self._write()
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _best_effort(self, name: Activity, arg: BaseModel, summary: str) -> None:
+        """Housekeeping at the end: a failure is reported in the status message, and the run still ends."""
+        try:
+            await self._act(name, arg, None, summary=summary)
+        except ActivityError as err:
+            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            workflow.logger.warning("%s failed: %s", summary, cause)
+            self._status.message = f"{self._status.message or ''} ({summary} failed: {cause})".strip()
 
     async def _release(self) -> None:
         if not self._quota_held or self._ctx is None:

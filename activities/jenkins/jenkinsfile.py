@@ -190,6 +190,10 @@ class JenkinsfileInput(BaseModel):
     """usernamePassword credential for the clone; None for public or file:// repositories."""
     env_from_credentials: dict[str, str] = Field(default_factory=dict)
     """``env_from_key(sourceName, sourceKey)`` -> id of the secret-text credential holding that key."""
+    cache_root: str | None = None
+    """hostPath directory under which step caches live (None: caches are off for this project)."""
+    cache_nodes: list[str] = Field(default_factory=list)
+    """Nodes that ran this pipeline most recently, newest first: the agent pod prefers them."""
 
 
 def env_from_key(source_name: str, source_key: str) -> str:
@@ -228,11 +232,54 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Scheduling weights of the cache nodes, newest first (preferred, never required: a run never waits for
+#: one node; it only builds faster there).
+CACHE_NODE_WEIGHTS = (100, 80, 60, 40, 20, 10, 5, 1)
+
+
+def cache_host_path(root: str, namespace: str, pipeline: str, path: str) -> str:
+    """The node directory that holds one cached path of one pipeline (its own per project and pipeline)."""
+    digest = hashlib.sha256(path.encode()).hexdigest()[:16]
+    return f"{root.rstrip('/')}/{namespace}/{pipeline}/{digest}"
+
+
+def cache_paths(config: PipelineConfig) -> list[str]:
+    """Every path some step wants cached, once, in the order of first use."""
+    seen: list[str] = []
+    for _, _, _, step in config.iter_steps():
+        for path in step.cache.paths if step.cache else []:
+            if path not in seen:
+                seen.append(path)
+    return seen
+
+
 def pod_extension(inp: JenkinsfileInput) -> PodExtension:
-    """EXTENSION POINT for cache volumes and node affinity (a later issue): return the hostPath volumes for
-    the steps' ``cache.paths`` and a pod YAML fragment with the node affinity of the pipeline's cache nodes.
-    Today: nothing."""
-    return PodExtension()
+    """Build caches: a hostPath volume for every cached path, and node affinity toward the nodes that ran
+    this pipeline most recently (where those directories are warm)."""
+    if inp.cache_root is None:
+        return PodExtension()
+    paths = cache_paths(inp.config)
+    if not paths:
+        return PodExtension()
+    volumes = [
+        PodVolume(host_path=cache_host_path(inp.cache_root, inp.namespace, inp.pipeline, p), mount_path=p)
+        for p in paths
+    ]
+    preferred = [
+        {
+            "weight": weight,
+            "preference": {
+                "matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]
+            },
+        }
+        for node, weight in zip(inp.cache_nodes, CACHE_NODE_WEIGHTS, strict=False)
+    ]
+    if not preferred:
+        return PodExtension(volumes=volumes)
+    affinity = {
+        "spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": preferred}}}
+    }
+    return PodExtension(volumes=volumes, yaml=yaml.safe_dump(affinity, sort_keys=True))
 
 
 # ------------------------------------------------------------------------------------------- variables

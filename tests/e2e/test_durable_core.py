@@ -626,3 +626,69 @@ class TestLongHistories:
                 s3_client.get_object("pipeline-logs", st.stages[stage].steps[step].log_object).read().decode()
             )
             assert log.strip().splitlines()[0] == text
+
+
+CACHED = """
+stages:
+- name: Build
+  steps:
+  - runScriptConfig: {image: golang, shellScript: "sleep 3; echo built"}
+    cache: {paths: [/root/.cache/go-build]}
+"""
+
+
+class TestBuildCaches:
+    def test_the_node_a_run_used_becomes_the_first_cache_node_and_the_next_run_prefers_it(
+        self,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        jenkins_client: Any,
+    ) -> None:
+        from crds.pipeline import Pipeline
+
+        ns = project(keep_jenkins_jobs=5)
+        url, sha = git_repo(CACHED)
+        pipeline_factory(ns, "app", url)
+        kube.patch_status(Pipeline, ns, "app", {"cacheNodes": [{"nodeName": "node-a"}]})
+
+        def run_on(node: str) -> str:
+            pe = create_run(kube_api_client, ns, "app", commit=sha)
+            wait_step_building(kube, ns, pe.name, 1)
+            # No kubelet or scheduler: stand in for the agent pod the kubernetes plugin would start there.
+            kube.core.create_namespaced_pod(
+                f"{ns}-pipeline",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": f"agent-{pe.name}",
+                        "labels": {"devops.cubepaas.io/execution": pe.name},
+                    },
+                    "spec": {
+                        "nodeName": node,
+                        "containers": [{"name": "jnlp", "image": "jenkins/inbound-agent"}],
+                    },
+                },
+            )
+            st = wait_terminal(kube, ns, pe.name).status
+            assert st is not None and st.jenkins is not None
+            assert st.phase == ExecutionPhase.SUCCESS, st.message
+            return str(jenkins_client.get_job_config(st.jenkins.job))
+
+        first_job = run_on("node-b")
+        assert "hostPathVolume" in first_job and "/root/.cache/go-build" in first_job
+        assert "node-a" in first_job and "node-b" not in first_job  # the history before the run
+        status = kube.get(Pipeline, ns, "app").status
+        assert status is not None
+        assert [n.node_name for n in status.cache_nodes] == ["node-b", "node-a"]
+        assert status.cache_nodes[0].last_used is not None
+
+        second_job = run_on("node-a")
+        assert second_job.index("node-b") < second_job.index("node-a")  # newest first, highest weight
+        status = kube.get(Pipeline, ns, "app").status
+        assert status is not None
+        assert [n.node_name for n in status.cache_nodes] == ["node-a", "node-b"]

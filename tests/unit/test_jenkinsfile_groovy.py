@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from activities.jenkins.jenkinsfile import (
     JenkinsfileInput,
@@ -147,7 +148,27 @@ def _cases() -> dict[str, JenkinsfileInput]:
             }
         ]
     )
+    cached = _config(
+        [
+            {
+                "name": "Build",
+                "steps": [
+                    {
+                        "runScriptConfig": {"image": "golang:1.22", "shellScript": "go build ./..."},
+                        "cache": {"paths": ["/root/.cache/go-build", "/go/pkg/mod"]},
+                    },
+                    {
+                        "runScriptConfig": {"image": "maven:3", "shellScript": "mvn -q package"},
+                        "cache": {"paths": ["/root/.m2", "/go/pkg/mod"]},
+                    },
+                ],
+            }
+        ]
+    )
     return {
+        "cached": _inp(
+            cached, cache_root="/var/lib/cubepaas-devops/cache", cache_nodes=["node-b", "node-a"]
+        ),
         "all_types": _inp(
             all_types,
             git_credential_id="team-a-web-7-git",
@@ -218,13 +239,41 @@ def _calls(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return calls
 
 
+def test_cached_paths_become_host_path_volumes_and_recent_nodes_are_preferred(
+    groovy_results: dict[str, Any],
+) -> None:
+    pod = _calls(groovy_results, "cached")[0]
+    mounts = sorted(v["mountPath"] for v in pod["volumes"])
+    assert mounts == ["/go/pkg/mod", "/root/.cache/go-build", "/root/.m2"]  # a path shared by steps: once
+    for volume in pod["volumes"]:
+        assert volume["hostPath"].startswith("/var/lib/cubepaas-devops/cache/team-a/web/")
+    assert len({v["hostPath"] for v in pod["volumes"]}) == 3
+    spec = yaml.safe_load(pod["yaml"])
+    preferred = spec["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert [(p["weight"], p["preference"]["matchExpressions"][0]["values"]) for p in preferred] == [
+        (100, ["node-b"]),
+        (80, ["node-a"]),
+    ]
+    assert spec["metadata"]["labels"]["devops.cubepaas.io/execution"]
+
+
+def test_without_a_cache_root_or_cached_paths_the_pod_gets_no_volumes() -> None:
+    from activities.jenkins.jenkinsfile import pod_extension
+
+    cases = _cases()
+    assert pod_extension(cases["cached"].model_copy(update={"cache_root": None})).volumes == []
+    assert pod_extension(cases["all_types"].model_copy(update={"cache_root": "/c"})).volumes == []
+    first_run = pod_extension(cases["cached"].model_copy(update={"cache_nodes": []}))
+    assert len(first_run.volumes) == 3 and first_run.yaml is None
+
+
 def test_literals_round_trip_through_groovy(groovy_results: dict[str, Any]) -> None:
     result = groovy_results["eval_literals"]
     assert result["ok"], result.get("error")
     assert result["value"] == groovy_results["__strings__"]
 
 
-@pytest.mark.parametrize("name", ["all_types", "hostile", "long_script", "pull_request"])
+@pytest.mark.parametrize("name", ["all_types", "hostile", "long_script", "pull_request", "cached"])
 def test_generated_script_compiles_and_runs(groovy_results: dict[str, Any], name: str) -> None:
     calls = _calls(groovy_results, name)
     assert calls[0]["step"] == "podTemplate"
@@ -232,7 +281,7 @@ def test_generated_script_compiles_and_runs(groovy_results: dict[str, Any], name
     assert calls[1] == {"step": "node", "label": "cubepaas-test-pod"}
 
 
-@pytest.mark.parametrize("name", ["all_types", "hostile", "long_script", "pull_request"])
+@pytest.mark.parametrize("name", ["all_types", "hostile", "long_script", "pull_request", "cached"])
 def test_stages_and_scripts_reach_jenkins_literally(groovy_results: dict[str, Any], name: str) -> None:
     inp = _cases()[name]
     plan = build_plan(inp)
