@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from crds.meta import GROUP, VERSION, ObjectMeta, SecretReference
 from crds.pipeline import Pipeline, PipelineSpec
 from crds.reasons import ExecutionPhase, StageState
 from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
+from devstack import proc as devproc
 from devstack.kubelet_sim import DeploymentReadiness
 from devstack.stack import Stack, StackError
 from worker.bridge import TASK_QUEUE_ANNOTATION
@@ -91,32 +91,20 @@ def say(text: str) -> None:
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 40) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no log>"
+        return devproc.wait_for(predicate, timeout, what, interval)
+    except TimeoutError as err:
+        raise BenchError(str(err)) from err
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
-               GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com")
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@example.com",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@example.com",
+    )
     done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise BenchError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
@@ -192,30 +180,46 @@ class Bench:
             S3_SECRET: {"accessKey": self.env["S3_ACCESS_KEY"], "secretKey": self.env["S3_SECRET_KEY"]},
         }
         for secret, data in secrets.items():
-            self.kube.ensure({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                              "metadata": {"name": secret, "namespace": name},
-                              "data": encode_secret_data(data)})
+            self.kube.ensure(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "Opaque",
+                    "metadata": {"name": secret, "namespace": name},
+                    "data": encode_secret_data(data),
+                }
+            )
         spec = PipelineSettingSpec.model_validate(
             {"executorQuota": executor_quota, "pollInterval": poll_interval, "keepJenkinsJobs": 0}
         )
-        spec.jenkins = JenkinsSettings(mode="External", url=self.env["JENKINS_URL"],
-                                       credentials_secret_ref=SecretReference(name=JENKINS_SECRET))
-        spec.object_store = ObjectStoreSettings(endpoint=self.env["S3_ENDPOINT"],
-                                                secure=self.env.get("S3_SECURE", "false") == "true",
-                                                credentials_secret_ref=SecretReference(name=S3_SECRET))
+        spec.jenkins = JenkinsSettings(
+            mode="External",
+            url=self.env["JENKINS_URL"],
+            credentials_secret_ref=SecretReference(name=JENKINS_SECRET),
+        )
+        spec.object_store = ObjectStoreSettings(
+            endpoint=self.env["S3_ENDPOINT"],
+            secure=self.env.get("S3_SECURE", "false") == "true",
+            credentials_secret_ref=SecretReference(name=S3_SECRET),
+        )
         self.kube.create(PipelineSetting(metadata=ObjectMeta(name="default", namespace=name), spec=spec))
         return name
 
     def pipeline(self, namespace: str, name: str, text: str) -> str:
         """A Pipeline on a fresh local repository; returns the commit to run."""
         url, sha = make_git_repo(self.repos / f"{namespace}-{name}", text)
-        self.kube.create(Pipeline(metadata=ObjectMeta(name=name, namespace=namespace),
-                                  spec=PipelineSpec(repository_url=url, default_branch="main")))
+        self.kube.create(
+            Pipeline(
+                metadata=ObjectMeta(name=name, namespace=namespace),
+                spec=PipelineSpec(repository_url=url, default_branch="main"),
+            )
+        )
         return sha
 
     def start_run(self, namespace: str, pipeline: str, sha: str) -> str:
-        pe = create_run(self.api, namespace, pipeline, commit=sha,
-                        annotations={TASK_QUEUE_ANNOTATION: self.queue})
+        pe = create_run(
+            self.api, namespace, pipeline, commit=sha, annotations={TASK_QUEUE_ANNOTATION: self.queue}
+        )
         return pe.name
 
     def cr(self, namespace: str, name: str) -> dict[str, Any]:
@@ -287,27 +291,37 @@ def worker_process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     OUTPUT_DIR.mkdir(exist_ok=True)
     log_path = OUTPUT_DIR / f"worker-{queue}.log"
-    port = free_port()
+    port = devproc.free_port()
     worker_env = dict(os.environ)
     worker_env.update(env)
-    worker_env.update({
-        "PYTHONUNBUFFERED": "1",
-        "CUBEPAAS_TASK_QUEUE": queue,
-        "CUBEPAAS_WATCH_NAMESPACES": ",".join(namespaces),
-        "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
-        "CUBEPAAS_HEALTH_PORT": str(port),
-        "CUBEPAAS_METRICS_PORT": "0",
-        "CUBEPAAS_SHUTDOWN_GRACE": "5",
-    })
+    worker_env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "CUBEPAAS_TASK_QUEUE": queue,
+            "CUBEPAAS_WATCH_NAMESPACES": ",".join(namespaces),
+            "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
+            "CUBEPAAS_HEALTH_PORT": str(port),
+            "CUBEPAAS_METRICS_PORT": "0",
+            "CUBEPAAS_SHUTDOWN_GRACE": "5",
+        }
+    )
     with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO_ROOT, env=worker_env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker"],
+            cwd=REPO_ROOT,
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + WORKER_READY_TIMEOUT
         while True:
             if proc.poll() is not None:
-                raise BenchError(f"python -m worker exited with {proc.returncode} during start-up; "
-                                 f"last lines of {log_path}:\n{tail(log_path)}")
+                raise BenchError(
+                    f"python -m worker exited with {proc.returncode} during start-up; "
+                    f"last lines of {log_path}:\n{(devproc.tail(log_path) or '<no log>')}"
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
                     if resp.status == 200:
@@ -315,8 +329,10 @@ def worker_process(
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise BenchError(f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s; "
-                                 f"last lines of {log_path}:\n{tail(log_path)}")
+                raise BenchError(
+                    f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s; "
+                    f"last lines of {log_path}:\n{(devproc.tail(log_path) or '<no log>')}"
+                )
             time.sleep(0.3)
         say(f"worker ready (task queue {queue}, pid {proc.pid}, log {log_path.relative_to(REPO_ROOT)})")
         yield proc
@@ -335,7 +351,8 @@ def worker_process(
 
 def follow_activities(events: list[Any]) -> int:
     return sum(
-        1 for e in events
+        1
+        for e in events
         if e.HasField("activity_task_scheduled_event_attributes")
         and e.activity_task_scheduled_event_attributes.activity_type.name == Activity.JENKINS_FOLLOW
     )
@@ -387,7 +404,8 @@ def figure_history(b: Bench, ns: str) -> None:
         "1b history events with 1 / 4 / 8 parallel steps",
         " / ".join(str(counts[f"fan{n}"]) for n in FAN_OUT)
         + f": {slope:.1f} events per added step + {fixed:.0f} fixed (events / step "
-        + " / ".join(f"{per_step[n]:.0f}" for n in FAN_OUT) + ")",
+        + " / ".join(f"{per_step[n]:.0f}" for n in FAN_OUT)
+        + ")",
         "history is O(stages + steps): a constant number of events per step (steps ending apart, "
         "the worst case)",
     )
@@ -406,8 +424,9 @@ def step_state(st: dict[str, Any], stage: int, step: int) -> str | None:
 
 def figure_cancel(b: Bench, ns: str, poll: float) -> None:
     say(f"\n[2] cancel latency (pollInterval {CONTROL_POLL}, namespace {ns})")
-    text = pipeline_file([("Long", ["for i in $(seq 1 180); do echo tick $i; sleep 1; done"]),
-                          ("After", ["echo never"])])
+    text = pipeline_file(
+        [("Long", ["for i in $(seq 1 180); do echo tick $i; sleep 1; done"]), ("After", ["echo never"])]
+    )
     sha = b.pipeline(ns, "cancel", text)
     runs = [b.start_run(ns, "cancel", sha) for _ in range(CANCEL_REPEATS)]
     latencies: list[float] = []
@@ -444,12 +463,16 @@ def figure_cancel(b: Bench, ns: str, poll: float) -> None:
 
 
 def figure_status_lag(b: Bench, ns: str, poll: float) -> None:
-    say(f"\n[3] status lag (pollInterval {CONTROL_POLL}, namespace {ns}, "
-        f"CR read every {CR_POLL * 1000:.0f} ms)")
-    text = pipeline_file([
-        ("Fan", ["sleep 1; echo a", "sleep 3.3; echo b", "sleep 5.7; echo c"]),
-        ("Last", ["sleep 1.5; echo d"]),
-    ])
+    say(
+        f"\n[3] status lag (pollInterval {CONTROL_POLL}, namespace {ns}, "
+        f"CR read every {CR_POLL * 1000:.0f} ms)"
+    )
+    text = pipeline_file(
+        [
+            ("Fan", ["sleep 1; echo a", "sleep 3.3; echo b", "sleep 5.7; echo c"]),
+            ("Last", ["sleep 1.5; echo d"]),
+        ]
+    )
     run = b.start_run(ns, "lag", b.pipeline(ns, "lag", text))
     seen: dict[tuple[int, int], float] = {}  # step -> wall time the CR first showed its end
     ended: dict[tuple[int, int], datetime] = {}
@@ -472,8 +495,10 @@ def figure_status_lag(b: Bench, ns: str, poll: float) -> None:
     # Steps whose end first showed in the final write are counted too: that write is the CR showing it.
     lags = {key: (seen[key] - ended[key].timestamp()) / poll for key in sorted(seen)}
     for (i, j), lag in lags.items():
-        say(f"    step {i}.{j}: the CR showed its end {lag * poll:.2f} s after Jenkins ended it "
-            f"= {lag:.2f} polls")
+        say(
+            f"    step {i}.{j}: the CR showed its end {lag * poll:.2f} s after Jenkins ended it "
+            f"= {lag:.2f} polls"
+        )
     values = list(lags.values())
     b.row(
         "3  Jenkins step end -> CR shows it, in poll intervals",
@@ -497,14 +522,26 @@ def log_plan(sizes: list[int]) -> str:
     steps = []
     for j, size in enumerate(sizes):
         count = len(expected_log(size))
-        steps.append({
-            "index": j, "node": f"step-0-{j}", "type": "runScript", "image": "alpine",
-            "script": f"yes '{LOG_LINE}' | head -c {count}", "env": {}, "credentials": [],
-            "timeoutSeconds": 600,
-        })
-    plan = {"version": 1, "timeoutSeconds": 900, "env": {}, "stages": [
-        {"index": 0, "name": "Logs", "gate": None, "skip": False, "timeoutSeconds": None, "steps": steps},
-    ]}
+        steps.append(
+            {
+                "index": j,
+                "node": f"step-0-{j}",
+                "type": "runScript",
+                "image": "alpine",
+                "script": f"yes '{LOG_LINE}' | head -c {count}",
+                "env": {},
+                "credentials": [],
+                "timeoutSeconds": 600,
+            }
+        )
+    plan = {
+        "version": 1,
+        "timeoutSeconds": 900,
+        "env": {},
+        "stages": [
+            {"index": 0, "name": "Logs", "gate": None, "skip": False, "timeoutSeconds": None, "steps": steps},
+        ],
+    }
     text = json.dumps(plan, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
     return f"// cubepaas-plan: {text}\n"
 
@@ -537,8 +574,10 @@ def figure_logs(b: Bench) -> None:
                 spool.seek(0)
                 got = spool.read()
             same = hashlib.sha256(got).hexdigest() == hashlib.sha256(want).hexdigest()
-            say(f"    {mb} MB step: read {len(got)} of {len(want)} bytes in {seconds:.1f} s, sha256 "
-                f"{'equal' if same else 'DIFFERENT'}, reader peak {peak / 2**20:.1f} MiB")
+            say(
+                f"    {mb} MB step: read {len(got)} of {len(want)} bytes in {seconds:.1f} s, sha256 "
+                f"{'equal' if same else 'DIFFERENT'}, reader peak {peak / 2**20:.1f} MiB"
+            )
             b.row(
                 f"4  {mb} MB step log: bytes read / written, reader peak / log size",
                 f"{len(got)} / {len(want)} (sha256 {'equal' if same else 'DIFFERENT'}), "
@@ -600,15 +639,21 @@ def figure_rolebindings(b: Bench) -> None:
     made: list[str] = []
 
     def namespace(name: str, owner: str) -> None:
-        b.kube.ensure({"apiVersion": "v1", "kind": "Namespace",
-                       "metadata": {"name": name, "labels": {PROJECT_LABEL: owner}}})
+        b.kube.ensure(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": {PROJECT_LABEL: owner}},
+            }
+        )
         made.append(name)
 
     def reconcile(owner: str) -> tuple[Counter[str], int]:
         counter.take()
         writes_before = kube.total_writes
-        acts.reconcile_rolebindings(RoleBindingInput(project_namespace=owner,
-                                                     pipeline_namespace=f"{owner}-pipeline"))
+        acts.reconcile_rolebindings(
+            RoleBindingInput(project_namespace=owner, pipeline_namespace=f"{owner}-pipeline")
+        )
         return counter.take(), kube.total_writes - writes_before
 
     try:
@@ -629,12 +674,15 @@ def figure_rolebindings(b: Bench) -> None:
         drop_namespaces(b.api, made)
         api.close()
     say(f"    first reconcile (creates): {first_writes} writes")
-    for label, reqs, writes, total in (("3 project namespaces", small_requests, small_writes, small_cluster),
-                                       (f"+{UNRELATED_NAMESPACES} unrelated", big_requests, big_writes,
-                                        big_cluster)):
+    for label, reqs, writes, total in (
+        ("3 project namespaces", small_requests, small_writes, small_cluster),
+        (f"+{UNRELATED_NAMESPACES} unrelated", big_requests, big_writes, big_cluster),
+    ):
         detail = ", ".join(f"{m} {n}" for m, n in sorted(reqs.items()))
-        say(f"    {label:<22} cluster {total:>4} namespaces: {sum(reqs.values())} requests ({detail}), "
-            f"{writes} writes")
+        say(
+            f"    {label:<22} cluster {total:>4} namespaces: {sum(reqs.values())} requests ({detail}), "
+            f"{writes} writes"
+        )
     b.row(
         "5  RoleBinding reconcile, correct state: requests (writes)",
         f"{sum(small_requests.values())} ({small_writes}) with {small_cluster} namespaces in the cluster, "
@@ -660,18 +708,33 @@ def main() -> int:
     began = time.monotonic()
     rows: list[Row] = []
     try:
-        with local_stack() as env, tempfile.TemporaryDirectory(prefix="bench-repos-") as repos, \
-                asyncio.Runner() as runner:
+        with (
+            local_stack() as env,
+            tempfile.TemporaryDirectory(prefix="bench-repos-") as repos,
+            asyncio.Runner() as runner,
+        ):
             from crds.install import install_crds
 
             api = k8s_config.new_client_from_config(config_file=env["KUBECONFIG"])  # type: ignore[no-untyped-call]
             install_crds(api)
             kube = Kube(api)
-            temporal = runner.run(Client.connect(env["TEMPORAL_ADDRESS"], namespace=env["TEMPORAL_NAMESPACE"],
-                                                 data_converter=pydantic_data_converter))
+            temporal = runner.run(
+                Client.connect(
+                    env["TEMPORAL_ADDRESS"],
+                    namespace=env["TEMPORAL_NAMESPACE"],
+                    data_converter=pydantic_data_converter,
+                )
+            )
             readiness = DeploymentReadiness(api).start()
-            b = Bench(env=env, api=api, kube=kube, readiness=readiness, runner=runner, temporal=temporal,
-                      repos=Path(repos))
+            b = Bench(
+                env=env,
+                api=api,
+                kube=kube,
+                readiness=readiness,
+                runner=runner,
+                temporal=temporal,
+                repos=Path(repos),
+            )
             rows = b.rows
             tag = uuid.uuid4().hex[:6]
             hist_ns = b.project(f"bench-hist-{tag}", poll_interval=HISTORY_POLL, executor_quota=8)

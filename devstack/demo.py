@@ -122,12 +122,14 @@ def ensure_worker(stack: Stack, env: dict[str, str]) -> str:
     port = free_port()
     child_env = dict(os.environ)
     child_env.update(env)
-    child_env.update({
-        "PYTHONUNBUFFERED": "1",
-        "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
-        "CUBEPAAS_HEALTH_PORT": str(port),
-        "CUBEPAAS_METRICS_PORT": "0",
-    })
+    child_env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
+            "CUBEPAAS_HEALTH_PORT": str(port),
+            "CUBEPAAS_METRICS_PORT": "0",
+        }
+    )
     repo_root = Path(__file__).resolve().parent.parent
     proc = spawn([sys.executable, "-m", "worker"], log_path, env=child_env, cwd=repo_root)
     pid_path.write_text(json.dumps({"pid": proc.pid, "start_time": proc.start_time, "health_port": port}))
@@ -135,12 +137,15 @@ def ensure_worker(stack: Stack, env: dict[str, str]) -> str:
     deadline = time.monotonic() + WORKER_READY_TIMEOUT
     while not _ready(port):
         if not is_running(proc.pid, proc.start_time):
-            raise StackError(f"the worker exited during start-up; last lines of {log_path}:\n"
-                             + tail(log_path, 30, offset))
+            raise StackError(
+                f"the worker exited during start-up; last lines of {log_path}:\n" + tail(log_path, 30, offset)
+            )
         if time.monotonic() > deadline:
             terminate(proc.pid, proc.start_time)
-            raise StackError(f"the worker was not ready after {WORKER_READY_TIMEOUT:.0f}s; last lines of "
-                             f"{log_path}:\n" + tail(log_path, 30, offset))
+            raise StackError(
+                f"the worker was not ready after {WORKER_READY_TIMEOUT:.0f}s; last lines of "
+                f"{log_path}:\n" + tail(log_path, 30, offset)
+            )
         time.sleep(0.3)
     return f"started (pid {proc.pid}, log {log_path})"
 
@@ -159,8 +164,13 @@ def stop_worker(stack: Stack) -> str:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="CubePaaS demo", GIT_AUTHOR_EMAIL="demo@cubepaas.invalid",
-               GIT_COMMITTER_NAME="CubePaaS demo", GIT_COMMITTER_EMAIL="demo@cubepaas.invalid")
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="CubePaaS demo",
+        GIT_AUTHOR_EMAIL="demo@cubepaas.invalid",
+        GIT_COMMITTER_NAME="CubePaaS demo",
+        GIT_COMMITTER_EMAIL="demo@cubepaas.invalid",
+    )
     done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise StackError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
@@ -210,15 +220,26 @@ def apply_project(env: dict[str, str], repo_url: str) -> None:
             S3_SECRET: {"accessKey": env["S3_ACCESS_KEY"], "secretKey": env["S3_SECRET_KEY"]},
         }
         for name, data in secrets.items():
-            kube.ensure({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                         "metadata": {"name": name, "namespace": NAMESPACE},
-                         "data": encode_secret_data(data)})
+            kube.ensure(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "Opaque",
+                    "metadata": {"name": name, "namespace": NAMESPACE},
+                    "data": encode_secret_data(data),
+                }
+            )
         spec = PipelineSettingSpec.model_validate({"executorQuota": 2, "pollInterval": "1s"})
-        spec.jenkins = JenkinsSettings(mode=JenkinsMode.EXTERNAL, url=env["JENKINS_URL"],
-                                       credentials_secret_ref=SecretReference(name=JENKINS_SECRET))
-        spec.object_store = ObjectStoreSettings(endpoint=env["S3_ENDPOINT"],
-                                                secure=env.get("S3_SECURE", "false") == "true",
-                                                credentials_secret_ref=SecretReference(name=S3_SECRET))
+        spec.jenkins = JenkinsSettings(
+            mode=JenkinsMode.EXTERNAL,
+            url=env["JENKINS_URL"],
+            credentials_secret_ref=SecretReference(name=JENKINS_SECRET),
+        )
+        spec.object_store = ObjectStoreSettings(
+            endpoint=env["S3_ENDPOINT"],
+            secure=env.get("S3_SECURE", "false") == "true",
+            credentials_secret_ref=SecretReference(name=S3_SECRET),
+        )
         setting = PipelineSetting(metadata=ObjectMeta(name="default", namespace=NAMESPACE), spec=spec)
         live = kube.find(PipelineSetting, NAMESPACE, "default")
         if live is None:
@@ -227,8 +248,9 @@ def apply_project(env: dict[str, str], repo_url: str) -> None:
             setting.metadata.resource_version = live.metadata.resource_version
             kube.replace(setting)
 
-        pipe_spec = PipelineSpec(display_name="The make demo pipeline", repository_url=repo_url,
-                                 default_branch="main")
+        pipe_spec = PipelineSpec(
+            display_name="The make demo pipeline", repository_url=repo_url, default_branch="main"
+        )
         pipeline = Pipeline(metadata=ObjectMeta(name=PIPELINE, namespace=NAMESPACE), spec=pipe_spec)
         live_pipe = kube.find(Pipeline, NAMESPACE, PIPELINE)
         if live_pipe is None:
@@ -287,10 +309,14 @@ def run_demo(stack: Stack) -> int:
     repo_url, sha = ensure_repo(stack)
     say(f"git repository {repo_url} at {sha[:12]}")
     apply_project(env, repo_url)
-    say(f"namespace {NAMESPACE}: Secrets, PipelineSetting (External Jenkins {env['JENKINS_URL']}, "
-        f"object store {env['S3_ENDPOINT']}) and Pipeline {PIPELINE}")
-    say(f"ready in {time.monotonic() - began:.0f}s; starting a run "
-        f"(devopsctl run {PIPELINE} -n {NAMESPACE} --commit {sha[:12]} --wait)")
+    say(
+        f"namespace {NAMESPACE}: Secrets, PipelineSetting (External Jenkins {env['JENKINS_URL']}, "
+        f"object store {env['S3_ENDPOINT']}) and Pipeline {PIPELINE}"
+    )
+    say(
+        f"ready in {time.monotonic() - began:.0f}s; starting a run "
+        f"(devopsctl run {PIPELINE} -n {NAMESPACE} --commit {sha[:12]} --wait)"
+    )
     print(flush=True)
 
     settings = WorkerSettings.load(stack.env_path)
@@ -312,7 +338,8 @@ def run_demo(stack: Stack) -> int:
     execution = execution or f"{PIPELINE}-1"
     print("The run succeeded. See it in the Temporal UI:", flush=True)
     cli.main(["ui", execution, "-n", NAMESPACE], settings=settings)
-    print(f"""
+    print(
+        f"""
 Filter the UI's workflow list with:  DevopsPipeline="{PIPELINE}"   (see docs/temporal-ui.md)
 
 Try the CLI (`source .venv/bin/activate` puts devopsctl on your PATH; from this directory it reads
@@ -328,16 +355,24 @@ Try the CLI (`source .venv/bin/activate` puts devopsctl on your PATH; from this 
   devopsctl approve {PIPELINE}-<run> -n {NAMESPACE}        #   for a stage with approval: true
 
 The stack and the worker keep running. Stop everything with:  make demo-stop
-(`make demo` again reuses them and starts a new run.)""", flush=True)
+(`make demo` again reuses them and starts a new run.)""",
+        flush=True,
+    )
     return cli.EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--stop", action="store_true", help="stop the demo's worker and the local stack")
-    parser.add_argument("--non-interactive", action="store_true",
-                        help="plain progress lines even on a terminal (for CI and tests)")
+    parser.add_argument(
+        "--non-interactive",
+        action="store_true",
+        help="plain progress lines even on a terminal (for CI and tests)",
+    )
     parser.add_argument("--dir", help="state folder (default: $DEVSTACK_DIR or <repo>/.devstack)")
     args = parser.parse_args(argv)
     stack = Stack(args.dir, log=lambda line: print(f"    {line}", flush=True))
@@ -357,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: error: {err}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
-        print("\ndemo: interrupted (the stack and the worker keep running; `make demo-stop` stops them)",
-              file=sys.stderr, flush=True)
+        print(
+            "\ndemo: interrupted (the stack and the worker keep running; `make demo-stop` stops them)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 130
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from crds.execution import PipelineExecution
 from crds.meta import ObjectMeta, SecretReference
 from crds.pipeline import Pipeline, PipelineSpec
 from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
+from devstack import proc as devproc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_ROOT / "test-output"
@@ -58,31 +58,14 @@ T = TypeVar("T")
 
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3) -> T:
     """Poll ``predicate`` until it returns a truthy value; fail the test with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})", pytrace=False)
+    try:
+        return devproc.wait_for(predicate, timeout, what, interval)
+    except TimeoutError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 def get_execution(kube: Kube, namespace: str, name: str) -> PipelineExecution:
     return kube.get(PipelineExecution, namespace, name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no log>"
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +81,7 @@ def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
 def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     OUTPUT_DIR.mkdir(exist_ok=True)
     log_path = OUTPUT_DIR / "worker.log"
-    health_port = _free_port()
+    health_port = devproc.free_port()
     env = dict(cli_env)
     env.update(
         {
@@ -125,7 +108,7 @@ def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[su
         if proc.poll() is not None:
             pytest.fail(
                 f"python -m worker exited with {proc.returncode} during start-up; last lines of "
-                f"{log_path}:\n{_tail(log_path)}",
+                f"{log_path}:\n{(devproc.tail(log_path, 40) or '<no log>')}",
                 pytrace=False,
             )
         try:
@@ -138,7 +121,7 @@ def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[su
             proc.kill()
             pytest.fail(
                 f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s ({ready_url}); "
-                f"last lines of {log_path}:\n{_tail(log_path)}",
+                f"last lines of {log_path}:\n{(devproc.tail(log_path, 40) or '<no log>')}",
                 pytrace=False,
             )
         time.sleep(0.3)
@@ -358,7 +341,7 @@ class DedicatedWorker:
 
     def start(self) -> None:
         OUTPUT_DIR.mkdir(exist_ok=True)
-        port = _free_port()
+        port = devproc.free_port()
         env = dict(self.env, CUBEPAAS_HEALTH_PORT=str(port))
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

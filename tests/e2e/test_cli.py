@@ -18,20 +18,17 @@ import yaml
 from activities.kube import Kube
 from crds.execution import PipelineExecution
 from crds.reasons import ExecutionPhase, StageState
+from devstack import proc as devproc
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.3) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})", pytrace=False)
+    try:
+        return devproc.wait_for(predicate, timeout, what, interval)
+    except TimeoutError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 def get_execution(kube: Kube, namespace: str, name: str) -> PipelineExecution:

@@ -372,10 +372,10 @@ def test_generated_pipeline_runs_with_stages_steps_and_logs(
     assert "hello from the repo" in console and "bye" in console
 
 
-def test_ten_megabyte_step_log_round_trips(engine: JenkinsEngine, repo: tuple[str, str]) -> None:
-    count = 1_400_000  # seq output: ~10 MB
+def _start_seq_step(engine: JenkinsEngine, repo: tuple[str, str], count: int) -> tuple[str, int, str, bytes]:
+    """Start a one-step build printing ``seq 1 count`` (~10 MB for 1.4 M); return (job, build, step node,
+    the bytes the step will print) as soon as the step runs, so the log is read while it is written."""
     expected = "".join(f"{i}\n" for i in range(1, count + 1)).encode()
-    assert len(expected) > 10_000_000
     inp = _inp(
         repo,
         [
@@ -387,17 +387,24 @@ def test_ten_megabyte_step_log_round_trips(engine: JenkinsEngine, repo: tuple[st
     )
     job = job_name(inp.namespace, inp.pipeline, inp.run)
     number = _run(engine, job, inp.execution_id, render_jenkinsfile(inp))
-    # Read while the step writes, resuming from a serialized cursor each time, as an activity would.
     step_node = None
     deadline = time.monotonic() + 120
     while step_node is None:
-        stages = engine.describe(job, number).stages
         for gate in engine.pending_inputs(job, number):
             engine.proceed(job, number, gate.id)
+        stages = engine.describe(job, number).stages
         if len(stages) > 1 and stages[1].steps:
             step_node = stages[1].steps[0].node_id
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return job, number, step_node, expected
+
+
+def test_ten_megabyte_step_log_round_trips(engine: JenkinsEngine, repo: tuple[str, str]) -> None:
+    job, number, step_node, expected = _start_seq_step(engine, repo, 1_400_000)
+    assert len(expected) > 10_000_000
+    deadline = time.monotonic() + 120
+    # Read while the step writes, resuming from a serialized cursor each time, as an activity would.
     parts: list[str] = []
     cursor_json: str | None = None
     from activities.jenkins.logs import LogCursor
@@ -422,29 +429,7 @@ def test_ten_megabyte_step_log_round_trips(engine: JenkinsEngine, repo: tuple[st
 def test_a_step_log_streams_completely_into_a_file_while_the_step_still_writes(
     engine: JenkinsEngine, repo: tuple[str, str], tmp_path: Path
 ) -> None:
-    count = 1_400_000  # seq output: ~10 MB, written while the copy runs
-    expected = "".join(f"{i}\n" for i in range(1, count + 1)).encode()
-    inp = _inp(
-        repo,
-        [
-            {
-                "name": "Big",
-                "steps": [{"runScriptConfig": {"image": "alpine", "shellScript": f"seq 1 {count}"}}],
-            }
-        ],
-    )
-    job = job_name(inp.namespace, inp.pipeline, inp.run)
-    number = _run(engine, job, inp.execution_id, render_jenkinsfile(inp))
-    step_node = None
-    deadline = time.monotonic() + 120
-    while step_node is None:
-        for gate in engine.pending_inputs(job, number):
-            engine.proceed(job, number, gate.id)
-        stages = engine.describe(job, number).stages
-        if len(stages) > 1 and stages[1].steps:
-            step_node = stages[1].steps[0].node_id
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    job, number, step_node, expected = _start_seq_step(engine, repo, 1_400_000)
     out = tmp_path / "step.log"
     with out.open("w+b") as f:
         written = engine.copy_step_log(job, number, step_node, f, chunk=64 * 1024, timeout=120)

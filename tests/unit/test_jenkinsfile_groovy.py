@@ -166,9 +166,7 @@ def _cases() -> dict[str, JenkinsfileInput]:
         ]
     )
     return {
-        "cached": _inp(
-            cached, cache_root="/var/lib/cubepaas-devops/cache", cache_nodes=["node-b", "node-a"]
-        ),
+        "cached": _inp(cached, cache_root="/var/lib/cubepaas-devops/cache", cache_nodes=["node-b", "node-a"]),
         "all_types": _inp(
             all_types,
             git_credential_id="team-a-web-7-git",
