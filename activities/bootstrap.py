@@ -27,16 +27,18 @@ Errors are classified by :mod:`activities.kube` and translated once, here at the
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
-from activities.errors import DevopsError, KubeTransientError, to_application_error
+from activities.errors import DevopsError, KubeConflictError, KubeTransientError, to_application_error
 from activities.kube import Kube, Outcome, encode_secret_data
 from crds.messages import (
     BootstrapInput,
@@ -44,6 +46,8 @@ from crds.messages import (
     RoleBindingInput,
     RoleBindingResult,
 )
+from crds.reasons import ConditionStatus, Reason
+from crds.setting import DEFAULT_SETTING_NAME, PipelineSetting, PipelineSettingStatus
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "cubepaas-devops"
@@ -407,7 +411,7 @@ class NamespaceActivities:
         self._wait_ready(inp, [m["metadata"]["name"] for m in workloads if m["kind"] == "Deployment"])
 
         managed = inp.jenkins_mode == "Managed"
-        return BootstrapResult(
+        result = BootstrapResult(
             pipeline_namespace=ns,
             applied=len(tally.applied),
             unchanged=tally.unchanged,
@@ -420,6 +424,36 @@ class NamespaceActivities:
             object_store_endpoint=f"{MINIO}.{ns}.svc:{MINIO_PORT}",
             object_store_credentials_secret=MINIO_SECRET,
         )
+        self._report_to_setting(inp, result)
+        return result
+
+    def _report_to_setting(self, inp: BootstrapInput, result: BootstrapResult) -> None:
+        """Show where the project's pipeline services run in its PipelineSetting's status (written only
+        when it changed, so a correct project still costs no writes)."""
+        setting = self.kube.find(PipelineSetting, inp.project_namespace, DEFAULT_SETTING_NAME)
+        if setting is None:
+            return
+        status = setting.status.model_copy(deep=True) if setting.status else PipelineSettingStatus()
+        status.pipeline_namespace = result.pipeline_namespace
+        status.jenkins_url = result.jenkins_url or setting.spec.jenkins.url
+        status.observed_generation = setting.metadata.generation
+        status.set_condition(
+            "Ready",
+            ConditionStatus.TRUE,
+            Reason.NAMESPACE_READY,
+            f"pipeline namespace {result.pipeline_namespace} is ready",
+            datetime.now(UTC),
+        )
+        if setting.status is not None and status.to_dict() == setting.status.to_dict():
+            return
+        with contextlib.suppress(KubeConflictError):  # a concurrent run wrote the same facts
+            self.kube.patch_status(
+                PipelineSetting,
+                inp.project_namespace,
+                DEFAULT_SETTING_NAME,
+                status.to_dict(),
+                resource_version=setting.metadata.resource_version,
+            )
 
     def _ensure_secret(self, inp: BootstrapInput, name: str, app: str, tally: _Tally) -> None:
         """Keep every value a live Secret has; generate only the keys that are missing."""

@@ -29,12 +29,11 @@ from crds.parse import PipelineFileError, parse_pipeline_file
 from crds.pipeline import Pipeline
 from crds.pipeline_file import PipelineConfig
 from crds.reasons import ExecutionPhase, Reason
-from crds.setting import PipelineSetting
+from crds.setting import DEFAULT_SETTING_NAME, PipelineSetting
 from crds.sourcecode import SourceCodeCredential
 
 logger = logging.getLogger(__name__)
 
-SETTING_NAME = "default"
 #: Status fields the workflow owns; ``workflow`` belongs to the bridge.
 WORKFLOW_OWNED = (
     "phase", "conditions", "started", "ended", "duration", "stages", "jenkins", "message",
@@ -92,7 +91,7 @@ class ExecutionActivities:
             raise ConfigError(
                 f"Pipeline {ref.namespace}/{pe.spec.pipeline_name} not found", reason=Reason.CONFIG_INVALID
             )
-        setting = self.kube.find(PipelineSetting, ref.namespace, SETTING_NAME) or PipelineSetting()
+        setting = self.kube.find(PipelineSetting, ref.namespace, DEFAULT_SETTING_NAME) or PipelineSetting()
         branch = pe.spec.branch or pipeline.spec.default_branch
         repo = pe.spec.repository_url or pipeline.spec.repository_url
         commit = pe.spec.commit

@@ -121,6 +121,11 @@ class TestARunToTheEnd:
         left = s3_client.get_object("pipeline-logs", st.stages[2].steps[0].log_object).read().decode()
         assert "right" not in left and "left 3" in left
         assert f"{ns}/app/{pe.spec.run}/2-1.log" == st.stages[2].steps[1].log_object
+        from crds.setting import PipelineSetting
+
+        setting = kube.get(PipelineSetting, ns, "default").status
+        assert setting is not None and setting.pipeline_namespace == f"{ns}-pipeline"
+        assert setting.is_condition_true("Ready") and setting.jenkins_url
 
 
 FAILING = """
