@@ -55,6 +55,7 @@ from crds.pipeline import Pipeline, PipelineSpec
 from crds.reasons import ExecutionPhase, StageState
 from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
 from devstack import proc as devproc
+from devstack.gitrepo import make_git_repo
 from devstack.kubelet_sim import DeploymentReadiness
 from devstack.stack import Stack, StackError
 from worker.bridge import TASK_QUEUE_ANNOTATION
@@ -95,33 +96,6 @@ def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, inter
         return devproc.wait_for(predicate, timeout, what, interval)
     except TimeoutError as err:
         raise BenchError(str(err)) from err
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="bench",
-        GIT_AUTHOR_EMAIL="bench@example.com",
-        GIT_COMMITTER_NAME="bench",
-        GIT_COMMITTER_EMAIL="bench@example.com",
-    )
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-def make_git_repo(root: Path, pipeline_file: str, branch: str = "main") -> tuple[str, str]:
-    """A bare repository ``root/repo.git`` whose ``branch`` holds ``.cubepaas.devops.yml``: (url, sha)."""
-    bare, work = root / "repo.git", root / "work"
-    root.mkdir(parents=True, exist_ok=True)
-    git(root, "init", "-q", "--bare", "-b", branch, str(bare))
-    git(root, "init", "-q", "-b", branch, str(work))
-    (work / ".cubepaas.devops.yml").write_text(pipeline_file)
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "pipeline")
-    git(work, "push", "-q", str(bare), f"HEAD:refs/heads/{branch}")
-    return bare.as_uri(), git(work, "rev-parse", "HEAD")
 
 
 def pipeline_file(stages: list[tuple[str, list[str]]]) -> str:
@@ -207,7 +181,7 @@ class Bench:
 
     def pipeline(self, namespace: str, name: str, text: str) -> str:
         """A Pipeline on a fresh local repository; returns the commit to run."""
-        url, sha = make_git_repo(self.repos / f"{namespace}-{name}", text)
+        url, sha = make_git_repo(self.repos / f"{namespace}-{name}", text, author="bench")
         self.kube.create(
             Pipeline(
                 metadata=ObjectMeta(name=name, namespace=namespace),

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.errors import DevopsError
+from devstack.gitrepo import GitCommandError, git
 from devstack.proc import free_port, is_running, spawn, tail, terminate
 from devstack.stack import Stack, StackError
 
@@ -164,17 +164,10 @@ def stop_worker(stack: Stack) -> str:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="CubePaaS demo",
-        GIT_AUTHOR_EMAIL="demo@cubepaas.invalid",
-        GIT_COMMITTER_NAME="CubePaaS demo",
-        GIT_COMMITTER_EMAIL="demo@cubepaas.invalid",
-    )
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise StackError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
+    try:
+        return git(cwd, *args, author="CubePaaS demo")
+    except GitCommandError as err:
+        raise StackError(str(err)) from err
 
 
 def ensure_repo(stack: Stack) -> tuple[str, str]:

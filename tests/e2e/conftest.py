@@ -46,6 +46,7 @@ from crds.meta import ObjectMeta, SecretReference
 from crds.pipeline import Pipeline, PipelineSpec
 from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
 from devstack import proc as devproc
+from devstack.gitrepo import make_git_repo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_ROOT / "test-output"
@@ -228,47 +229,12 @@ def project_namespace(
     return factory
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="e2e",
-        GIT_AUTHOR_EMAIL="e2e@example.com",
-        GIT_COMMITTER_NAME="e2e",
-        GIT_COMMITTER_EMAIL="e2e@example.com",
-    )
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-def make_git_repo(
-    root: Path, pipeline_file: str, files: dict[str, str] | None = None, branch: str = "main"
-) -> tuple[str, str]:
-    """A bare repository ``root/repo.git`` with one commit on ``branch``; returns (file:// url, sha)."""
-    bare, work = root / "repo.git", root / "work"
-    root.mkdir(parents=True, exist_ok=True)
-    _git(root, "init", "-q", "--bare", "-b", branch, str(bare))
-    _git(root, "init", "-q", "-b", branch, str(work))
-    (work / ".cubepaas.devops.yml").write_text(pipeline_file)
-    for rel, text in (files or {}).items():
-        path = work / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        if rel.endswith(".sh"):
-            path.chmod(0o755)
-    _git(work, "add", "-A")
-    _git(work, "commit", "-q", "-m", "pipeline")
-    _git(work, "push", "-q", str(bare), f"HEAD:refs/heads/{branch}")
-    return bare.as_uri(), _git(work, "rev-parse", "HEAD")
-
-
 @pytest.fixture(scope="session")
 def git_repo(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[str, str]]:
     def factory(
         pipeline_file: str, files: dict[str, str] | None = None, branch: str = "main"
     ) -> tuple[str, str]:
-        return make_git_repo(tmp_path_factory.mktemp("git"), pipeline_file, files, branch)
+        return make_git_repo(tmp_path_factory.mktemp("git"), pipeline_file, files, branch, author="e2e")
 
     return factory
 
