@@ -47,24 +47,22 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.bootstrap import NamespaceActivities
 from activities.jenkins.client import JenkinsEngine
-from activities.kube import Kube, encode_secret_data
+from activities.kube import Kube
 from crds.execution import PipelineExecution
 from crds.messages import PROJECT_LABEL, Activity, ControlInput, RoleBindingInput, Signal
-from crds.meta import GROUP, VERSION, ObjectMeta, SecretReference
+from crds.meta import GROUP, VERSION, ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec
 from crds.reasons import ExecutionPhase, StageState
-from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
 from devstack import proc as devproc
 from devstack.gitrepo import make_git_repo
 from devstack.kubelet_sim import DeploymentReadiness
+from devstack.project import apply_project
 from devstack.stack import Stack, StackError
 from worker.bridge import TASK_QUEUE_ANNOTATION
 from worker.runs import create_run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = REPO_ROOT / "bench-output"
-JENKINS_SECRET = "jenkins-credentials"
-S3_SECRET = "pipeline-logs-s3"
 TERMINAL = {p.value for p in ExecutionPhase if p.is_terminal}
 WORKER_READY_TIMEOUT = 90.0
 CR_POLL = 0.05  # how often the bench reads a CR when it times something (50 ms)
@@ -147,36 +145,8 @@ class Bench:
     # project namespaces ------------------------------------------------------------------------------
 
     def project(self, name: str, *, poll_interval: str, executor_quota: int) -> str:
-        self.kube.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
         self.readiness.add_project(name)
-        secrets = {
-            JENKINS_SECRET: {"username": self.env["JENKINS_USER"], "token": self.env["JENKINS_TOKEN"]},
-            S3_SECRET: {"accessKey": self.env["S3_ACCESS_KEY"], "secretKey": self.env["S3_SECRET_KEY"]},
-        }
-        for secret, data in secrets.items():
-            self.kube.ensure(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "type": "Opaque",
-                    "metadata": {"name": secret, "namespace": name},
-                    "data": encode_secret_data(data),
-                }
-            )
-        spec = PipelineSettingSpec.model_validate(
-            {"executorQuota": executor_quota, "pollInterval": poll_interval, "keepJenkinsJobs": 0}
-        )
-        spec.jenkins = JenkinsSettings(
-            mode="External",
-            url=self.env["JENKINS_URL"],
-            credentials_secret_ref=SecretReference(name=JENKINS_SECRET),
-        )
-        spec.object_store = ObjectStoreSettings(
-            endpoint=self.env["S3_ENDPOINT"],
-            secure=self.env.get("S3_SECURE", "false") == "true",
-            credentials_secret_ref=SecretReference(name=S3_SECRET),
-        )
-        self.kube.create(PipelineSetting(metadata=ObjectMeta(name="default", namespace=name), spec=spec))
+        apply_project(self.kube, name, self.env, executor_quota=executor_quota, poll_interval=poll_interval)
         return name
 
     def pipeline(self, namespace: str, name: str, text: str) -> str:

@@ -35,12 +35,11 @@ from typing import Any
 from activities.errors import DevopsError
 from devstack.gitrepo import GitCommandError, git
 from devstack.proc import free_port, is_running, spawn, tail, terminate
+from devstack.project import apply_project as apply_project_setting
 from devstack.stack import Stack, StackError
 
 NAMESPACE = "demo"
 PIPELINE = "demo"
-JENKINS_SECRET = "jenkins-credentials"
-S3_SECRET = "pipeline-logs-s3"
 WORKER_READY_TIMEOUT = 90.0
 
 PIPELINE_FILE = """\
@@ -199,47 +198,13 @@ def ensure_repo(stack: Stack) -> tuple[str, str]:
 
 
 def apply_project(env: dict[str, str], repo_url: str) -> None:
-    from activities.kube import Kube, encode_secret_data
-    from crds.meta import ObjectMeta, SecretReference
+    from activities.kube import Kube
+    from crds.meta import ObjectMeta
     from crds.pipeline import Pipeline, PipelineSpec
-    from crds.reasons import JenkinsMode
-    from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
 
     kube = Kube.from_kubeconfig(env["KUBECONFIG"])
     try:
-        kube.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        secrets = {
-            JENKINS_SECRET: {"username": env["JENKINS_USER"], "token": env["JENKINS_TOKEN"]},
-            S3_SECRET: {"accessKey": env["S3_ACCESS_KEY"], "secretKey": env["S3_SECRET_KEY"]},
-        }
-        for name, data in secrets.items():
-            kube.ensure(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "type": "Opaque",
-                    "metadata": {"name": name, "namespace": NAMESPACE},
-                    "data": encode_secret_data(data),
-                }
-            )
-        spec = PipelineSettingSpec.model_validate({"executorQuota": 2, "pollInterval": "1s"})
-        spec.jenkins = JenkinsSettings(
-            mode=JenkinsMode.EXTERNAL,
-            url=env["JENKINS_URL"],
-            credentials_secret_ref=SecretReference(name=JENKINS_SECRET),
-        )
-        spec.object_store = ObjectStoreSettings(
-            endpoint=env["S3_ENDPOINT"],
-            secure=env.get("S3_SECURE", "false") == "true",
-            credentials_secret_ref=SecretReference(name=S3_SECRET),
-        )
-        setting = PipelineSetting(metadata=ObjectMeta(name="default", namespace=NAMESPACE), spec=spec)
-        live = kube.find(PipelineSetting, NAMESPACE, "default")
-        if live is None:
-            kube.create(setting)
-        elif live.spec.to_dict() != spec.to_dict():
-            setting.metadata.resource_version = live.metadata.resource_version
-            kube.replace(setting)
+        apply_project_setting(kube, NAMESPACE, env, executor_quota=2, poll_interval="1s")
 
         pipe_spec = PipelineSpec(
             display_name="The make demo pipeline", repository_url=repo_url, default_branch="main"

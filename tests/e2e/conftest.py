@@ -42,17 +42,15 @@ import pytest
 
 from activities.kube import Kube
 from crds.execution import PipelineExecution
-from crds.meta import ObjectMeta, SecretReference
+from crds.meta import ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec
-from crds.setting import JenkinsSettings, ObjectStoreSettings, PipelineSetting, PipelineSettingSpec
 from devstack import proc as devproc
 from devstack.gitrepo import make_git_repo
+from devstack.project import apply_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_ROOT / "test-output"
 WORKER_READY_TIMEOUT = 90.0
-JENKINS_SECRET = "jenkins-credentials"
-S3_SECRET = "pipeline-logs-s3"
 
 T = TypeVar("T")
 
@@ -136,61 +134,6 @@ def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[su
             proc.wait(timeout=10)
 
 
-def _ensure_namespace(kube: Kube, name: str) -> None:
-    kube.ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-
-
-def apply_project_setting(
-    kube: Kube,
-    namespace: str,
-    stack_env: dict[str, str],
-    *,
-    executor_quota: int = 2,
-    poll_interval: str = "1s",
-    keep_jenkins_jobs: int = 0,
-) -> PipelineSetting:
-    """Secrets with the stack's Jenkins and MinIO credentials and the PipelineSetting ``default``."""
-    from activities.kube import encode_secret_data
-
-    secrets = {
-        JENKINS_SECRET: {"username": stack_env["JENKINS_USER"], "token": stack_env["JENKINS_TOKEN"]},
-        S3_SECRET: {"accessKey": stack_env["S3_ACCESS_KEY"], "secretKey": stack_env["S3_SECRET_KEY"]},
-    }
-    for name, data in secrets.items():
-        kube.ensure(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {"name": name, "namespace": namespace},
-                "data": encode_secret_data(data),
-            }
-        )
-    spec = PipelineSettingSpec.model_validate(
-        {
-            "executorQuota": executor_quota,
-            "pollInterval": poll_interval,
-            "keepJenkinsJobs": keep_jenkins_jobs,
-        }
-    )
-    spec.jenkins = JenkinsSettings(
-        mode="External",
-        url=stack_env["JENKINS_URL"],
-        credentials_secret_ref=SecretReference(name=JENKINS_SECRET),
-    )
-    spec.object_store = ObjectStoreSettings(
-        endpoint=stack_env["S3_ENDPOINT"],
-        secure=stack_env.get("S3_SECURE", "false") == "true",
-        credentials_secret_ref=SecretReference(name=S3_SECRET),
-    )
-    setting = PipelineSetting(metadata=ObjectMeta(name="default", namespace=namespace), spec=spec)
-    existing = kube.find(PipelineSetting, namespace, "default")
-    if existing is None:
-        return kube.create(setting)
-    setting.metadata.resource_version = existing.metadata.resource_version
-    return kube.replace(setting)
-
-
 @pytest.fixture(scope="session")
 def deployment_readiness(kube_api_client: Any) -> Iterator[Any]:
     from devstack.kubelet_sim import DeploymentReadiness
@@ -213,10 +156,9 @@ def project_namespace(
         ready_deployments: bool = True,
     ) -> str:
         namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        _ensure_namespace(kube, namespace)
         if ready_deployments:
             deployment_readiness.add_project(namespace)
-        apply_project_setting(
+        apply_project(
             kube,
             namespace,
             stack_env,
