@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import logging
 import re
@@ -901,19 +902,11 @@ class JenkinsEngine:
     def read_step_log_complete(
         self, job: str, number: int, step_node_id: str, timeout: float = 3600.0
     ) -> str:
-        """A step's whole log, waiting until the step ends (or ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        parts: list[str] = []
-        cursor: LogCursor | None = None
-        while True:
-            chunk = self.read_step_log(job, number, step_node_id, cursor)
-            parts.append(chunk.text)
-            cursor = chunk.cursor
-            if not chunk.more:
-                return "".join(parts)
-            if time.monotonic() >= deadline:
-                raise JenkinsTransientError(f"log of step node {step_node_id} still growing after {timeout}s")
-            time.sleep(self._poll)
+        """A step's whole log as text, waiting until the step ends (or ``timeout``); for small logs —
+        the store-log activity streams with :meth:`copy_step_log` instead."""
+        buffer = io.BytesIO()
+        self.copy_step_log(job, number, step_node_id, buffer, timeout=timeout)
+        return buffer.getvalue().decode("utf-8", errors="replace")
 
     # -- gates ------------------------------------------------------------------------------------
 
