@@ -31,6 +31,12 @@ CUBEPAAS_SHUTDOWN_GRACE      seconds running activities get to finish on SIGTERM
 CUBEPAAS_BRIDGE              run the CR -> workflow bridge in this process (``true``)
 CUBEPAAS_INSTALL_CRDS        install/update the CRDs at start-up; failure is only logged (``true``)
 CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
+CUBEPAAS_WEBHOOK_HOST        bind address of the webhook receiver (``0.0.0.0``)
+CUBEPAAS_WEBHOOK_PORT        its port (``8090``; 0: a free port, printed in its first log line)
+CUBEPAAS_WEBHOOK_URL         the receiver's public base URL shown by ``devopsctl webhook``
+                             (empty: ``http://127.0.0.1:<CUBEPAAS_WEBHOOK_PORT>``)
+CUBEPAAS_WEBHOOK_TIMEOUT     seconds a client may take to send a request (``10``)
+CUBEPAAS_SCHEDULES           reconcile the Pipelines' cron and SCM-polling Temporal Schedules (``true``)
 ===========================  ====================================================================
 """
 
@@ -102,6 +108,11 @@ class WorkerSettings(BaseSettings):
     bridge_enabled: bool = Field(True, validation_alias="CUBEPAAS_BRIDGE")
     install_crds: bool = Field(True, validation_alias="CUBEPAAS_INSTALL_CRDS")
     log_level: str = Field("INFO", validation_alias="CUBEPAAS_LOG_LEVEL")
+    webhook_host: str = Field("0.0.0.0", validation_alias="CUBEPAAS_WEBHOOK_HOST")
+    webhook_port: int = Field(8090, ge=0, le=65535, validation_alias="CUBEPAAS_WEBHOOK_PORT")
+    webhook_url: str = Field("", validation_alias="CUBEPAAS_WEBHOOK_URL")
+    webhook_timeout: float = Field(10.0, gt=0, validation_alias="CUBEPAAS_WEBHOOK_TIMEOUT")
+    schedules_enabled: bool = Field(True, validation_alias="CUBEPAAS_SCHEDULES")
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -110,7 +121,7 @@ class WorkerSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("poll_interval", "shutdown_grace", mode="before")
+    @field_validator("poll_interval", "shutdown_grace", "webhook_timeout", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value)
@@ -120,7 +131,7 @@ class WorkerSettings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("temporal_ui_url")
+    @field_validator("temporal_ui_url", "webhook_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -147,6 +158,10 @@ class WorkerSettings(BaseSettings):
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             return Kube.in_cluster()
         return Kube.from_kubeconfig(None)
+
+    def webhook_base_url(self) -> str:
+        """Where providers reach the receiver: ``CUBEPAAS_WEBHOOK_URL``, else ``http://127.0.0.1:<port>``."""
+        return self.webhook_url or f"http://127.0.0.1:{self.webhook_port}"
 
     def safe_summary(self) -> str:
         """One log line describing where this worker talks to (no secret values)."""

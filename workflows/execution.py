@@ -155,7 +155,8 @@ class PipelineExecutionWorkflow:
             ConditionType.INITIALIZED,
             ConditionStatus.TRUE,
             Reason.CONFIG_LOADED,
-            f"{len(ctx.config.stages)} stages",
+            f"{len(ctx.config.stages)} stages"
+            + ("; envFrom secrets withheld (pull request from a fork)" if ctx.secrets_withheld else ""),
             workflow.now(),
         )
         self._status.set_condition(
