@@ -39,6 +39,7 @@ from temporalio.worker import Worker
 from activities.kube import Kube
 from crds.install import install_crds
 from worker.bridge import Bridge
+from worker.schedules.reconciler import ScheduleReconciler
 from worker.settings import WorkerSettings
 from worker.temporal import connect
 
@@ -78,6 +79,7 @@ def build_activities(
     from activities.execution import ExecutionActivities
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
+    from worker.schedules.activities import TriggerActivities
 
     kube = kube or settings.kube()
     store = (
@@ -103,6 +105,7 @@ def build_activities(
         NamespaceActivities(kube),  # devops.namespace.bootstrap, devops.rbac.reconcile
         BuildActivities(kube, defaults),  # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
+        TriggerActivities(kube),  # devops.trigger.* (cron firings and SCM polls create runs)
         # ---------------------------------------------------------------------------------------------
     ]
     activities = [method for instance in instances for method in activity_methods(instance)]
@@ -117,8 +120,9 @@ def workflow_classes() -> list[type]:
     """The workflows this worker runs."""
     from workflows.execution import PipelineExecutionWorkflow
     from workflows.quota import ExecutorQuotaWorkflow
+    from workflows.triggers import ScheduledRunWorkflow, ScmPollWorkflow
 
-    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow]
+    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow, ScheduledRunWorkflow, ScmPollWorkflow]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,6 +306,10 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             health.bridge = bridge
             bridge_task = asyncio.create_task(bridge.run(), name="bridge")
             tasks.append(bridge_task)
+        schedules: ScheduleReconciler | None = None
+        if settings.schedules_enabled:
+            schedules = ScheduleReconciler(kube, client, settings)
+            tasks.append(asyncio.create_task(schedules.run(), name="schedules"))
         logger.info("worker running on task queue %s", settings.task_queue)
 
         stop_wait = asyncio.create_task(stop.wait())
@@ -314,6 +322,8 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             code = 1
         stop.set()
 
+        if schedules is not None:
+            schedules.stop()
         if bridge is not None and bridge_task is not None:
             bridge.stop()
             with contextlib.suppress(Exception):

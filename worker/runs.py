@@ -42,6 +42,7 @@ from crds.meta import ObjectMeta, OwnerReference
 from crds.pipeline import MAX_DELIVERIES, DeliveryRecord, Pipeline
 from crds.pipeline_file import PipelineConfig
 from crds.reasons import GitEvent, TriggeredBy
+from worker.bridge import TASK_QUEUE_ANNOTATION
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -250,12 +251,15 @@ def _execution(
     request_id: str,
 ) -> PipelineExecution:
     namespace, pipeline = pipe.namespace, pipe.name
+    # A Pipeline pinned to a task queue gets its runs there (unless the caller says otherwise).
+    queue = pipe.metadata.annotations.get(TASK_QUEUE_ANNOTATION)
+    annotations = {**({TASK_QUEUE_ANNOTATION: queue} if queue else {}), **(annotations or {})}
     return PipelineExecution(
         metadata=ObjectMeta(
             name=pipe.execution_name(run),
             namespace=namespace,
             labels={**(labels or {}), PIPELINE_LABEL: pipeline, RUN_LABEL: str(run)},
-            annotations={**(annotations or {}), REQUEST_ANNOTATION: request_id},
+            annotations={**annotations, REQUEST_ANNOTATION: request_id},
             owner_references=[
                 OwnerReference(
                     api_version=pipe.api_version,
