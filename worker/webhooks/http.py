@@ -22,11 +22,14 @@ from prometheus_client import generate_latest
 
 from worker.webhooks.events import Outcome, Provider
 from worker.webhooks.metrics import DELIVERIES, LATENCY, REGISTRY
+from worker.webhooks.protocol import metric_event
 from worker.webhooks.receiver import Answer, Receiver
 
 logger = logging.getLogger("worker.webhooks")
 
 MAX_BODY: Final = 25 * 1024 * 1024
+MAX_CONNECTIONS: Final = 128
+"""Connections served at once; more are closed at once (each holds a thread while it sends)."""
 DRAIN_LIMIT: Final = 64 * 1024 * 1024
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _SCM = {p.value: p for p in (Provider.GITHUB, Provider.GITLAB, Provider.BITBUCKET, Provider.GITEA)}
@@ -46,7 +49,21 @@ class ReceiverServer(ThreadingHTTPServer):
         self.ready = ready
         self.stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"timeout": timeout})
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            logger.warning("more than %d connections at once: closing one", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -80,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as err:  # a bug or the apiserver down: the provider retries; we stay up
             logger.error("delivery to %s failed: %s: %s", label, type(err).__name__, err)
             answer = Answer(503, Outcome.ERROR, body={"message": "temporarily unavailable; retry"})
-        DELIVERIES.labels(label, answer.event or "-", answer.outcome.value).inc()
+        DELIVERIES.labels(label, metric_event(answer.event), answer.outcome.value).inc()
         LATENCY.labels(label).observe(time.monotonic() - started)
         self._json(answer.status, answer.body)
 

@@ -39,6 +39,36 @@ EVENTS_TO_CONFIGURE: dict[Provider, tuple[str, ...]] = {
 }
 
 
+#: Event names counted in metrics as themselves; any other (verified) event is counted as "other", so a
+#: sender cannot grow the metrics' label set.
+KNOWN_EVENTS: frozenset[str] = frozenset(
+    {
+        "push",
+        "pull_request",
+        "ping",
+        "create",
+        "Push Hook",
+        "Tag Push Hook",
+        "Merge Request Hook",
+        "repo:push",
+        "pullrequest:created",
+        "pullrequest:updated",
+        "repo:refs_changed",
+        "pr:opened",
+        "pr:modified",
+        "pr:from_ref_updated",
+        "diagnostics:ping",
+        "distribution",
+        "dockerhub",
+        "harbor:PUSH_ARTIFACT",
+    }
+)
+
+
+def metric_event(event: str) -> str:
+    return event if event in KNOWN_EVENTS else ("-" if not event else "other")
+
+
 def first(headers: Mapping[str, str], names: tuple[str, ...]) -> str:
     return next((headers[n].strip() for n in names if headers.get(n, "").strip()), "")
 
@@ -52,4 +82,13 @@ def delivery_id(provider: Provider, headers: Mapping[str, str], body: bytes) -> 
     return first(headers, DELIVERY_HEADERS[provider]) or "body:" + hashlib.sha256(body).hexdigest()
 
 
-__all__ = ["DELIVERY_HEADERS", "EVENTS_TO_CONFIGURE", "EVENT_HEADERS", "delivery_id", "event_name", "first"]
+__all__ = [
+    "DELIVERY_HEADERS",
+    "EVENTS_TO_CONFIGURE",
+    "EVENT_HEADERS",
+    "KNOWN_EVENTS",
+    "delivery_id",
+    "event_name",
+    "first",
+    "metric_event",
+]

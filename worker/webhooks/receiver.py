@@ -85,9 +85,7 @@ class Receiver:
         pipeline = self.kube.find(Pipeline, namespace, name) if namespace and name else None
         secret = read_webhook_secret(self.kube, namespace, name) if pipeline is not None else b""
         if pipeline is None or not verify(provider, headers, secret, body):
-            answer = _unauthorized()
-            answer.event = event
-            return answer
+            return _unauthorized()  # the event header of an unverified request is not even counted
         try:
             hook = scm.PARSERS[provider](event, decode(body))
         except MalformedPayload as err:
