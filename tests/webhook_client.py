@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Annotations pinning a test Pipeline (and so its runs) to a task queue no worker serves: the runs these
+#: tests create are checked as CRs and must not be picked up by a worker the same session runs.
+NOT_RUN = {"devops.cubepaas.io/task-queue": "tests-runs-are-not-executed"}
 _LISTENING = re.compile(rb"listening on http://[^:]+:(\d+)")
 
 

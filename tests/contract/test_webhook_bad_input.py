@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from webhook_client import get, post
+from webhook_client import NOT_RUN, get, post
 
 from activities.kube import Kube
 from crds.execution import PipelineExecution
@@ -36,7 +36,7 @@ CONFIG = {
 def target(kube: Kube, namespace: str) -> tuple[Pipeline, bytes, str]:
     pipeline = kube.create(
         Pipeline(
-            metadata=ObjectMeta(name="app", namespace=namespace),
+            metadata=ObjectMeta(name="app", namespace=namespace, annotations=NOT_RUN),
             spec=PipelineSpec(
                 repository_url="https://git.example.com/app.git", config=PipelineConfig.model_validate(CONFIG)
             ),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webhook_client import post
+from webhook_client import NOT_RUN, post
 
 from activities.kube import Kube
 from crds.execution import PipelineExecution
@@ -55,7 +55,9 @@ def hook_pipeline(kube: Kube, namespace: str) -> Callable[..., tuple[Pipeline, b
     ) -> tuple[Pipeline, bytes]:
         pipeline = kube.create(
             Pipeline(
-                metadata=ObjectMeta(name=f"app-{uuid.uuid4().hex[:6]}", namespace=namespace),
+                metadata=ObjectMeta(
+                    name=f"app-{uuid.uuid4().hex[:6]}", namespace=namespace, annotations=NOT_RUN
+                ),
                 spec=PipelineSpec(
                     repository_url="https://git.example.com/team/app.git",
                     triggers=Triggers.model_validate(triggers or {}),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webhook_client import post
+from webhook_client import NOT_RUN, post
 
 from activities.kube import Kube, encode_secret_data
 from crds.execution import PipelineExecution
@@ -61,7 +61,7 @@ def project(kube: Kube, namespace: str) -> Callable[..., tuple[str, str]]:
         kube.create(PipelineSetting(metadata=ObjectMeta(name="default", namespace=namespace), spec=spec))
         kube.create(
             Pipeline(
-                metadata=ObjectMeta(name="deploy", namespace=namespace),
+                metadata=ObjectMeta(name="deploy", namespace=namespace, annotations=NOT_RUN),
                 spec=PipelineSpec(
                     repository_url="https://git.example/deploy.git",
                     triggers=Triggers.model_validate({"imagePush": image_push} if image_push else {}),

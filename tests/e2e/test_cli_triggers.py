@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webhook_client import post
+from webhook_client import NOT_RUN, post
 
 from activities.kube import Kube
 from crds.execution import PipelineExecution
+from crds.messages import cron_schedule_id
 from crds.meta import ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec, Triggers
 from crds.pipeline_file import PipelineConfig
@@ -38,7 +39,7 @@ def test_devopsctl_webhook_prints_a_url_and_secret_that_a_signed_delivery_to_the
 ) -> None:
     kube.create(
         Pipeline(
-            metadata=ObjectMeta(name="app", namespace=namespace),
+            metadata=ObjectMeta(name="app", namespace=namespace, annotations=NOT_RUN),
             spec=PipelineSpec(
                 repository_url="https://git.example/app.git", config=PipelineConfig.model_validate(CONFIG)
             ),
@@ -110,6 +111,37 @@ def test_get_pipelines_wide_shows_the_triggers_and_the_next_cron_time(
 
     try:
         row = wait_until(listed, 60, "the next cron time in get pipelines -o wide")
-    finally:  # the session worker then deletes the Schedule
+    finally:
         kube.delete_object(Pipeline.model_fields["api_version"].default, "Pipeline", "nightly", namespace)
     assert "push,tag,cron" in row
+
+    def schedule_gone() -> bool:
+        done = cli(devopsctl_command, cli_env, "get", "pipelines", "-n", namespace, "-o", "wide")
+        return "nightly" not in done.stdout and not _schedule_exists(
+            cli_env, cron_schedule_id(namespace, "nightly")
+        )
+
+    wait_until(schedule_gone, 30, "the session worker deleting the Schedule of the deleted Pipeline")
+
+
+def _schedule_exists(env: dict[str, str], sid: str) -> bool:
+    from devstack.components import temporal_binary
+
+    done = subprocess.run(
+        [
+            str(temporal_binary()),
+            "schedule",
+            "describe",
+            "-s",
+            sid,
+            "--address",
+            env["TEMPORAL_ADDRESS"],
+            "--namespace",
+            env["TEMPORAL_NAMESPACE"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.returncode == 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from webhook_client import ReceiverProcess, post
+from webhook_client import NOT_RUN, ReceiverProcess, post
 
 from activities.errors import KubeForbiddenError
 from activities.kube import Kube
@@ -72,7 +72,7 @@ def test_the_receiver_creates_runs_with_only_its_shipped_cluster_role_and_nothin
                 kube.apply(doc)
     pipeline = kube.create(
         Pipeline(
-            metadata=ObjectMeta(name="app", namespace=namespace),
+            metadata=ObjectMeta(name="app", namespace=namespace, annotations=NOT_RUN),
             spec=PipelineSpec(
                 repository_url="https://git.example.com/app.git", config=PipelineConfig.model_validate(CONFIG)
             ),

@@ -174,6 +174,12 @@ async def test_scm_polling_runs_each_new_commit_exactly_once_also_across_a_worke
     await async_wait(three_more_polls, 60, "three more polls")
     assert [r.spec.commit for r in runs_of(kube, ns, "polled")] == [second_sha, third_sha]
 
+    kube.delete_object(Pipeline.model_fields["api_version"].default, "Pipeline", "polled", ns)
+    sid = poll_schedule_id(ns, "polled")
+    await async_wait(
+        lambda: schedule_gone(temporal_client, sid), 30, "the poll schedule deleted with its pipeline"
+    )
+
 
 async def async_wait(predicate: Callable[[], Any], within: float, what: str) -> None:
     deadline = time.monotonic() + within
