@@ -188,3 +188,32 @@ async def async_wait(predicate: Callable[[], Any], within: float, what: str) -> 
             return
         await asyncio.sleep(0.3)
     pytest.fail(f"timed out after {within:.0f}s waiting for {what}", pytrace=False)
+
+
+async def test_a_cron_expression_temporal_refuses_is_reported_in_the_pipeline_status_until_fixed(
+    kube: Kube,
+    temporal_client: Client,
+    project_namespace: Callable[..., str],
+    git_repo: Callable[..., tuple[str, str]],
+    dedicated_worker: Callable[[str], Any],
+) -> None:
+    ns = project_namespace("badcron")
+    worker = dedicated_worker(ns)
+    worker.start()
+    url, _ = git_repo(PIPELINE)
+    pipeline_with(kube, ns, "app", url, worker.queue, {"cron": {"schedule": "every day at noon"}})
+
+    def message() -> str | None:
+        status = kube.get(Pipeline, ns, "app").status
+        return status.triggers_message if status else None
+
+    reported = wait_for(message, 30, "the refused schedule reported in status.triggersMessage")
+    assert "devops-cron/" in reported and "CronString" in reported
+    kube.patch(Pipeline, ns, "app", {"spec": {"triggers": {"cron": {"schedule": "0 12 * * *"}}}})
+    wait_for(lambda: message() is None, 30, "the message cleared once the expression is valid")
+    description = await temporal_client.get_schedule_handle(cron_schedule_id(ns, "app")).describe()
+    assert description.schedule.state.note == f"cron trigger of Pipeline {ns}/app"
+    kube.delete_object(Pipeline.model_fields["api_version"].default, "Pipeline", "app", ns)
+    await async_wait(
+        lambda: schedule_gone(temporal_client, cron_schedule_id(ns, "app")), 30, "the schedule deleted"
+    )
