@@ -39,9 +39,9 @@ from temporalio.worker import Worker
 from activities.kube import Kube
 from crds.install import install_crds
 from worker.bridge import Bridge
-from worker.schedules.reconciler import ScheduleReconciler
 from worker.settings import WorkerSettings
 from worker.temporal import connect
+from worker.triggers.reconciler import ScheduleReconciler
 
 logger = logging.getLogger("worker")
 
@@ -79,7 +79,7 @@ def build_activities(
     from activities.execution import ExecutionActivities
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
-    from worker.schedules.activities import TriggerActivities
+    from worker.triggers.activities import TriggerActivities
 
     kube = kube or settings.kube()
     store = (

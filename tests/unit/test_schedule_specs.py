@@ -11,7 +11,7 @@ from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from crds.meta import ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec, Triggers
 from crds.reasons import OverlapPolicy
-from worker.schedules.specs import OVERLAP, desired_schedules, owned, pipeline_of
+from worker.triggers.specs import OVERLAP, desired_schedules, owned, pipeline_of
 
 pytestmark = pytest.mark.unit
 

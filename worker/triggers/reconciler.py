@@ -33,10 +33,10 @@ from activities.errors import DevopsError, KubeNotFoundError
 from activities.kube import Kube
 from crds.pipeline import Pipeline
 from worker.bridge import TASK_QUEUE_ANNOTATION
-from worker.schedules.specs import FINGERPRINT_MEMO, DesiredSchedule, desired_schedules, owned, pipeline_of
 from worker.settings import WorkerSettings
+from worker.triggers.specs import FINGERPRINT_MEMO, DesiredSchedule, desired_schedules, owned, pipeline_of
 
-logger = logging.getLogger("worker.schedules")
+logger = logging.getLogger("worker.triggers")
 
 RESYNC_INTERVAL = 5.0
 
