@@ -172,11 +172,20 @@ def test_a_new_delivery_of_the_same_push_is_a_new_run(webhook_receiver, kube, ta
     assert len(runs(kube, pipeline.namespace)) == 2
 
 
-def test_ten_concurrent_redeliveries_create_exactly_one_run(webhook_receiver, kube, target) -> None:
+def test_ten_concurrent_redeliveries_to_two_receiver_replicas_create_exactly_one_run(
+    webhook_receiver, stack_env: dict[str, str], kube, target, tmp_path: Path
+) -> None:
+    from webhook_client import ReceiverProcess
+
     pipeline, secret, path = target
     headers = github_headers(secret, PUSH, delivery=str(uuid.uuid4()))
-    with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(lambda _: post(webhook_receiver.port, path, PUSH, headers), range(10)))
+    replica = ReceiverProcess(dict(stack_env), tmp_path / "replica.log").start()
+    try:
+        ports = [webhook_receiver.port, replica.port] * 5
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(lambda port: post(port, path, PUSH, headers), ports))
+    finally:
+        replica.stop()
     created = [a for a in answers if a[1]["outcome"] == "created"]
     assert len(created) == 1, answers
     assert {a[1]["run"] for a in answers} == {created[0][1]["run"]}

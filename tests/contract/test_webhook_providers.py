@@ -227,6 +227,24 @@ def test_a_pull_request_is_skipped_when_the_pipeline_files_event_constraint_excl
     no_run(kube, pipeline)
 
 
+def test_a_github_push_without_commits_starts_nothing(webhook_receiver, kube, hook_pipeline) -> None:
+    pipeline, secret = hook_pipeline()
+    doc = json.loads((PAYLOADS / "github/push-branch.json").read_bytes())
+    doc["commits"], doc["head_commit"] = [], None  # e.g. a push that only moved a branch back
+    body = json.dumps(doc).encode()
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        **sign(Provider.GITHUB, secret, body),
+    }
+    status, answer = post(
+        webhook_receiver.port, f"/hooks/github/{pipeline.namespace}/{pipeline.name}", body, headers
+    )
+    assert (status, answer["outcome"]) == (200, "skipped")
+    assert "carries no commits" in answer["reason"]
+    no_run(kube, pipeline)
+
+
 def test_skip_ci_in_the_head_commit_message_skips_the_run(webhook_receiver, kube, hook_pipeline) -> None:
     pipeline, secret = hook_pipeline()
     doc = json.loads((PAYLOADS / "github/push-branch.json").read_bytes())
