@@ -77,12 +77,20 @@ def image_matches(pipeline: Pipeline, push: ImagePush) -> bool:
     trigger = pipeline.spec.triggers.image_push
     if trigger is None:
         return False
-    wanted = trigger.repository.strip("/")
-    repo = push.repository.strip("/")
-    # A trigger may name the repository with its registry host (host:5000/app) or without it (app).
-    if not (repo == wanted or wanted.endswith("/" + repo) or fnmatch.fnmatchcase(repo, wanted)):
+    wanted = _without_registry_host(trigger.repository.strip("/"))
+    repo = _without_registry_host(push.repository.strip("/"))
+    if not (repo == wanted or fnmatch.fnmatchcase(repo, wanted)):
         return False
     return trigger.tag is None or trigger.tag.matches(push.tag)
+
+
+def _without_registry_host(repository: str) -> str:
+    """``registry.example:5000/team/app`` -> ``team/app`` (a first part with ``.`` or ``:``, or
+    ``localhost``, is a host, as docker reads image names); ``team/app`` stays."""
+    first, sep, rest = repository.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return rest
+    return repository
 
 
 def image_run(pipeline: Pipeline, push: ImagePush) -> RunDetails:
