@@ -76,6 +76,7 @@ def cmd_webhook(ctx: object, args: argparse.Namespace) -> int:
             "provider": chosen.value,
             "urls": {p.value: hook_url(base, p, namespace, pipeline.name) for p in SCM_PROVIDERS},
             "eventsByProvider": {p.value: list(EVENTS_TO_CONFIGURE[p]) for p in SCM_PROVIDERS},
+            "registryUrl": f"{base}/hooks/registry/{namespace}",
         }
         print(json.dumps(doc, indent=2), file=ctx.out)
         return EXIT_OK
@@ -91,6 +92,11 @@ def cmd_webhook(ctx: object, args: argparse.Namespace) -> int:
         else "  secret     (hidden: use --show-secret or -o json)"
     )
     lines.append("  content type: application/json")
+    if pipeline.spec.triggers.image_push is not None:
+        lines.append(
+            f"  registry   {base}/hooks/registry/{namespace}  (Authorization: Bearer <the token of the "
+            "PipelineSetting's webhook.imageTokenSecretRef>)"
+        )
     print("\n".join(lines), file=ctx.out)
     return EXIT_OK
 
