@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from crds.messages import (
@@ -61,7 +62,11 @@ class ScheduledRunWorkflow:
                 retry_policy=RETRY,
                 summary=f"wait for {created.run}",
             )
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as err:
+            # The Schedule cancels this firing (overlap CancelOther): the cancellation arrives as
+            # CancelledError, or as the wait activity's ActivityError caused by it.
+            if not is_cancelled_exception(err):
+                raise
             await workflow.execute_activity(
                 Activity.TRIGGER_CANCEL_RUN,
                 ref,

@@ -22,6 +22,7 @@ from crds.execution import PipelineExecution
 from crds.messages import cron_schedule_id, poll_schedule_id
 from crds.meta import ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec, Triggers
+from crds.reasons import ExecutionPhase
 from devstack.components import temporal_binary
 from devstack.gitrepo import push_commit
 from devstack.proc import wait_for
@@ -217,3 +218,40 @@ async def test_a_cron_expression_temporal_refuses_is_reported_in_the_pipeline_st
     await async_wait(
         lambda: schedule_gone(temporal_client, cron_schedule_id(ns, "app")), 30, "the schedule deleted"
     )
+
+
+def test_overlap_cancel_other_cancels_the_running_scheduled_run_when_the_next_one_is_due(
+    kube: Kube,
+    project_namespace: Callable[..., str],
+    git_repo: Callable[..., tuple[str, str]],
+    dedicated_worker: Callable[[str], Any],
+) -> None:
+    ns = project_namespace("cronco")
+    worker = dedicated_worker(ns)
+    worker.start()
+    url, _ = git_repo(PIPELINE.replace("sleep 3", "sleep 120"))
+    pipeline_with(
+        kube,
+        ns,
+        "slow",
+        url,
+        worker.queue,
+        {"cron": {"schedule": "*/30 * * * * * *", "overlap": "CancelOther"}},
+    )
+
+    def second_run() -> PipelineExecution | None:
+        found = runs_of(kube, ns, "slow")
+        return found[1] if len(found) > 1 else None
+
+    second = wait_for(second_run, 90, "the next scheduled run")
+
+    def first_ended() -> PipelineExecution | None:
+        pe = kube.get(PipelineExecution, ns, "slow-1")
+        return pe if pe.is_finished else None
+
+    first = wait_for(first_ended, 90, "the first run ended by the next firing")
+    assert first.spec.cancelled is True
+    assert first.status is not None and first.status.phase == ExecutionPhase.ABORTED, first.status
+    assert second.spec.triggered_by == "cron"
+    kube.patch(Pipeline, ns, "slow", {"spec": {"triggers": {"cron": {"paused": True}}}})
+    kube.delete_object(Pipeline.model_fields["api_version"].default, "Pipeline", "slow", ns)
