@@ -25,10 +25,10 @@ _LISTENING = re.compile(rb"listening on http://[^:]+:(\d+)")
 
 
 class ReceiverProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, port: int = 0) -> None:
         self.env = {
             **env,
-            "CUBEPAAS_WEBHOOK_PORT": "0",
+            "CUBEPAAS_WEBHOOK_PORT": str(port),
             "CUBEPAAS_WEBHOOK_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }

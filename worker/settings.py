@@ -36,6 +36,8 @@ CUBEPAAS_WEBHOOK_PORT        its port (``8090``; 0: a free port, printed in its 
 CUBEPAAS_WEBHOOK_URL         the receiver's public base URL shown by ``devopsctl webhook``
                              (empty: ``http://127.0.0.1:<CUBEPAAS_WEBHOOK_PORT>``)
 CUBEPAAS_WEBHOOK_TIMEOUT     seconds a client may take to send a request (``10``)
+CUBEPAAS_REGISTRY_TOKEN      token of the platform's own registry: its notifications to ``/hooks/registry``
+                             with it reach every project's imagePush triggers (secret; unset: none)
 CUBEPAAS_SCHEDULES           reconcile the Pipelines' cron and SCM-polling Temporal Schedules (``true``)
 ===========================  ====================================================================
 """
@@ -112,6 +114,7 @@ class WorkerSettings(BaseSettings):
     webhook_port: int = Field(8090, ge=0, le=65535, validation_alias="CUBEPAAS_WEBHOOK_PORT")
     webhook_url: str = Field("", validation_alias="CUBEPAAS_WEBHOOK_URL")
     webhook_timeout: float = Field(10.0, gt=0, validation_alias="CUBEPAAS_WEBHOOK_TIMEOUT")
+    registry_token: SecretStr = Field(SecretStr(""), validation_alias="CUBEPAAS_REGISTRY_TOKEN")
     schedules_enabled: bool = Field(True, validation_alias="CUBEPAAS_SCHEDULES")
 
     @field_validator("watch_namespaces", mode="before")

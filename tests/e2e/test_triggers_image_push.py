@@ -195,3 +195,68 @@ def test_an_image_pushed_to_the_registry_runs_the_pipeline_whose_image_push_matc
     assert run.status is not None and run.status.phase == ExecutionPhase.SUCCESS, run.status
     # Exactly one run (the registry delivers at least once), and none for the pipeline of another repository.
     assert len(kube.list_resources(PipelineExecution, ns)) == 1
+
+
+def test_an_image_pushed_to_the_stacks_registry_reaches_a_receiver_started_with_the_stack_environment(
+    kube: Kube,
+    stack_env: dict[str, str],
+    worker_process: Any,
+    project_namespace: Callable[..., str],
+    git_repo: Callable[..., tuple[str, str]],
+    wait_until: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """The stack's registry (devstack) notifies ``CUBEPAAS_WEBHOOK_PORT`` with ``CUBEPAAS_REGISTRY_TOKEN``;
+    the receiver, given exactly the stack's environment, trusts it for every project."""
+    from webhook_client import ReceiverProcess
+
+    for name in ("REGISTRY_HOST", "CUBEPAAS_WEBHOOK_PORT", "CUBEPAAS_REGISTRY_TOKEN"):
+        assert stack_env.get(name), f"the stack's environment has no {name}"
+    ns = project_namespace("stackreg")
+    url, _ = git_repo(PIPELINE)
+    repository = f"{ns}/app"
+    kube.create(
+        Pipeline(
+            metadata=ObjectMeta(name="deploy", namespace=ns),
+            spec=PipelineSpec(
+                repository_url=url,
+                triggers=Triggers.model_validate({"imagePush": {"repository": repository}}),
+            ),
+        )
+    )
+    receiver = ReceiverProcess(
+        dict(stack_env), tmp_path / "webhooks.log", port=int(stack_env["CUBEPAAS_WEBHOOK_PORT"])
+    )
+    receiver.start()
+    try:
+        context = tmp_path / "context"
+        context.mkdir()
+        (context / "hello.txt").write_text("pushed to the stack's registry\n")
+        (context / "Containerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\n")
+        buildah(tmp_path, "bud", "-q", "-t", f"localhost/{repository}:2.0", str(context))
+        digest_file = tmp_path / "digest"
+        buildah(
+            tmp_path,
+            "push",
+            "--tls-verify=false",
+            "--digestfile",
+            str(digest_file),
+            f"localhost/{repository}:2.0",
+            f"docker://{stack_env['REGISTRY_HOST']}/{repository}:2.0",
+        )
+        digest = digest_file.read_text().strip()
+
+        def the_run() -> PipelineExecution | None:
+            found = kube.list_resources(PipelineExecution, ns)
+            return found[0] if found and found[0].is_finished else None
+
+        run = wait_until(the_run, 180, "the run of the image pushed to the stack's registry to finish")
+    finally:
+        assert receiver.stop() == 0
+    assert run.spec.variables == {
+        "CICD_IMAGE_REPO": repository,
+        "CICD_IMAGE_TAG": "2.0",
+        "CICD_IMAGE_DIGEST": digest,
+    }
+    assert run.status is not None and run.status.phase == ExecutionPhase.SUCCESS, run.status
+    assert len(kube.list_resources(PipelineExecution, ns)) == 1

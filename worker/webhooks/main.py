@@ -28,7 +28,7 @@ _PROBE_NAME = "cubepaas-readiness-probe"
 
 def serve(settings: WorkerSettings, stop: threading.Event) -> int:
     kube = settings.kube()
-    receiver = Receiver(kube)
+    receiver = Receiver(kube, registry_token=settings.registry_token.get_secret_value().encode())
     ready = threading.Event()
     server = ReceiverServer(
         (settings.webhook_host, settings.webhook_port), receiver, ready.is_set, settings.webhook_timeout

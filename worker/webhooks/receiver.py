@@ -72,9 +72,17 @@ def repository_config(pipeline: Pipeline, commit: str) -> PipelineConfig | None:
 class Receiver:
     """Turns deliveries into runs through :func:`worker.runs.create_delivered_run`."""
 
-    def __init__(self, kube: Kube, load_config: mapping.ConfigLoader = repository_config) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        load_config: mapping.ConfigLoader = repository_config,
+        *,
+        registry_token: bytes = b"",
+    ) -> None:
         self.kube = kube
         self.load_config = load_config
+        #: The platform registry's token: its notifications (to /hooks/registry) reach every project.
+        self.registry_token = registry_token
 
     # -- source-code providers -------------------------------------------------------------------
 
@@ -128,10 +136,15 @@ class Receiver:
 
     def image(self, namespace: str, headers: Mapping[str, str], query_token: str, body: bytes) -> Answer:
         presented = headers.get("authorization") or query_token
-        namespaces = [namespace] if namespace else self._registry_namespaces()
-        allowed = [ns for ns in namespaces if bearer_matches(presented, read_image_token(self.kube, ns))]
-        if not allowed:
-            return _unauthorized()
+        if not namespace and bearer_matches(presented, self.registry_token):
+            allowed = sorted(
+                {p.namespace for p in self.kube.list_resources(Pipeline) if p.spec.triggers.image_push}
+            )
+        else:
+            namespaces = [namespace] if namespace else self._registry_namespaces()
+            allowed = [ns for ns in namespaces if bearer_matches(presented, read_image_token(self.kube, ns))]
+            if not allowed:
+                return _unauthorized()
         try:
             hook = registry.parse(decode(body))
         except MalformedPayload as err:
