@@ -121,23 +121,31 @@ def close_steps(status: PipelineExecutionStatus, *, aborted: bool) -> None:
 def outcome(
     status: PipelineExecutionStatus, snap: BuildSnapshot, *, rejected: bool
 ) -> tuple[ExecutionPhase, str, str]:
-    """Terminal phase, condition reason and a message naming what failed."""
+    """Terminal phase, condition reason and a message naming what failed.
+
+    A run with a failed step is never ``Success``, whatever the build's result says (a Jenkins whose
+    step thread died has been seen reporting SUCCESS).
+    """
     result = (snap.result or "").upper()
-    if result == "SUCCESS":
+    failed = _first_failed_step(status)
+    if result == "SUCCESS" and failed is None:
         return ExecutionPhase.SUCCESS, Reason.BUILD_SUCCEEDED, "Succeeded"
     if rejected:
         return ExecutionPhase.DENIED, Reason.APPROVAL_DENIED, "A stage's approval was rejected"
     if result == "ABORTED":
         return ExecutionPhase.ABORTED, Reason.CANCELLED, "The build was aborted"
+    if failed is not None:
+        stage, step = failed
+        return ExecutionPhase.FAILED, Reason.STEP_FAILED, f"Step '{step.name}' of stage '{stage.name}' failed"
+    return ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}"
+
+
+def _first_failed_step(status: PipelineExecutionStatus) -> tuple[StageStatus, StepStatus] | None:
     for stage in status.stages:
         for step in stage.steps:
             if step.state == StageState.FAILED:
-                return (
-                    ExecutionPhase.FAILED,
-                    Reason.STEP_FAILED,
-                    f"Step '{step.name}' of stage '{stage.name}' failed",
-                )
-    return ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}"
+                return stage, step
+    return None
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:

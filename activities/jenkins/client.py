@@ -48,7 +48,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -218,6 +218,15 @@ class PendingInput(BaseModel):
     message: str = ""
     proceed_url: str
     abort_url: str
+
+
+class PipelineJob(BaseModel):
+    """A job of one pipeline run (``<namespace>-<pipeline>-<run>``) and whether Jenkins still works on it."""
+
+    name: str
+    run: int
+    #: No build yet, a build queued, or the last build still building.
+    active: bool
 
 
 class BuildStatus(BaseModel):
@@ -434,31 +443,49 @@ class JenkinsEngine:
 
         return self._retrying(f"delete job {name}", op)
 
-    def keep_last_jobs(self, prefix: str, n: int) -> list[str]:
-        """Delete all but the ``n`` most recently built jobs named ``<prefix><run number>``.
+    def pipeline_jobs(self, prefix: str) -> list[PipelineJob]:
+        """The jobs named ``<prefix><run number>``, each with whether Jenkins still works on it.
 
         Only names that are the prefix followed by digits count, so the jobs of a pipeline ``app`` never
-        include those of ``app-x`` (``<ns>-app-x-1`` also starts with ``<ns>-app-``).
+        include those of ``app-x`` (``<ns>-app-x-1`` also starts with ``<ns>-app-``). A job is *active*
+        while it has no build yet (its trigger may be on the way), a build waits in the queue, or its
+        last build is still building.
         """
         info = self._get_json("api/json", "list jobs", params={"tree": "jobs[name]"})
-        names = [
-            str(j["name"])
-            for j in info.get("jobs", [])
-            if str(j.get("name", "")).startswith(prefix) and str(j["name"])[len(prefix) :].isdigit()
-        ]
-        dated: list[tuple[int, str]] = []
-        for name in names:
-            job = self._get_json_or_none(self._job(name) + "api/json", f"job {name}") or {}
+        jobs: list[PipelineJob] = []
+        for entry in info.get("jobs", []):
+            name = str(entry.get("name", ""))
+            suffix = name[len(prefix) :]
+            if not name.startswith(prefix) or not suffix.isdigit():
+                continue
+            job = self._get_json_or_none(self._job(name) + "api/json", f"job {name}")
+            if job is None:
+                continue  # deleted meanwhile
             last = job.get("lastBuild") or {}
-            stamp = 0
-            if last.get("number"):
-                b = self._get_json_or_none(f"{self._job(name)}{last['number']}/api/json", f"build of {name}")
-                stamp = int((b or {}).get("timestamp") or 0)
-            dated.append((stamp, name))
-        dated.sort(reverse=True)
-        deleted = [name for _, name in dated[max(0, n) :]]
-        for name in deleted:
-            self.delete_job(name)
+            active = bool(job.get("inQueue")) or not last.get("number")
+            if not active:
+                build = self._get_json_or_none(
+                    f"{self._job(name)}{last['number']}/api/json", f"build of {name}"
+                )
+                active = build is None or bool(build.get("building"))
+            jobs.append(PipelineJob(name=name, run=int(suffix), active=active))
+        return jobs
+
+    def keep_last_jobs(self, prefix: str, n: int, finished_runs: Container[int]) -> list[str]:
+        """Delete the jobs of finished runs beyond the ``n`` newest runs (by run number); returns them.
+
+        A job is deleted only when its run is in ``finished_runs`` (the caller knows which runs ended)
+        *and* Jenkins has nothing queued or building for it: a job of a run still building, or still
+        reading its logs, is never touched. Such jobs beyond ``n`` go at a later run's cleanup.
+        """
+        jobs = sorted(self.pipeline_jobs(prefix), key=lambda j: j.run, reverse=True)
+        deleted: list[str] = []
+        for job in jobs[max(0, n) :]:
+            if job.active or job.run not in finished_runs:
+                log.info("jenkins: keeping job %s beyond the last %d: its run has not finished", job.name, n)
+                continue
+            if self.delete_job(job.name):
+                deleted.append(job.name)
         return deleted
 
     # -- credentials ------------------------------------------------------------------------------

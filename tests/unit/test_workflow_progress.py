@@ -8,7 +8,7 @@ from crds.execution import PipelineExecutionStatus
 from crds.messages import BuildSnapshot, StepSnapshot
 from crds.parse import parse_pipeline_file
 from crds.pipeline_file import PipelineConfig
-from crds.reasons import ExecutionPhase, StageState
+from crds.reasons import ExecutionPhase, Reason, StageState
 from workflows import progress
 
 pytestmark = pytest.mark.unit
@@ -76,6 +76,22 @@ def test_the_outcome_names_the_failed_step_and_stage() -> None:
     phase, _, message = progress.outcome(status, snap, rejected=False)
     assert phase == ExecutionPhase.FAILED
     assert "Test" in message and status.stages[1].steps[1].name in message
+
+
+def test_a_build_reported_success_with_a_failed_step_is_a_failed_run_not_a_success() -> None:
+    status, config = status_for()
+    snap = BuildSnapshot(
+        building=False,
+        result="SUCCESS",
+        steps=[
+            StepSnapshot(stage=1, step=0, state="Success", started_ms=1, ended_ms=2),
+            StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2),
+        ],
+    )
+    progress.apply_snapshot(status, snap, config)
+    phase, reason, message = progress.outcome(status, snap, rejected=False)
+    assert (phase, reason) == (ExecutionPhase.FAILED, Reason.STEP_FAILED)
+    assert "Test" in message
 
 
 def test_closing_marks_never_started_steps_skipped_and_running_ones_aborted() -> None:
