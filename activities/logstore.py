@@ -20,6 +20,7 @@ from typing import BinaryIO, Final
 import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error, ServerError
+from minio.helpers import check_bucket_name
 
 from activities.errors import StorePermanentError, StoreTransientError
 
@@ -100,11 +101,17 @@ class LogStore:
             yield
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
             raise classify_store_error(err, what, self.cfg.endpoint) from err
+        except ValueError as err:
+            # The client's own checks (a bucket name S3 does not allow): no request could ever succeed.
+            raise StorePermanentError(
+                f"object store at {self.cfg.endpoint}: {what}: {err}", reason="ObjectStoreRejected"
+            ) from err
 
     def _ensure_bucket(self) -> None:
         if self._bucket_ready:
             return
         with self._faults(f"bucket {self.cfg.bucket}"):
+            check_bucket_name(self.cfg.bucket, strict=True)  # today's S3 rules: a bad name fails here
             try:
                 if not self.client.bucket_exists(self.cfg.bucket):
                     self.client.make_bucket(self.cfg.bucket)

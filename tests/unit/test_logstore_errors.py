@@ -65,3 +65,9 @@ def test_the_configured_region_signs_the_requests_and_none_lets_the_client_ask(
     LogStore(StoreConfig("s3:9000", "a", "b"))
     assert seen == ["eu-central-1", None]
     assert "eu-central-1" in repr(StoreConfig("s3:9000", "a", "b", region="eu-central-1"))
+
+
+def test_a_bucket_name_the_s3_rules_forbid_is_permanent_before_any_request() -> None:
+    store = LogStore(StoreConfig("127.0.0.1:9", "a", "b", bucket="Pipeline_Logs"))
+    with pytest.raises(StorePermanentError, match="Pipeline_Logs"):
+        store.put("ns/app/1/0-0.log", b"x")
