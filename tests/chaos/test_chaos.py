@@ -17,7 +17,9 @@ import pytest
 from devstack.chaos import Chaos, ChaosResult
 from devstack.stack import Stack
 
-pytestmark = pytest.mark.chaos
+#: A run whose worker died inside an activity without a heartbeat timeout waits for its start-to-close
+#: timeout (the bootstrap's is 15 min) before Temporal retries it: slow, not lost.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(3000)]
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "chaos"
 
