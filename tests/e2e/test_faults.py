@@ -98,3 +98,49 @@ def test_a_nul_in_a_script_of_the_pipeline_file_fails_the_run_naming_the_field(
     assert "stages[0].steps[0].runScriptConfig.shellScript" in (st.message or ""), st.message
     assert "control characters" in (st.message or "")
     assert st.jenkins is None  # refused before any job or build exists
+
+
+LONG_FIRST_RUN = """
+stages:
+- name: Build
+  steps:
+  - runScriptConfig:
+      image: alpine
+      shellScript: |
+        if [ "$CICD_EXECUTION_SEQUENCE" = 1 ]; then sleep 45; fi
+        echo built $CICD_EXECUTION_SEQUENCE
+"""
+
+
+def test_keeping_the_last_job_never_deletes_the_job_of_a_run_still_building(
+    worker_process: Any,
+    kube: Kube,
+    kube_api_client: Any,
+    project_namespace: Callable[..., str],
+    pipeline_factory: Callable[..., Any],
+    git_repo: Callable[..., tuple[str, str]],
+    jenkins_client: Any,
+) -> None:
+    ns = project_namespace("keep", executor_quota=3, keep_jenkins_jobs=1)
+    url, sha = git_repo(LONG_FIRST_RUN)
+    pipeline_factory(ns, "app", url)
+    first = create_run(kube_api_client, ns, "app", commit=sha)
+    deadline = time.monotonic() + 120
+    while not (
+        (st := kube.get(PipelineExecution, ns, first.name).status) and st.jenkins and st.jenkins.build
+    ):
+        assert time.monotonic() < deadline, "the first run's build did not start"
+        time.sleep(0.5)
+    # Two short runs end while the first still builds; each one's cleanup keeps "the last 1 job".
+    later = [create_run(kube_api_client, ns, "app", commit=sha) for _ in range(2)]
+    for pe in later:
+        done = wait_terminal(kube, ns, pe.name).status
+        assert done is not None and done.phase == ExecutionPhase.SUCCESS, done
+    running = kube.get(PipelineExecution, ns, first.name).status
+    assert running is not None and running.phase not in TERMINAL, "the long run ended too early to prove it"
+    done = wait_terminal(kube, ns, first.name).status
+    assert done is not None and done.phase == ExecutionPhase.SUCCESS, done.message if done else None
+    # Once every run has ended, the last cleanup keeps exactly the newest run's job.
+    prefix = f"{ns}-app-"
+    jobs = sorted(j["name"] for j in jenkins_client.get_jobs() if j["name"].startswith(prefix))
+    assert jobs == [f"{prefix}3"]
