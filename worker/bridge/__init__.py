@@ -20,13 +20,29 @@ from __future__ import annotations
 
 from worker.bridge.controls import CANCELLED_BY_ANNOTATION, PAUSED_BY_ANNOTATION, REQUESTED_BY_ANNOTATION
 from worker.bridge.core import TASK_QUEUE_ANNOTATION, Bridge
-from worker.bridge.start import HISTORY_LIMIT_ANNOTATION, details_of, summary_of
+from worker.bridge.start import (
+    HISTORY_LIMIT_ANNOTATION,
+    SA_BRANCH,
+    SA_NAMESPACE,
+    SA_PHASE,
+    SA_PIPELINE,
+    SA_RUN,
+    SA_TRIGGER,
+    details_of,
+    summary_of,
+)
 
 __all__ = [
     "CANCELLED_BY_ANNOTATION",
     "HISTORY_LIMIT_ANNOTATION",
     "PAUSED_BY_ANNOTATION",
     "REQUESTED_BY_ANNOTATION",
+    "SA_BRANCH",
+    "SA_NAMESPACE",
+    "SA_PHASE",
+    "SA_PIPELINE",
+    "SA_RUN",
+    "SA_TRIGGER",
     "TASK_QUEUE_ANNOTATION",
     "Bridge",
     "details_of",

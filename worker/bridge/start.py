@@ -183,4 +183,15 @@ class Starter:
         logger.debug("bridge: wrote status.workflow of %s/%s", tracked.namespace, tracked.name)
 
 
-__all__ = ["HISTORY_LIMIT_ANNOTATION", "Starter", "details_of", "summary_of"]
+__all__ = [
+    "HISTORY_LIMIT_ANNOTATION",
+    "SA_BRANCH",
+    "SA_NAMESPACE",
+    "SA_PHASE",
+    "SA_PIPELINE",
+    "SA_RUN",
+    "SA_TRIGGER",
+    "Starter",
+    "details_of",
+    "summary_of",
+]
