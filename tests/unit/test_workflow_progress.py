@@ -131,3 +131,12 @@ def test_durations_in_the_table_keep_tenths_under_a_minute_and_minutes_above() -
     md = progress.markdown(status)
     assert "| Success | 0.4s |" in md
     assert "| Success | 1m32s |" in md
+
+
+def test_the_markdown_table_escapes_control_characters_in_names_and_the_message() -> None:
+    status, _ = status_for()
+    status.stages[1].steps[0].name = "Run script (alp\x1bine)"
+    status.message = "Pipeline 'a\x00b' not found"
+    text = progress.markdown(status)
+    assert "alp\\x1bine" in text and "a\\x00b" in text
+    assert "\x1b" not in text and "\x00" not in text
