@@ -11,7 +11,7 @@ timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( 
 # (the Temporal UI browser test, driven by Playwright without a browser download).
 SYSTEM_PACKAGES := groovy chromium
 
-.PHONY: system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
+.PHONY: system-deps install lint test test-unit test-integration test-e2e chaos generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
 
 install: $(STAMP)
 
@@ -38,9 +38,13 @@ lint: install
 testbin: install
 	@$(call timed,testbin (kube-apiserver + etcd from Go modules),$(PY) -m devstack.testbin)
 
-# Everything: lint, unit, contract, integration and end-to-end tests against the local stack.
+# Everything: lint, unit, contract, integration and end-to-end tests against the local stack. The chaos
+# suite (components and workers killed mid-build, several minutes) is separate: make chaos.
 test: system-deps lint testbin
-	@$(call timed,pytest (all),$(PY) -m pytest -p no:cacheprovider tests)
+	@$(call timed,pytest (all but chaos),$(PY) -m pytest -p no:cacheprovider -m "not chaos" tests)
+
+chaos: install testbin
+	@$(call timed,pytest (chaos),$(PY) -m pytest -p no:cacheprovider -m chaos -s tests/chaos)
 
 # Needs no server.
 test-unit: install system-deps

@@ -62,8 +62,9 @@ from crds.messages import (
     gate_input_id,
     gate_stage,
 )
+from crds.meta import API_VERSION
 from crds.pipeline import CacheNode, Pipeline
-from crds.reasons import JenkinsMode, Reason
+from crds.reasons import ExecutionPhase, JenkinsMode, Reason
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,19 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
         started_ms=status.start_millis,
         ended_ms=status.end_millis,
     )
+
+
+_TERMINAL_PHASES = frozenset(p.value for p in ExecutionPhase if p.is_terminal)
+
+
+@dataclass(frozen=True)
+class EndedRuns:
+    """Run numbers whose run has ended: every number but those of runs still at work."""
+
+    still_running: frozenset[int]
+
+    def __contains__(self, run: object) -> bool:
+        return run not in self.still_running
 
 
 class BuildActivities:
@@ -188,6 +202,7 @@ class BuildActivities:
                 secret_key=d.secret_key,
                 bucket=os_.bucket or d.bucket,
                 secure=d.secure,
+                region=d.region,
             )
         else:
             raise ConfigError(
@@ -445,6 +460,21 @@ class BuildActivities:
 
     # -- cleanup -------------------------------------------------------------------------------
 
+    def _finished_runs(self, ctx: ExecutionContext) -> EndedRuns:
+        """The pipeline's runs that have ended: this one (it is cleaning up, its logs are stored), those
+        whose CR shows a terminal phase, and those without a CR (deleted: their workflows are cancelled).
+        A run whose CR is not terminal is still at work (building, or storing its logs from Jenkins)."""
+        items = self.kube.list_objects(API_VERSION, "PipelineExecution", namespace=ctx.execution.namespace)
+        running: set[int] = set()
+        for item in items:
+            spec, status = item.get("spec") or {}, item.get("status") or {}
+            run = spec.get("run")
+            if spec.get("pipelineName") != ctx.pipeline or not isinstance(run, int) or run == ctx.run:
+                continue
+            if status.get("phase") not in _TERMINAL_PHASES:
+                running.add(run)  # (two CRs with one run number: running while either is)
+        return EndedRuns(frozenset(running))
+
     @activity.defn(name=Activity.CLEANUP)
     @heartbeating
     def cleanup(self, inp: CleanupInput) -> None:
@@ -463,7 +493,7 @@ class BuildActivities:
             keep = ctx.setting.keep_jenkins_jobs
             prefix = f"{ctx.execution.namespace}-{ctx.pipeline}-"
             if keep > 0 and inp.target.job == f"{prefix}{ctx.run}":
-                eng.keep_last_jobs(prefix, keep)
+                eng.keep_last_jobs(prefix, keep, self._finished_runs(ctx))
             else:
                 # No keeping asked, or a name job_name() had to shorten or sanitise (it then carries a
                 # hash, so no prefix finds the pipeline's other jobs): delete this run's job.

@@ -15,6 +15,7 @@ translates it into Temporal's ``ApplicationError`` so the workflow's retry polic
         ├── KubeInvalidError         the apiserver rejected an object (422, 400)
         ├── KubeForbiddenError       401/403: RBAC does not allow it
         ├── JenkinsPermanentError    401/403, a missing job we created, an invalid config
+        ├── StorePermanentError      object store 4xx: credentials, permissions, an invalid request
         ├── ConfigError              the pipeline file or the CR is invalid (message for the user)
         └── GitError                 the repository or commit cannot be read
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 from temporalio.exceptions import ApplicationError
 
 from crds.reasons import Reason
+from crds.text import escape_controls
 
 
 class DevopsError(Exception):
@@ -88,6 +90,10 @@ class JenkinsPermanentError(PermanentError):
     """401/403, a missing job we created, an invalid config."""
 
 
+class StorePermanentError(PermanentError):
+    """Object store 4xx: wrong keys, a denied permission, a bucket that cannot be made, a bad request."""
+
+
 class ConfigError(PermanentError):
     """The pipeline file or the custom resource is invalid; the message is for the user."""
 
@@ -97,9 +103,13 @@ class GitError(PermanentError):
 
 
 def to_application_error(err: DevopsError) -> ApplicationError:
-    """Translate a classified error into what Temporal's retry policy understands."""
+    """Translate a classified error into what Temporal's retry policy understands.
+
+    The message often quotes user input (names, git's stderr, a Jenkins answer): its control characters
+    are escaped here, once, so the workflow, its history and the CR's status never carry them raw.
+    """
     return ApplicationError(
-        err.message,
+        escape_controls(err.message),
         *([err.reason.value] if err.reason else []),
         type=type(err).__name__,
         non_retryable=not err.retryable,

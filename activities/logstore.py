@@ -1,6 +1,11 @@
 """Step logs in S3-compatible object storage, through the ``minio`` client.
 
 Object names: ``<namespace>/<pipeline>/<run>/<stage-index>-<step-index>.log``.
+
+Faults are classified once, in :func:`classify_store_error`: the store's 5xx answers, timeouts and
+connection errors are transient (retry); its 4xx answers (wrong keys, a denied permission, a bucket that
+cannot be made, a malformed request) are permanent, with the store's own message, because the same call
+with the same keys fails the same way every time.
 """
 
 from __future__ import annotations
@@ -8,16 +13,25 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import MinioException, S3Error, ServerError
+from minio.helpers import check_bucket_name
 
-from activities.errors import StoreTransientError
+from activities.errors import StorePermanentError, StoreTransientError
+from crds.reasons import Reason
 
 logger = logging.getLogger(__name__)
+
+#: 4xx codes that a later attempt can outlive (the store is busy, or a parallel create won a race).
+_TRANSIENT_CODES: Final = frozenset(
+    {"RequestTimeout", "SlowDown", "OperationAborted", "RequestTimeTooSkewed", "ServiceUnavailable"}
+)
+_TRANSIENT_STATUSES: Final = frozenset({408, 409, 425, 429})
 
 
 def log_object_name(namespace: str, pipeline: str, run: int, stage: int, step: int) -> str:
@@ -33,81 +47,114 @@ class StoreConfig:
     secret_key: str
     bucket: str = "pipeline-logs"
     secure: bool = False
+    #: Region the requests are signed for; None asks the store (one GetBucketLocation per bucket).
+    region: str | None = None
 
     def __repr__(self) -> str:  # keep the keys out of logs and tracebacks
-        return f"StoreConfig(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure})"
+        return (
+            f"StoreConfig(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure}, "
+            f"region={self.region!r})"
+        )
+
+
+def _http_status(err: MinioException) -> int | None:
+    if isinstance(err, S3Error):
+        return int(err.response.status) if err.response is not None else None
+    if isinstance(err, ServerError):
+        return err.status_code
+    return None  # InvalidResponseError: not an S3 answer at all (a proxy, a half-started store)
+
+
+def classify_store_error(
+    err: BaseException, what: str, endpoint: str
+) -> StoreTransientError | StorePermanentError:
+    """Name an object-store fault by what a retry should do; the message is the store's own."""
+    if isinstance(err, MinioException):
+        status = _http_status(err)
+        code = err.code if isinstance(err, S3Error) else None
+        text = err.message if isinstance(err, S3Error) else str(err)
+        detail = f"object store at {endpoint}: {what}: {code or f'HTTP {status}'}: {text or 'no message'}"
+        if code in _TRANSIENT_CODES or status is None or status >= 500 or status in _TRANSIENT_STATUSES:
+            return StoreTransientError(detail, reason=Reason.OBJECT_STORE_UNAVAILABLE)
+        return StorePermanentError(detail, reason=Reason.OBJECT_STORE_REJECTED)
+    return StoreTransientError(
+        f"object store unreachable at {endpoint}: {what}: {err}", reason=Reason.OBJECT_STORE_UNAVAILABLE
+    )
 
 
 class LogStore:
-    """Puts and reads whole step logs; every fault is a StoreTransientError (retry the activity)."""
+    """Puts and reads whole step logs; faults are StoreTransientError or StorePermanentError."""
 
     def __init__(self, cfg: StoreConfig) -> None:
         self.cfg = cfg
         self.client = Minio(
-            cfg.endpoint, access_key=cfg.access_key, secret_key=cfg.secret_key, secure=cfg.secure
+            cfg.endpoint,
+            access_key=cfg.access_key,
+            secret_key=cfg.secret_key,
+            secure=cfg.secure,
+            region=cfg.region or None,
         )
         self._bucket_ready = False
+
+    @contextmanager
+    def _faults(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
+            raise classify_store_error(err, what, self.cfg.endpoint) from err
+        except ValueError as err:
+            # The client's own checks (a bucket name S3 does not allow): no request could ever succeed.
+            raise StorePermanentError(
+                f"object store at {self.cfg.endpoint}: {what}: {err}", reason=Reason.OBJECT_STORE_REJECTED
+            ) from err
 
     def _ensure_bucket(self) -> None:
         if self._bucket_ready:
             return
-        try:
-            if not self.client.bucket_exists(self.cfg.bucket):
-                self.client.make_bucket(self.cfg.bucket)
-        except S3Error as err:
-            if err.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
+        with self._faults(f"bucket {self.cfg.bucket}"):
+            check_bucket_name(self.cfg.bucket, strict=True)  # today's S3 rules: a bad name fails here
+            try:
+                if not self.client.bucket_exists(self.cfg.bucket):
+                    self.client.make_bucket(self.cfg.bucket)
+            except S3Error as err:
+                if err.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
         self._bucket_ready = True
 
     def put(self, name: str, data: bytes) -> None:
-        self._ensure_bucket()
-        try:
-            self.client.put_object(
-                self.cfg.bucket, name, io.BytesIO(data), len(data), content_type="text/plain; charset=utf-8"
-            )
-        except S3Error as err:
-            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
-        logger.info("stored %s (%d bytes)", name, len(data))
+        self.put_file(name, io.BytesIO(data), len(data))
 
     def put_file(self, name: str, data: BinaryIO, length: int) -> None:
         """Upload ``length`` bytes from a file object (streamed in parts: bounded memory)."""
         self._ensure_bucket()
-        try:
+        with self._faults(f"put {name}"):
             self.client.put_object(
                 self.cfg.bucket, name, data, length, content_type="text/plain; charset=utf-8"
             )
-        except S3Error as err:
-            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
         logger.info("stored %s (%d bytes)", name, length)
 
     def get(self, name: str) -> bytes | None:
         """The whole object, or None when it does not exist."""
-        try:
-            resp = self.client.get_object(self.cfg.bucket, name)
-        except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchBucket"):
-                return None
-            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
-        try:
-            return bytes(resp.read())
-        finally:
-            resp.close()
-            resp.release_conn()
+        with self._faults(f"get {name}"):
+            try:
+                resp = self.client.get_object(self.cfg.bucket, name)
+            except S3Error as err:
+                if err.code in ("NoSuchKey", "NoSuchBucket"):
+                    return None
+                raise
+            try:
+                return bytes(resp.read())
+            finally:
+                resp.close()
+                resp.release_conn()
 
     def list(self, prefix: str) -> Iterator[str]:
-        try:
-            for obj in self.client.list_objects(self.cfg.bucket, prefix=prefix, recursive=True):
-                if obj.object_name:
-                    yield str(obj.object_name)
-        except S3Error as err:
-            if err.code == "NoSuchBucket":
-                return
-            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
+        with self._faults(f"list {prefix}"):
+            try:
+                for obj in self.client.list_objects(self.cfg.bucket, prefix=prefix, recursive=True):
+                    if obj.object_name:
+                        yield str(obj.object_name)
+            except S3Error as err:
+                if err.code == "NoSuchBucket":
+                    return
+                raise

@@ -17,6 +17,7 @@ from crds.meta import (
 from crds.pipeline_file import Duration, PipelineConfig
 from crds.reasons import ExecutionPhase, GitEvent, StageState, TriggeredBy
 from crds.status import HasConditions
+from crds.text import SafeMessage
 
 PIPELINE_LABEL: Final = "devops.cubepaas.io/pipeline"
 """Label on each execution naming its Pipeline (for list selectors)."""
@@ -84,7 +85,7 @@ class StepStatus(KubeModel):
     ended: Timestamp | None = None
     log_object: str | None = None
     """Object-store key of the step's complete log (set when the step ends)."""
-    message: str | None = None
+    message: SafeMessage | None = None
 
 
 class StageStatus(KubeModel):
@@ -127,7 +128,7 @@ class PipelineExecutionStatus(HasConditions):
     stages: list[StageStatus] = Field(default_factory=list, max_length=64)
     workflow: WorkflowRef | None = None
     jenkins: JenkinsBuildRef | None = None
-    message: str | None = None
+    message: SafeMessage | None = None
     """Human-readable summary of the current phase."""
     observed_generation: int | None = None
     pending_gate: int | None = Field(default=None, ge=0)

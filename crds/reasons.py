@@ -148,6 +148,9 @@ class Reason(StrEnum):
     JENKINS_UNAVAILABLE = "JenkinsUnavailable"
     JENKINS_REJECTED = "JenkinsRejected"
     JENKINS_TIMEOUT = "JenkinsTimeout"
+    # Named by the object store client for the error it met
+    OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
+    OBJECT_STORE_REJECTED = "ObjectStoreRejected"
 
     @classmethod
     def parse(cls, value: object) -> Reason | None:

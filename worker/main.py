@@ -38,6 +38,7 @@ from temporalio.worker import Worker
 
 from activities.kube import Kube
 from crds.install import install_crds
+from worker import logfmt
 from worker.bridge import Bridge
 from worker.settings import WorkerSettings
 from worker.temporal import connect
@@ -87,6 +88,7 @@ def build_activities(
             secret_key=settings.s3_secret_key.get_secret_value(),
             bucket=settings.s3_bucket,
             secure=settings.s3_secure,
+            region=settings.s3_region or None,
         )
         if settings.s3_endpoint
         else None
@@ -339,10 +341,7 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
 
 def main() -> int:
     settings = WorkerSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logfmt.configure(settings.log_level)
     return asyncio.run(run(settings))
 
 

@@ -16,13 +16,12 @@ KUBECONFIG                   kubeconfig file; unset: in-cluster config, else ``~
 S3_ENDPOINT                  object store ``host:port`` for step logs
 S3_ACCESS_KEY, S3_SECRET_KEY object store credentials (secrets)
 S3_SECURE                    HTTPS to the object store (``true``)
-S3_REGION                    object store region (``us-east-1``)
+S3_REGION                    region the object store requests are signed for (``us-east-1``; empty: ask)
 S3_BUCKET                    bucket of step logs (``pipeline-logs``)
 JENKINS_URL, JENKINS_USER,   the Jenkins used when a PipelineSetting names none (token: secret)
 JENKINS_TOKEN
 CUBEPAAS_TASK_QUEUE          Temporal task queue (``cubepaas-devops``)
 CUBEPAAS_WATCH_NAMESPACES    comma list of namespaces the bridge watches (empty: all)
-CUBEPAAS_POLL_INTERVAL       default Jenkins poll interval, seconds or ``500ms``/``2s``/``1m`` (2s)
 CUBEPAAS_HEALTH_HOST         bind address of /healthz, /readyz, /metrics (``0.0.0.0``)
 CUBEPAAS_HEALTH_PORT         port of that HTTP server (``8080``)
 CUBEPAAS_METRICS_PORT        port of the SDK's Prometheus endpoint on 127.0.0.1 (``9464``; 0: any free)
@@ -93,7 +92,6 @@ class WorkerSettings(BaseSettings):
     watch_namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="CUBEPAAS_WATCH_NAMESPACES"
     )
-    poll_interval: float = Field(2.0, gt=0, validation_alias="CUBEPAAS_POLL_INTERVAL")
     health_host: str = Field("0.0.0.0", validation_alias="CUBEPAAS_HEALTH_HOST")
     health_port: int = Field(8080, ge=0, le=65535, validation_alias="CUBEPAAS_HEALTH_PORT")
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="CUBEPAAS_METRICS_PORT")
@@ -110,7 +108,7 @@ class WorkerSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("poll_interval", "shutdown_grace", mode="before")
+    @field_validator("shutdown_grace", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value)

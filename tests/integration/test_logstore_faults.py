@@ -1,0 +1,61 @@
+"""Object-store refusals against the stack's real S3 server: permanent, with the store's own message."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from minio import Minio
+from minio.error import S3Error
+
+from activities.errors import StorePermanentError
+from activities.logstore import LogStore, StoreConfig
+
+pytestmark = pytest.mark.integration
+
+
+def _store(env: dict[str, str], *, secret: str) -> LogStore:
+    return LogStore(
+        StoreConfig(
+            env["S3_ENDPOINT"],
+            env["S3_ACCESS_KEY"],
+            secret,
+            bucket=f"faults-{uuid.uuid4().hex[:10]}",
+            secure=env.get("S3_SECURE") == "true",
+            region=env.get("S3_REGION") or None,
+        )
+    )
+
+
+def _checks_credentials(env: dict[str, str]) -> bool:
+    """Whether the S3 server refuses a request signed with a wrong secret (S3 does; moto does not)."""
+    probe = Minio(env["S3_ENDPOINT"], env["S3_ACCESS_KEY"], "wrong-" + uuid.uuid4().hex, secure=False)
+    try:
+        probe.list_buckets()
+    except S3Error:
+        return True
+    return False
+
+
+def test_wrong_credentials_are_a_permanent_error_carrying_the_stores_message(
+    stack_env: dict[str, str],
+) -> None:
+    if not _checks_credentials(stack_env):
+        pytest.skip(
+            "the stack's S3 server accepts any signature (moto without IAM); this runs against a server "
+            "that checks credentials, such as MinIO"
+        )
+    store = _store(stack_env, secret="wrong-" + uuid.uuid4().hex)
+    with pytest.raises(StorePermanentError) as info:
+        store.put("ns/app/1/0-0.log", b"log")
+    message = info.value.message
+    assert any(code in message for code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"))
+    assert stack_env["S3_ENDPOINT"] in message
+    assert stack_env["S3_SECRET_KEY"] not in message
+
+
+def test_the_right_credentials_store_and_read_back_a_log(stack_env: dict[str, str]) -> None:
+    store = _store(stack_env, secret=stack_env["S3_SECRET_KEY"])
+    store.put("ns/app/1/0-0.log", b"hello\n")
+    assert store.get("ns/app/1/0-0.log") == b"hello\n"
+    assert store.get("ns/app/1/9-9.log") is None
