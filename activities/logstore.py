@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
 
 import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from activities.errors import StoreTransientError
+from activities.errors import ConfigError, StoreTransientError
+from crds.reasons import Reason
+from crds.setting import ObjectStoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,47 @@ class StoreConfig:
 
     def __repr__(self) -> str:  # keep the keys out of logs and tracebacks
         return f"StoreConfig(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure})"
+
+
+def resolve_store(
+    settings: ObjectStoreSettings,
+    namespace: str,
+    read_secret: Callable[[str, str], dict[str, str]],
+    default: StoreConfig | None,
+) -> StoreConfig:
+    """Where a project's logs are: its PipelineSetting's object store (keys from the referenced Secret),
+    else the worker's own (``default``) with the setting's bucket."""
+    if settings.endpoint:
+        access, secret = "", ""
+        if settings.credentials_secret_ref is not None:
+            ref = settings.credentials_secret_ref
+            data = read_secret(ref.namespace or namespace, ref.name)
+            access, secret = data.get("accessKey", ""), data.get("secretKey", "")
+        return StoreConfig(
+            endpoint=settings.endpoint,
+            access_key=access,
+            secret_key=secret,
+            bucket=settings.bucket,
+            secure=settings.secure,
+        )
+    if default is not None:
+        return StoreConfig(
+            endpoint=default.endpoint,
+            access_key=default.access_key,
+            secret_key=default.secret_key,
+            bucket=settings.bucket or default.bucket,
+            secure=default.secure,
+        )
+    raise ConfigError(
+        "the PipelineSetting names no object store and the worker has no default",
+        reason=Reason.CONFIG_INVALID,
+    )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    last_modified: datetime
 
 
 class LogStore:
@@ -101,6 +145,30 @@ class LogStore:
         finally:
             resp.close()
             resp.release_conn()
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under ``prefix`` with its last-modified time."""
+        try:
+            for obj in self.client.list_objects(self.cfg.bucket, prefix=prefix, recursive=True):
+                if obj.object_name and obj.last_modified is not None:
+                    yield StoredObject(str(obj.object_name), obj.last_modified)
+        except S3Error as err:
+            if err.code == "NoSuchBucket":
+                return
+            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
+
+    def delete(self, name: str) -> None:
+        """Remove one object (a missing one is fine)."""
+        try:
+            self.client.remove_object(self.cfg.bucket, name)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return
+            raise StoreTransientError(f"object store: {err.code}: {err.message}") from err
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise StoreTransientError(f"object store unreachable at {self.cfg.endpoint}: {err}") from err
 
     def list(self, prefix: str) -> Iterator[str]:
         try:

@@ -62,6 +62,8 @@ class ConditionType(StrEnum):
     PROVISIONED = "Provisioned"
     BUILT = "Built"
     SUCCEEDED = "Succeeded"
+    NOTIFIED = "Notified"
+    """Unknown while the run's notifications are being sent; True/False once each is settled."""
 
 
 class ConditionStatus(StrEnum):
@@ -111,6 +113,46 @@ class NotificationCondition(StrEnum):
     ABORTED = "Aborted"
 
 
+class NotificationState(StrEnum):
+    """Delivery state of one recipient's notification (``status.notifications[].state``).
+
+    ``Sending`` is written before the message leaves and replaced by the outcome after it: a run that
+    finds ``Sending`` (the worker stopped mid-send) cannot know whether it arrived and records
+    ``Unknown`` instead of sending again.
+    """
+
+    PENDING = "Pending"
+    SENDING = "Sending"
+    RETRYING = "Retrying"
+    SENT = "Sent"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+    @property
+    def is_settled(self) -> bool:
+        return self in (NotificationState.SENT, NotificationState.FAILED, NotificationState.UNKNOWN)
+
+
+class EventReason(StrEnum):
+    """Reasons of the Kubernetes Events a PipelineExecution gets (``kubectl describe pe``)."""
+
+    STARTED = "Started"
+    QUEUED = "Queued"
+    BUILD_STARTED = "BuildStarted"
+    STAGE_SUCCEEDED = "StageSucceeded"
+    STAGE_FAILED = "StageFailed"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+    DENIED = "Denied"
+    NOTIFIED = "Notified"
+    NOTIFICATION_FAILED = "NotificationFailed"
+    LOGS_EXPIRED = "LogsExpired"
+
+
 class Reason:
     """CamelCase reasons written into ``status.conditions[].reason``.
 
@@ -137,15 +179,22 @@ class Reason:
     WAITING_FOR_APPROVAL: Final = "WaitingForApproval"
     PAUSED: Final = "Paused"
     INTERNAL_ERROR: Final = "InternalError"
+    # Notified
+    NOTIFYING: Final = "Notifying"
+    NOTIFICATIONS_SENT: Final = "NotificationsSent"
+    NOTIFICATIONS_FAILED: Final = "NotificationsFailed"
+    NO_NOTIFICATIONS: Final = "NoNotifications"
 
 
 __all__ = [
     "ConditionStatus",
     "ConditionType",
+    "EventReason",
     "ExecutionPhase",
     "GitEvent",
     "JenkinsMode",
     "NotificationCondition",
+    "NotificationState",
     "Reason",
     "SourceCodeProviderType",
     "StageState",
