@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
@@ -48,6 +48,16 @@ logger = logging.getLogger(__name__)
 CAS_ATTEMPTS = 8
 SAVE_ATTEMPTS = 5
 HEARTBEAT_SECONDS = 3.0
+
+
+async def _heartbeating(work: Awaitable[None]) -> None:
+    """Await ``work`` while heartbeating (a slow notifier must not look like a dead worker)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+        if done:
+            return task.result()
+        activity.heartbeat({"sending": True})
 
 
 class RunFinishedActivities:
@@ -85,10 +95,10 @@ class RunFinishedActivities:
         result = RunFinishedResult()
         pipeline = await asyncio.to_thread(self.kube.find, Pipeline, ref.namespace, ctx.pipeline)
         if pipeline is not None:
+            limit, ns = pipeline.spec.execution_history_limit, ref.namespace
             result.deleted_executions = await asyncio.to_thread(
-                prune_history, self.kube, ref.namespace, ctx.pipeline, pipeline.spec.execution_history_limit,
-                executions,
-            )  # fmt: skip
+                lambda: prune_history(self.kube, ns, ctx.pipeline, limit, executions, keep=ref.name)
+            )
         if records is not None:
             records = await self._deliver(ctx, pe, records)
             result.sent = sum(r.state == NotificationState.SENT for r in records)
@@ -218,8 +228,15 @@ class RunFinishedActivities:
                     ),
                 )
                 try:
-                    await asyncio.to_thread(
-                        self.channels.send, notifier, ctx.execution.namespace, rec.recipient, content, rec.id
+                    await _heartbeating(
+                        asyncio.to_thread(
+                            self.channels.send,
+                            notifier,
+                            ctx.execution.namespace,
+                            rec.recipient,
+                            content,
+                            rec.id,
+                        )
                     )
                     rec.state, rec.sent, rec.message = NotificationState.SENT, self.clock(), None
                 except NotifierTransientError as err:

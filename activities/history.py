@@ -45,10 +45,15 @@ def prune_history(
     pipeline: str,
     limit: ExecutionHistoryLimit,
     executions: list[PipelineExecution],
+    *,
+    keep: str | None = None,
 ) -> list[str]:
-    """Delete what :func:`executions_to_delete` names (uid-guarded); the names deleted."""
+    """Delete what :func:`executions_to_delete` names (uid-guarded), except ``keep``: the run that just
+    ended stays visible until a later run ends, even when it is older than the kept ones."""
     deleted: list[str] = []
     for pe in executions_to_delete((pe for pe in executions if pe.spec.pipeline_name == pipeline), limit):
+        if pe.name == keep:
+            continue
         try:
             kube.delete(PipelineExecution, namespace, pe.name, uid=pe.metadata.uid)
         except (KubeConflictError, KubeNotFoundError):

@@ -51,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
         QuotaRelease,
         RoleBindingInput,
         RoleBindingResult,
+        RunFinishedInput,
+        RunFinishedResult,
         Signal,
         SlotGranted,
         StatusQueryResult,
@@ -128,9 +130,11 @@ class PipelineExecutionWorkflow:
                 await self._run()
         except asyncio.CancelledError:
             # Temporal's own cancellation (`temporal workflow cancel`, a deleted CR): same as the signal.
-            if self._cancel is None:
-                self._cancel = ControlInput(reason="cancelled through Temporal")
-            await self._abort()
+            # A run that already ended (cancelled while notifying) keeps its phase.
+            if not self._status.is_finished:
+                if self._cancel is None:
+                    self._cancel = ControlInput(reason="cancelled through Temporal")
+                await self._abort()
             raise
         return self._status
 
@@ -541,8 +545,34 @@ class PipelineExecutionWorkflow:
                 )
         await self._release()
         self._set_phase(phase, self._status.message or message)
+        if ctx is not None and ctx.config.notification is not None and ctx.config.notification.recipients:
+            self._status.set_condition(
+                ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, Reason.NOTIFYING, "sent after the run", now
+            )
         await self._write()
+        await self._run_finished()
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _run_finished(self) -> None:
+        """After the terminal status: the notifications (exactly once) and the history limit. The
+        phase and the quota slot are settled already; nothing here changes them."""
+        ctx = self._ctx
+        if ctx is None or not self._cr_exists:
+            return
+        retry_for = timedelta(seconds=ctx.setting.notification.retry_timeout.seconds)
+        try:
+            await workflow.execute_activity(
+                Activity.RUN_FINISHED,
+                RunFinishedInput(context=ctx),
+                result_type=RunFinishedResult,
+                start_to_close_timeout=retry_for + timedelta(minutes=5),
+                schedule_to_close_timeout=retry_for + timedelta(minutes=30),
+                heartbeat_timeout=timedelta(seconds=20),
+                retry_policy=RETRY,
+                summary="notifications and execution history",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("notifications and execution history: %s", err)
 
     async def _best_effort(self, name: Activity, arg: BaseModel, summary: str) -> None:
         """Housekeeping at the end: a failure is reported in the status message, and the run still ends."""
