@@ -40,6 +40,7 @@ def run_variables(ctx: ExecutionContext, pe: PipelineExecution) -> dict[str, str
     return {
         "CICD_PROJECT_ID": ctx.execution.namespace,
         "CICD_PIPELINE_NAME": ctx.pipeline,
+        "CICD_PIPELINE_ID": f"{ctx.execution.namespace}:{ctx.pipeline}",
         "CICD_EXECUTION_NAME": ctx.execution.name,
         "CICD_EXECUTION_SEQUENCE": str(ctx.run),
         "CICD_EXECUTION_STATE": phase,
