@@ -16,6 +16,7 @@ from activities.errors import (
 )
 from activities.events import EventRecorder, status_events
 from activities.gitfile import PIPELINE_FILE, read_file_at, resolve_revision
+from activities.heartbeat import heartbeating
 from activities.kube import Kube
 from crds.execution import PipelineExecution, PipelineExecutionStatus
 from crds.messages import (
@@ -77,6 +78,7 @@ class ExecutionActivities:
     # -- load ----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.LOAD_EXECUTION)
+    @heartbeating
     def load(self, inp: LoadExecutionInput) -> ExecutionContext:
         try:
             return self._load(inp)
@@ -146,6 +148,7 @@ class ExecutionActivities:
     # -- status --------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.WRITE_STATUS)
+    @heartbeating
     def write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
         try:
             return self._write_status(inp)
@@ -190,6 +193,7 @@ class ExecutionActivities:
         )
 
     @activity.defn(name=Activity.UPDATE_PIPELINE)
+    @heartbeating
     def update_pipeline(self, inp: UpdatePipelineInput) -> None:
         try:
             self._update_pipeline(inp)

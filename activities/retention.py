@@ -16,6 +16,7 @@ from temporalio import activity
 
 from activities.errors import ConfigError, DevopsError, KubeNotFoundError, to_application_error
 from activities.events import EventRecorder, RunEvent
+from activities.heartbeat import heartbeating
 from activities.kube import Kube
 from activities.logstore import LogStore, StoreConfig, resolve_store
 from crds.execution import PipelineExecution
@@ -46,6 +47,7 @@ class LogRetentionActivities:
         self.events = EventRecorder(kube)
 
     @activity.defn(name=Activity.SWEEP_LOGS)
+    @heartbeating
     def sweep(self, inp: SweepLogsInput) -> SweepLogsResult:
         try:
             return self._sweep(inp)
@@ -74,7 +76,6 @@ class LogRetentionActivities:
             runs = self._delete_older(LogStore(cfg), namespace, cutoff, result)
             result.projects += 1
             result.expired_runs += self._mark_expired(namespace, runs, inp.as_of, days)
-            activity.heartbeat({"projects": result.projects, "deleted": result.deleted_objects})
         logger.info(
             "log retention as of %s: %d projects, %d objects deleted, %d runs expired",
             inp.as_of.isoformat(), result.projects, result.deleted_objects, len(result.expired_runs),

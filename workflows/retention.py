@@ -6,10 +6,7 @@ One activity (:data:`Activity.SWEEP_LOGS`) does the work; the workflow supplies 
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from crds.messages import (
@@ -19,10 +16,7 @@ with workflow.unsafe.imports_passed_through():
         SweepLogsInput,
         SweepLogsResult,
     )
-
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
-)
+    from workflows.options import OPTIONS, RETRY
 
 
 @workflow.defn(name=LOG_RETENTION_WORKFLOW)
@@ -30,13 +24,14 @@ class LogRetentionWorkflow:
     @workflow.run
     async def run(self, inp: LogRetentionInput | None = None) -> SweepLogsResult:
         as_of = inp.as_of if inp is not None and inp.as_of is not None else workflow.now()
+        opts = OPTIONS[Activity.SWEEP_LOGS]
         result: SweepLogsResult = await workflow.execute_activity(
             Activity.SWEEP_LOGS,
             SweepLogsInput(as_of=as_of),
             result_type=SweepLogsResult,
-            start_to_close_timeout=timedelta(hours=2),
-            schedule_to_close_timeout=timedelta(hours=12),
-            heartbeat_timeout=timedelta(minutes=5),
+            start_to_close_timeout=opts.start_to_close,
+            schedule_to_close_timeout=opts.schedule_to_close,
+            heartbeat_timeout=opts.heartbeat,
             retry_policy=RETRY,
             summary=f"delete step logs older than each project's retention, as of {as_of:%Y-%m-%d %H:%M}",
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from activities.events import event_name, status_events
@@ -89,7 +91,7 @@ def test_each_run_and_reason_has_one_event_object_whose_count_grows() -> None:
 def run(n: int, phase: ExecutionPhase | None, notifying: bool = False) -> PipelineExecution:
     st = PipelineExecutionStatus(phase=phase)
     if notifying:
-        st.set_condition(ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, "Notifying")
+        st.set_condition(ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, "Notifying", None, datetime.now(UTC))
     return PipelineExecution(
         metadata=ObjectMeta(name=f"app-{n}", namespace="p", uid=f"u{n}"),
         spec=PipelineExecutionSpec(pipeline_name="app", run=n),
