@@ -91,7 +91,8 @@ def test_each_run_and_reason_has_one_event_object_whose_count_grows() -> None:
 def run(n: int, phase: ExecutionPhase | None, notifying: bool = False) -> PipelineExecution:
     st = PipelineExecutionStatus(phase=phase)
     if notifying:
-        st.set_condition(ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, "Notifying", None, datetime.now(UTC))
+        now = datetime.now(UTC)
+        st.set_condition(ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, "Notifying", None, now)
     return PipelineExecution(
         metadata=ObjectMeta(name=f"app-{n}", namespace="p", uid=f"u{n}"),
         spec=PipelineExecutionSpec(pipeline_name="app", run=n),
