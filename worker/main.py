@@ -288,10 +288,11 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
                 await asyncio.to_thread(install_crds, kube.api_client)
             except Exception as err:  # e.g. no RBAC for CRDs: someone else installs them
                 logger.warning("could not install the CRDs (%s); continuing with what the cluster has", err)
-        try:
-            await ensure_log_retention_schedule(client, settings.task_queue)
-        except Exception as err:  # e.g. no permission for schedules: the sweep can be started by hand
-            logger.warning("could not create the log retention schedule (%s)", err)
+        if settings.retention_schedule:
+            try:
+                await ensure_log_retention_schedule(client, settings.task_queue)
+            except Exception as err:  # e.g. no permission for schedules: the sweep can be started by hand
+                logger.warning("could not create the log retention schedule (%s)", err)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
