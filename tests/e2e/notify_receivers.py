@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from devstack.proc import free_port
 
@@ -36,15 +37,32 @@ class _MailHandler:
 
 
 class SmtpReceiver:
-    """aiosmtpd's Controller on 127.0.0.1 (no TLS, no auth): every message accepted is kept."""
+    """aiosmtpd's Controller on 127.0.0.1 (no TLS) that requires AUTH as ``login``; every message is kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, login: tuple[str, str] = ("ci-bot", "smtp-password")) -> None:
         self.mails: list[Mail] = []
+        self.logins: list[str] = []
         self._lock = threading.Lock()
         self.port = free_port()
+        self.login = login
+        # AUTH without TLS: loopback only, and the tests cannot give aiosmtpd a certificate the worker trusts.
         self._controller = Controller(
-            _MailHandler(self.mails, self._lock), hostname="127.0.0.1", port=self.port
+            _MailHandler(self.mails, self._lock),
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=self._authenticate,
+            auth_required=True,
+            auth_require_tls=False,
         )
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == self.login
+        if ok:
+            with self._lock:
+                self.logins.append(self.login[0])
+        return AuthResult(success=ok)
 
     def start(self) -> SmtpReceiver:
         self._controller.start()

@@ -28,8 +28,10 @@ from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Notific
 from crds.setting import DEFAULT_SETTING_NAME, PipelineSetting
 from worker.runs import create_run
 
-pytestmark = pytest.mark.e2e
+# aiosmtpd warns that AUTH without TLS is unsafe: this server listens on loopback for one test.
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")]
 
+WORKER_LOG = Path(__file__).resolve().parents[2] / "test-output" / "worker.log"
 TERMINAL = {p.value for p in ExecutionPhase if p.is_terminal}
 SLACK_TOKEN = "slack-secret-token-" + uuid.uuid4().hex[:8]
 HOOK_TOKEN = "hook-secret-token-" + uuid.uuid4().hex[:8]
@@ -79,6 +81,7 @@ def configure(
         "slack-webhook": {"url": http.url(f"/slack/T000/B000/{SLACK_TOKEN}")},
         "teams-webhook": {"url": http.url("/teams")},
         "hook-headers": {"Authorization": f"Bearer {HOOK_TOKEN}"},
+        "smtp-login": {"username": smtp.login[0], "password": smtp.login[1]},
     }
     for name, data in secrets.items():
         kube.ensure(
@@ -95,7 +98,13 @@ def configure(
         for n in (
             {
                 "name": "mail",
-                "smtp": {"host": "127.0.0.1", "port": smtp.port, "startTLS": False, "from": "ci@x.io"},
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "startTLS": False,
+                    "from": "ci@x.io",
+                    "credentialsSecretRef": {"name": "smtp-login"},
+                },
             },
             {"name": "slack", "slack": {"urlSecretRef": {"name": "slack-webhook", "key": "url"}}},
             {"name": "teams", "msteams": {"urlSecretRef": {"name": "teams-webhook", "key": "url"}}},
@@ -181,6 +190,8 @@ class TestNotifications:
         assert done.status is not None and done.status.phase == ExecutionPhase.FAILED
         assert records(done) == {"mail": ("Sent", 1)}
         [mail] = smtp.to("ops@example.com")
+        assert smtp.logins == [smtp.login[0]]  # logged in with the Secret's username and password
+        assert mail.sender == "ci@x.io"
         assert mail.message["Subject"] == f"[{ns}] app #1: Failed"
         assert mail.message["Message-ID"] == f"<{done.status.notifications[0].id}@cubepaas.devops>"
         body = mail.message.get_payload()
@@ -218,8 +229,9 @@ class TestNotifications:
         cr_text = json.dumps(kube.read_object("devops.cubepaas.io/v1alpha1", "PipelineExecution", second, ns))
         assert done.status.workflow is not None
         history = await temporal_client.get_workflow_handle(done.status.workflow.id).fetch_history()
-        for text in (cr_text, history.to_json()):
-            assert SLACK_TOKEN not in text and HOOK_TOKEN not in text
+        worker_log = await asyncio.to_thread(WORKER_LOG.read_text)
+        for text in (cr_text, history.to_json(), worker_log):
+            assert SLACK_TOKEN not in text and HOOK_TOKEN not in text and smtp.login[1] not in text
 
         # kubectl tells the story of the failed run.
         kubectl = await asyncio.to_thread(
