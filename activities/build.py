@@ -39,7 +39,7 @@ from activities.jenkins.jenkinsfile import (
 )
 from activities.jenkins.logs import last_line
 from activities.kube import Kube
-from activities.logstore import LogStore, StoreConfig, log_object_name
+from activities.logstore import LogStore, StoreConfig, log_object_name, resolve_store
 from crds.messages import (
     Activity,
     BuildRef,
@@ -180,36 +180,8 @@ class BuildActivities:
             return eng
 
     def store(self, ctx: ExecutionContext) -> LogStore:
-        os_ = ctx.setting.object_store
-        if os_.endpoint:
-            access, secret = "", ""
-            if os_.credentials_secret_ref is not None:
-                ref = os_.credentials_secret_ref
-                data = self._secret(ref.namespace or ctx.execution.namespace, ref.name)
-                access, secret = data.get("accessKey", ""), data.get("secretKey", "")
-            cfg = StoreConfig(
-                endpoint=os_.endpoint,
-                access_key=access,
-                secret_key=secret,
-                bucket=os_.bucket,
-                secure=os_.secure,
-            )
-        elif self.defaults.store is not None:
-            d = self.defaults.store
-            cfg = StoreConfig(
-                endpoint=d.endpoint,
-                access_key=d.access_key,
-                secret_key=d.secret_key,
-                bucket=os_.bucket or d.bucket,
-                secure=d.secure,
-                region=d.region,
-            )
-        else:
-            raise ConfigError(
-                "the PipelineSetting names no object store and the worker has no default",
-                reason=Reason.CONFIG_INVALID,
-            )
-        return LogStore(cfg)
+        settings = ctx.setting.object_store
+        return LogStore(resolve_store(settings, ctx.execution.namespace, self._secret, self.defaults.store))
 
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
         try:

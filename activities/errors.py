@@ -9,7 +9,8 @@ translates it into Temporal's ``ApplicationError`` so the workflow's retry polic
     │   ├── KubeTransientError       apiserver 5xx, 409 conflict, 429, timeouts, connection errors
     │   │   └── KubeConflictError    409: stale resourceVersion, AlreadyExists, apply conflict (re-read)
     │   ├── JenkinsTransientError    Jenkins 5xx, "Jenkins is starting", timeouts, connection errors
-    │   └── StoreTransientError      object store 5xx, timeouts, connection errors
+    │   ├── StoreTransientError      object store 5xx, timeouts, connection errors
+    │   └── NotifierTransientError   a notifier's 5xx/408/429, SMTP 4xx, timeouts, connection errors
     └── PermanentError               do not retry: the run ends with this reason
         ├── KubeNotFoundError        a required object is missing (404)
         ├── KubeInvalidError         the apiserver rejected an object (422, 400)
@@ -17,6 +18,7 @@ translates it into Temporal's ``ApplicationError`` so the workflow's retry polic
         ├── JenkinsPermanentError    401/403, a missing job we created, an invalid config
         ├── StorePermanentError      object store 4xx: credentials, permissions, an invalid request
         ├── ConfigError              the pipeline file or the CR is invalid (message for the user)
+        ├── NotifierPermanentError   a notifier refused the message (HTTP 4xx, SMTP 5xx)
         └── GitError                 the repository or commit cannot be read
 
 ``ApplicationError.type`` is the class name; permanent ones are ``non_retryable=True``; the details hold
@@ -74,6 +76,10 @@ class StoreTransientError(TransientError):
     """Object store 5xx, timeouts, connection errors."""
 
 
+class NotifierTransientError(TransientError):
+    """A notifier answered 5xx, 408 or 429 (SMTP: 4xx), timed out or could not be reached."""
+
+
 class KubeNotFoundError(PermanentError):
     """A required Kubernetes object is missing (404)."""
 
@@ -96,6 +102,10 @@ class StorePermanentError(PermanentError):
 
 class ConfigError(PermanentError):
     """The pipeline file or the custom resource is invalid; the message is for the user."""
+
+
+class NotifierPermanentError(PermanentError):
+    """A notifier refused the message for good (HTTP 4xx, SMTP 5xx, a bad address)."""
 
 
 class GitError(PermanentError):

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO, Final
 
 import urllib3
@@ -22,8 +23,9 @@ from minio import Minio
 from minio.error import MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
-from activities.errors import StorePermanentError, StoreTransientError
+from activities.errors import ConfigError, StorePermanentError, StoreTransientError
 from crds.reasons import Reason
+from crds.setting import ObjectStoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,48 @@ def classify_store_error(
     return StoreTransientError(
         f"object store unreachable at {endpoint}: {what}: {err}", reason=Reason.OBJECT_STORE_UNAVAILABLE
     )
+
+
+def resolve_store(
+    settings: ObjectStoreSettings,
+    namespace: str,
+    read_secret: Callable[[str, str], dict[str, str]],
+    default: StoreConfig | None,
+) -> StoreConfig:
+    """Where a project's logs are: its PipelineSetting's object store (keys from the referenced Secret),
+    else the worker's own (``default``) with the setting's bucket."""
+    if settings.endpoint:
+        access, secret = "", ""
+        if settings.credentials_secret_ref is not None:
+            ref = settings.credentials_secret_ref
+            data = read_secret(ref.namespace or namespace, ref.name)
+            access, secret = data.get("accessKey", ""), data.get("secretKey", "")
+        return StoreConfig(
+            endpoint=settings.endpoint,
+            access_key=access,
+            secret_key=secret,
+            bucket=settings.bucket,
+            secure=settings.secure,
+        )
+    if default is not None:
+        return StoreConfig(
+            endpoint=default.endpoint,
+            access_key=default.access_key,
+            secret_key=default.secret_key,
+            bucket=settings.bucket or default.bucket,
+            secure=default.secure,
+            region=default.region,
+        )
+    raise ConfigError(
+        "the PipelineSetting names no object store and the worker has no default",
+        reason=Reason.CONFIG_INVALID,
+    )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    last_modified: datetime
 
 
 class LogStore:
@@ -147,6 +191,28 @@ class LogStore:
             finally:
                 resp.close()
                 resp.release_conn()
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under ``prefix`` with its last-modified time."""
+        with self._faults(f"list {prefix}"):
+            try:
+                for obj in self.client.list_objects(self.cfg.bucket, prefix=prefix, recursive=True):
+                    if obj.object_name and obj.last_modified is not None:
+                        yield StoredObject(str(obj.object_name), obj.last_modified)
+            except S3Error as err:
+                if err.code == "NoSuchBucket":
+                    return
+                raise
+
+    def delete(self, name: str) -> None:
+        """Remove one object (a missing one is fine)."""
+        with self._faults(f"delete {name}"):
+            try:
+                self.client.remove_object(self.cfg.bucket, name)
+            except S3Error as err:
+                if err.code in ("NoSuchKey", "NoSuchBucket"):
+                    return
+                raise
 
     def list(self, prefix: str) -> Iterator[str]:
         with self._faults(f"list {prefix}"):

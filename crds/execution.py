@@ -15,7 +15,7 @@ from crds.meta import (
     Timestamp,
 )
 from crds.pipeline_file import Duration, PipelineConfig
-from crds.reasons import ExecutionPhase, GitEvent, StageState, TriggeredBy
+from crds.reasons import ExecutionPhase, GitEvent, NotificationState, StageState, TriggeredBy
 from crds.status import HasConditions
 from crds.text import SafeMessage
 
@@ -117,6 +117,23 @@ class JenkinsBuildRef(KubeModel):
     """Build number (empty while queued)."""
 
 
+class NotificationRecord(KubeModel):
+    """What was sent to one recipient for this run (never a credential, never the message body)."""
+
+    notifier: str = Field(max_length=63)
+    recipient: str = Field(max_length=320)
+    kind: str = Field(max_length=16)
+    """smtp, slack, msteams or webhook."""
+    state: NotificationState = NotificationState.PENDING
+    attempts: int = Field(default=0, ge=0)
+    last_attempt: Timestamp | None = None
+    sent: Timestamp | None = None
+    id: str = Field(max_length=128)
+    """Stable per run and recipient: the CloudEvent id and the e-mail Message-ID (receivers can dedupe)."""
+    message: str | None = Field(default=None, max_length=1024)
+    """The last error, or why it was not sent."""
+
+
 class PipelineExecutionStatus(HasConditions):
     """Observed state of the run, written by its workflow."""
 
@@ -135,6 +152,10 @@ class PipelineExecutionStatus(HasConditions):
     """Index (in stages) of the stage waiting for approval; empty when none waits."""
     paused: bool = False
     """The run is held before its next stage (spec.paused acknowledged)."""
+    notifications: list[NotificationRecord] = Field(default_factory=list, max_length=50)
+    """One entry per recipient the run's notification went to (written after the run ended)."""
+    logs_expired: Timestamp | None = None
+    """When the log retention sweep deleted this run's step logs."""
 
     def finish(self, phase: ExecutionPhase, ended: Timestamp, message: str | None = None) -> None:
         """Record the end: phase, end time, duration."""
@@ -194,6 +215,7 @@ __all__ = [
     "PIPELINE_LABEL",
     "RUN_LABEL",
     "JenkinsBuildRef",
+    "NotificationRecord",
     "PipelineExecution",
     "PipelineExecutionSpec",
     "PipelineExecutionStatus",

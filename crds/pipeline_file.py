@@ -632,7 +632,9 @@ class Recipient(FileModel):
     recipient: NonEmpty
     """Address for the notifier: a channel, an email address..."""
     notifier: NonEmpty
-    """Name of the notifier to send through."""
+    """Name of the notifier (PipelineSetting spec.notifiers[].name) to send through."""
+    condition: list[NotificationCondition] | None = Field(default=None, max_length=4)
+    """When this recipient is told; empty = the notification's condition."""
 
 
 class Notification(FileModel):
@@ -640,9 +642,10 @@ class Notification(FileModel):
 
     recipients: list[Recipient] = Field(default_factory=list, max_length=50)
     condition: list[NotificationCondition] = Field(default_factory=list, max_length=4)
-    """Run outcomes that send the notification; Changed = the outcome differs from the previous run."""
+    """Run outcomes that send the notification (default Failed and Changed); Changed = the outcome
+    differs from the previous finished run of the pipeline."""
     message: Text | None = None
-    """Message text; variables are substituted."""
+    """Message text; ${CICD_...} variables are substituted (a link to the run is always added)."""
 
 
 class PipelineConfig(FileModel):

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -677,6 +677,22 @@ def _step(pe: PipelineExecution, i: int, j: int) -> StepStatus | None:
     return None
 
 
+def expired_message(pe: PipelineExecution, setting: PipelineSetting | None, now: datetime) -> str | None:
+    """Why the stored logs of ``pe`` are gone, when the log retention deleted them (else None).
+
+    ``status.logsExpired`` is written by the retention sweep; a run that ended longer ago than the
+    retention counts as expired too (its logs may have gone before the CR was marked).
+    """
+    st = pe.status
+    days = setting.spec.object_store.log_retention_days if setting is not None else 0
+    kept = f" (step logs are kept {days} days: spec.objectStore.logRetentionDays)" if days else ""
+    if st is not None and st.logs_expired is not None:
+        return f"the logs of {pe.name} have expired: deleted on {st.logs_expired:%Y-%m-%d %H:%M} UTC{kept}"
+    if st is not None and st.ended is not None and days and now - st.ended > timedelta(days=days):
+        return f"the logs of {pe.name} have expired: the run ended on {st.ended:%Y-%m-%d}{kept}"
+    return None
+
+
 @dataclass
 class LogSources:
     """Jenkins (live) and the object store (finished steps) of one project, resolved lazily.
@@ -812,6 +828,10 @@ class StepFollower:
         if not self.jenkins_gone and self._read_jenkins(pe, state, follow):
             self.done = True
             return True
+        if self.jenkins_gone and pe.is_finished and step.log_object:
+            expired = expired_message(pe, self.sources.setting(), datetime.now(UTC))
+            if expired is not None:
+                raise CliError(expired, EXIT_NOT_FOUND)
         if self.jenkins_gone and pe.is_finished and not step.log_object:
             self._warn("nolog", f"the log of step {self.stage}.{self.step} is neither in Jenkins nor stored")
             self.incomplete = True
@@ -865,6 +885,8 @@ def cmd_logs(ctx: Ctx, args: argparse.Namespace) -> int:
     follow: bool = args.follow
     pe = get_execution(ctx, namespace, args.execution)
     sources = LogSources(ctx, namespace)
+    if pe.status is not None and pe.status.logs_expired is not None:
+        raise CliError(expired_message(pe, sources.setting(), datetime.now(UTC)) or "", EXIT_NOT_FOUND)
     interval: float = args.interval
     view = render.ProgressView(ctx.err if not ctx.tty else ctx.out, tty=ctx.tty, color=ctx.color)
     liveness = WorkflowLiveness(ctx)

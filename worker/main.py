@@ -40,6 +40,7 @@ from activities.kube import Kube
 from crds.install import install_crds
 from worker import logfmt
 from worker.bridge import Bridge
+from worker.schedules import ensure_log_retention_schedule
 from worker.settings import WorkerSettings
 from worker.temporal import connect
 
@@ -77,8 +78,10 @@ def build_activities(
     from activities.bootstrap import NamespaceActivities
     from activities.build import BuildActivities, ServiceDefaults
     from activities.execution import ExecutionActivities
+    from activities.finished import RunFinishedActivities
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
+    from activities.retention import LogRetentionActivities
 
     kube = kube or settings.kube()
     store = (
@@ -105,6 +108,8 @@ def build_activities(
         NamespaceActivities(kube),  # devops.namespace.bootstrap, devops.rbac.reconcile
         BuildActivities(kube, defaults),  # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
+        RunFinishedActivities(kube),  # devops.execution.finished (notifications, history limit)
+        LogRetentionActivities(kube, store, settings.watch_namespaces),  # devops.logs.sweep
         # ---------------------------------------------------------------------------------------------
     ]
     activities = [method for instance in instances for method in activity_methods(instance)]
@@ -119,8 +124,9 @@ def workflow_classes() -> list[type]:
     """The workflows this worker runs."""
     from workflows.execution import PipelineExecutionWorkflow
     from workflows.quota import ExecutorQuotaWorkflow
+    from workflows.retention import LogRetentionWorkflow
 
-    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow]
+    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow, LogRetentionWorkflow]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,6 +290,11 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
                 await asyncio.to_thread(install_crds, kube.api_client)
             except Exception as err:  # e.g. no RBAC for CRDs: someone else installs them
                 logger.warning("could not install the CRDs (%s); continuing with what the cluster has", err)
+        if settings.retention_schedule:
+            try:
+                await ensure_log_retention_schedule(client, settings.task_queue)
+            except Exception as err:  # e.g. no permission for schedules: the sweep can be started by hand
+                logger.warning("could not create the log retention schedule (%s)", err)
         worker = Worker(
             client,
             task_queue=settings.task_queue,

@@ -29,6 +29,8 @@ CUBEPAAS_MAX_ACTIVITIES      concurrent activities, and threads for sync ones (`
 CUBEPAAS_SHUTDOWN_GRACE      seconds running activities get to finish on SIGTERM (``30``)
 CUBEPAAS_BRIDGE              run the CR -> workflow bridge in this process (``true``)
 CUBEPAAS_INSTALL_CRDS        install/update the CRDs at start-up; failure is only logged (``true``)
+CUBEPAAS_RETENTION_SCHEDULE  create the daily log retention Schedule (on this task queue) if missing
+                             (``true``; workers on side queues, e.g. tests', set ``false``)
 CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
 ===========================  ====================================================================
 """
@@ -99,6 +101,7 @@ class WorkerSettings(BaseSettings):
     shutdown_grace: float = Field(30.0, ge=0, validation_alias="CUBEPAAS_SHUTDOWN_GRACE")
     bridge_enabled: bool = Field(True, validation_alias="CUBEPAAS_BRIDGE")
     install_crds: bool = Field(True, validation_alias="CUBEPAAS_INSTALL_CRDS")
+    retention_schedule: bool = Field(True, validation_alias="CUBEPAAS_RETENTION_SCHEDULE")
     log_level: str = Field("INFO", validation_alias="CUBEPAAS_LOG_LEVEL")
 
     @field_validator("watch_namespaces", mode="before")

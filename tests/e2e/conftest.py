@@ -243,6 +243,7 @@ class DedicatedWorker:
             CUBEPAAS_METRICS_PORT="0",
             CUBEPAAS_HEALTH_HOST="127.0.0.1",
             CUBEPAAS_SHUTDOWN_GRACE="5",
+            CUBEPAAS_RETENTION_SCHEDULE="false",  # the session worker's queue owns the daily sweep
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = OUTPUT_DIR / f"worker-{self.queue}.log"

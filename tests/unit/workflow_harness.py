@@ -45,6 +45,8 @@ from crds.messages import (
     LoadExecutionInput,
     RoleBindingInput,
     RoleBindingResult,
+    RunFinishedInput,
+    RunFinishedResult,
     StepSnapshot,
     StopInput,
     StopResult,
@@ -260,6 +262,11 @@ class World:
     async def cleanup(self, inp: CleanupInput) -> None:
         await self._record(Activity.CLEANUP, inp)
 
+    @activity.defn(name=Activity.RUN_FINISHED)
+    async def run_finished(self, inp: RunFinishedInput) -> RunFinishedResult:
+        self._record(Activity.RUN_FINISHED, inp)
+        return RunFinishedResult()
+
     def stubs(self) -> list[Callable[..., Any]]:
         return [
             self.load,
@@ -275,6 +282,7 @@ class World:
             self.console_tail,
             self.store_step_log,
             self.cleanup,
+            self.run_finished,
         ]
 
 
