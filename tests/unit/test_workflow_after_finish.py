@@ -33,7 +33,7 @@ async def test_the_after_finish_activity_runs_once_after_cleanup_and_the_termina
     assert names.count(Activity.RUN_FINISHED) == 1
     last_write = len(names) - 1 - names[::-1].index(Activity.WRITE_STATUS)
     assert names.index(Activity.CLEANUP) < last_write < names.index(Activity.RUN_FINISHED)
-    terminal = world.statuses[-1]
+    terminal = world.written()[-1]
     assert terminal.phase == ExecutionPhase.SUCCESS
     notified = terminal.condition(ConditionType.NOTIFIED)
     assert notified is not None and notified.status == ConditionStatus.UNKNOWN
@@ -47,7 +47,7 @@ async def test_a_run_without_notification_has_no_notified_condition_and_still_tr
     world = World()
     async with running(time_env, world) as queue:
         await (await start(time_env, queue)).result()
-    assert world.statuses[-1].condition(ConditionType.NOTIFIED) is None
+    assert world.written()[-1].condition(ConditionType.NOTIFIED) is None
     assert len(world.called(Activity.RUN_FINISHED)) == 1
 
 
@@ -59,4 +59,4 @@ async def test_an_after_finish_activity_that_fails_leaves_the_run_success(
     async with running(time_env, world) as queue:
         status = await (await start(time_env, queue)).result()
     assert status.phase == ExecutionPhase.SUCCESS
-    assert world.statuses[-1].phase == ExecutionPhase.SUCCESS
+    assert world.written()[-1].phase == ExecutionPhase.SUCCESS

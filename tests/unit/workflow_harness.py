@@ -264,7 +264,7 @@ class World:
 
     @activity.defn(name=Activity.RUN_FINISHED)
     async def run_finished(self, inp: RunFinishedInput) -> RunFinishedResult:
-        self._record(Activity.RUN_FINISHED, inp)
+        await self._record(Activity.RUN_FINISHED, inp)
         return RunFinishedResult()
 
     def stubs(self) -> list[Callable[..., Any]]:
