@@ -11,7 +11,9 @@ timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( 
 # (the Temporal UI browser test, driven by Playwright without a browser download).
 SYSTEM_PACKAGES := groovy chromium
 
-.PHONY: system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
+IMAGE ?= cubepaas/devops-worker:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+
+.PHONY: image image-check system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
 
 install: $(STAMP)
 
@@ -72,6 +74,17 @@ demo-stop: install
 
 bench: install testbin
 	@$(PY) -m devstack.bench
+
+# The worker image (linux/amd64) with docker build or buildah bud; BASE=... overrides python:3.11-slim.
+image:
+	@$(call timed,image $(IMAGE),deploy/build.sh $(IMAGE))
+
+# The image built and started with no registry at all: a Debian base from debootstrap (this machine's
+# apt mirror), the worker image FROM it, `--help` and /healthz inside it. Needs root; not in `make test`.
+image-check:
+	@command -v debootstrap >/dev/null && { command -v buildah >/dev/null || docker info >/dev/null 2>&1; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null; }
+	@$(call timed,image-check,deploy/image-check.sh)
 
 clean:
 	rm -rf .devstack .mypy_cache .ruff_cache .pytest_cache

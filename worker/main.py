@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -337,7 +338,21 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         server.server_close()
 
 
-def main() -> int:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The worker takes no options (everything is an environment variable); ``--help`` lists them."""
+    import worker.settings as settings_module
+
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="The CubePaaS DevOps worker: Temporal worker, CR bridge and health/metrics endpoint.",
+        epilog="Settings (environment variables):\n" + (settings_module.__doc__ or "").split("\n\n", 2)[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_arguments(argv)
     settings = WorkerSettings()
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -346,4 +361,12 @@ def main() -> int:
     return asyncio.run(run(settings))
 
 
-__all__ = ["Health", "activity_methods", "build_activities", "main", "run", "workflow_classes"]
+__all__ = [
+    "Health",
+    "activity_methods",
+    "build_activities",
+    "main",
+    "parse_arguments",
+    "run",
+    "workflow_classes",
+]
