@@ -11,7 +11,11 @@ TEMPORAL_ADDRESS             Temporal frontend ``host:port`` (``localhost:7233``
 TEMPORAL_NAMESPACE           Temporal namespace (``default``)
 TEMPORAL_UI_URL              Base URL of the Temporal UI, for links in CRs (empty: no link)
 TEMPORAL_TLS                 Use TLS to reach Temporal (``false``)
-TEMPORAL_API_KEY             API key for Temporal Cloud-style auth (unset)
+TEMPORAL_API_KEY             API key for Temporal Cloud-style auth (unset; implies TLS)
+TEMPORAL_TLS_CERT            file of the mTLS client certificate, PEM (unset; implies TLS)
+TEMPORAL_TLS_KEY             file of that certificate's private key, PEM (required with the cert)
+TEMPORAL_TLS_CA              file of the CA certificates that verify the server (unset: system roots)
+TEMPORAL_TLS_SERVER_NAME     name to verify in the server's certificate (unset: the address' host)
 KUBECONFIG                   kubeconfig file; unset: in-cluster config, else ``~/.kube/config``
 S3_ENDPOINT                  object store ``host:port`` for step logs
 S3_ACCESS_KEY, S3_SECRET_KEY object store credentials (secrets)
@@ -42,7 +46,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crds.messages import TASK_QUEUE
@@ -75,6 +79,10 @@ class WorkerSettings(BaseSettings):
     temporal_ui_url: str = Field("", validation_alias="TEMPORAL_UI_URL")
     temporal_tls: bool = Field(False, validation_alias="TEMPORAL_TLS")
     temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
+    temporal_tls_cert: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: Path | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
+    temporal_tls_ca: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CA")
+    temporal_tls_server_name: str | None = Field(None, validation_alias="TEMPORAL_TLS_SERVER_NAME")
 
     kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
 
@@ -115,10 +123,24 @@ class WorkerSettings(BaseSettings):
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value)
 
-    @field_validator("kubeconfig", "temporal_api_key", mode="before")
+    @field_validator(
+        "kubeconfig",
+        "temporal_api_key",
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_ca",
+        "temporal_tls_server_name",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _client_certificate_has_its_key(self) -> WorkerSettings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS needs both)")
+        return self
 
     @field_validator("temporal_ui_url")
     @classmethod
