@@ -33,6 +33,11 @@ CUBEPAAS_METRICS_PORT        port of the SDK's Prometheus endpoint on 127.0.0.1 
 CUBEPAAS_MAX_ACTIVITIES      concurrent activities, and threads for sync ones (``20``)
 CUBEPAAS_SHUTDOWN_GRACE      seconds running activities get to finish on SIGTERM (``30``)
 CUBEPAAS_BRIDGE              run the CR -> workflow bridge in this process (``true``)
+CUBEPAAS_LEADER_ELECTION     only the holder of a Lease runs the bridge (for replicas; ``false``)
+CUBEPAAS_LEASE_NAME          that Lease's name (``cubepaas-worker-leader``)
+CUBEPAAS_LEASE_NAMESPACE     its namespace (empty: the pod's own namespace, else ``default``)
+CUBEPAAS_LEASE_DURATION      how long a lease holds without renewal, seconds or ``15s`` (15s)
+CUBEPAAS_IDENTITY            this replica's name in the Lease (empty: ``<hostname>-<pid>``)
 CUBEPAAS_INSTALL_CRDS        install/update the CRDs at start-up; failure is only logged (``true``)
 CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
 ===========================  ====================================================================
@@ -40,9 +45,11 @@ CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -108,6 +115,11 @@ class WorkerSettings(BaseSettings):
     max_activities: int = Field(20, ge=1, validation_alias="CUBEPAAS_MAX_ACTIVITIES")
     shutdown_grace: float = Field(30.0, ge=0, validation_alias="CUBEPAAS_SHUTDOWN_GRACE")
     bridge_enabled: bool = Field(True, validation_alias="CUBEPAAS_BRIDGE")
+    leader_election: bool = Field(False, validation_alias="CUBEPAAS_LEADER_ELECTION")
+    lease_name: str = Field("cubepaas-worker-leader", min_length=1, validation_alias="CUBEPAAS_LEASE_NAME")
+    lease_namespace: str = Field("", validation_alias="CUBEPAAS_LEASE_NAMESPACE")
+    lease_duration: float = Field(15.0, ge=3, validation_alias="CUBEPAAS_LEASE_DURATION")
+    identity: str = Field("", validation_alias="CUBEPAAS_IDENTITY")
     install_crds: bool = Field(True, validation_alias="CUBEPAAS_INSTALL_CRDS")
     log_level: str = Field("INFO", validation_alias="CUBEPAAS_LOG_LEVEL")
 
@@ -118,7 +130,7 @@ class WorkerSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("poll_interval", "shutdown_grace", mode="before")
+    @field_validator("poll_interval", "shutdown_grace", "lease_duration", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value)
@@ -169,6 +181,19 @@ class WorkerSettings(BaseSettings):
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             return Kube.in_cluster()
         return Kube.from_kubeconfig(None)
+
+    def lease_namespace_or_own(self) -> str:
+        """The Lease's namespace: the setting, else the pod's own (in-cluster), else ``default``."""
+        if self.lease_namespace:
+            return self.lease_namespace
+        own = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        with contextlib.suppress(OSError):
+            return own.read_text().strip() or "default"
+        return "default"
+
+    def identity_or_default(self) -> str:
+        """This replica's identity (pod name in a Deployment); unique per process by default."""
+        return self.identity or f"{socket.gethostname()}-{os.getpid()}"
 
     def safe_summary(self) -> str:
         """One log line describing where this worker talks to (no secret values)."""
