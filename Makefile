@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := groovy chromium
 
 IMAGE ?= cubepaas/devops-worker:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
-.PHONY: image image-check system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
+.PHONY: manifests image image-check system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
 
 install: $(STAMP)
 
@@ -53,9 +53,15 @@ test-integration: install
 
 generate-crd: install
 	$(PY) -m crds.generate
+	$(PY) -m crds.generate --crds-only --dir deploy/chart/crds
+
+# deploy/manifests/worker.yaml: the chart rendered with its defaults (a test fails when it is stale).
+manifests: install
+	$(PY) -m devstack.manifests
 
 check-crd: install
 	$(PY) -m crds.generate --check
+	$(PY) -m crds.generate --check --crds-only --dir deploy/chart/crds
 
 stack-up: install testbin
 	$(PY) -m devstack up
