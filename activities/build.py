@@ -26,6 +26,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.execution import CAS_ATTEMPTS, git_credentials
+from activities.heartbeat import heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
@@ -36,6 +37,7 @@ from activities.jenkins.jenkinsfile import (
     execution_label_value,
     render_jenkinsfile,
 )
+from activities.jenkins.logs import last_line
 from activities.kube import Kube
 from activities.logstore import LogStore, StoreConfig, log_object_name
 from crds.messages import (
@@ -43,6 +45,8 @@ from crds.messages import (
     BuildRef,
     BuildSnapshot,
     CleanupInput,
+    ConsoleTail,
+    ConsoleTailInput,
     ExecutionContext,
     FollowInput,
     GateInput,
@@ -55,6 +59,8 @@ from crds.messages import (
     StoreStepLogInput,
     StoreStepLogResult,
     TriggerInput,
+    gate_input_id,
+    gate_stage,
 )
 from crds.pipeline import CacheNode, Pipeline
 from crds.reasons import JenkinsMode, Reason
@@ -109,7 +115,7 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
         building=status.building,
         result=status.result,
         steps=steps,
-        pending_gates=[p.id for p in status.pending_inputs],
+        pending_gates=[g for p in status.pending_inputs if (g := gate_stage(p.id)) is not None],
         started_ms=status.start_millis,
         ended_ms=status.end_millis,
     )
@@ -199,6 +205,7 @@ class BuildActivities:
     # -- job -----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.JENKINS_PREPARE)
+    @heartbeating
     def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
         try:
             return self._prepare(inp.context)
@@ -273,15 +280,15 @@ class BuildActivities:
         return JenkinsJob(job=job, credential_ids=cred_ids)
 
     @activity.defn(name=Activity.JENKINS_TRIGGER)
+    @heartbeating
     def trigger(self, inp: TriggerInput) -> BuildRef:
         try:
             eng = self.engine(inp.target.context)
             ref = eng.trigger(inp.target.job, inp.execution_id)
-            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, TRIGGER_WAIT_SECONDS)
+            wait = seconds_left(TRIGGER_WAIT_SECONDS)
+            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, wait)
             if ref.number is None:
-                raise JenkinsTransientError(
-                    f"{inp.target.job}: build still queued after {TRIGGER_WAIT_SECONDS}s"
-                )
+                raise JenkinsTransientError(f"{inp.target.job}: build still queued after {wait:.0f}s")
             return BuildRef(job=inp.target.job, queue_id=ref.queue_id, number=ref.number)
         except DevopsError as err:
             raise to_application_error(err) from err
@@ -322,17 +329,19 @@ class BuildActivities:
             raise to_application_error(err) from err
 
     @activity.defn(name=Activity.JENKINS_GATE)
+    @heartbeating
     def gate(self, inp: GateInput) -> None:
         try:
             eng = self.engine(inp.target.context)
             assert inp.build.number is not None
+            gate_id = gate_input_id(inp.stage)
             if inp.proceed:
-                done = eng.proceed(inp.target.job, inp.build.number, inp.gate_id)
+                done = eng.proceed(inp.target.job, inp.build.number, gate_id)
             else:
-                done = eng.abort_input(inp.target.job, inp.build.number, inp.gate_id)
+                done = eng.abort_input(inp.target.job, inp.build.number, gate_id)
             logger.info(
                 "gate %s of %s #%s: %s%s",
-                inp.gate_id,
+                gate_id,
                 inp.target.job,
                 inp.build.number,
                 "proceed" if inp.proceed else "abort",
@@ -342,6 +351,7 @@ class BuildActivities:
             raise to_application_error(err) from err
 
     @activity.defn(name=Activity.JENKINS_STOP)
+    @heartbeating
     def stop(self, inp: StopInput) -> StopResult:
         try:
             eng = self.engine(inp.target.context)
@@ -356,9 +366,21 @@ class BuildActivities:
         except DevopsError as err:
             raise to_application_error(err) from err
 
+    @activity.defn(name=Activity.JENKINS_CONSOLE_TAIL)
+    @heartbeating
+    def console_tail(self, inp: ConsoleTailInput) -> ConsoleTail:
+        """The console's last line (to say why Jenkins aborted a build nobody asked it to stop)."""
+        try:
+            assert inp.build.number is not None
+            chunk = self.engine(inp.target.context).read_console(inp.target.job, inp.build.number)
+            return ConsoleTail(last_line=last_line(chunk.text))
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
     # -- logs ----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.STORE_STEP_LOG)
+    @heartbeating
     def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
         try:
             ctx = inp.target.context
@@ -368,7 +390,11 @@ class BuildActivities:
                 size = 0
                 if inp.node_id and inp.build.number is not None:
                     size = self.engine(ctx).copy_step_log(
-                        inp.target.job, inp.build.number, inp.node_id, spool, timeout=LOG_WAIT_SECONDS
+                        inp.target.job,
+                        inp.build.number,
+                        inp.node_id,
+                        spool,
+                        timeout=seconds_left(LOG_WAIT_SECONDS),
                     )
                 spool.seek(0)
                 self.store(ctx).put_file(name, spool, size)
@@ -420,6 +446,7 @@ class BuildActivities:
     # -- cleanup -------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.CLEANUP)
+    @heartbeating
     def cleanup(self, inp: CleanupInput) -> None:
         """Agent pods, then (logs are stored by now) the Jenkins job and credentials, keeping the last N."""
         try:
