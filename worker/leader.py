@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Gauge
@@ -36,6 +39,7 @@ from activities.kube import classify
 
 logger = logging.getLogger("worker.leader")
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 LEADER = Gauge("cubepaas_worker_leader", "1 while this replica holds the Lease (and runs the bridge).")
 
 
@@ -120,6 +124,18 @@ def claimed(record: LeaseRecord | None, identity: str, timing: LeaseTiming, wall
 def released(record: LeaseRecord, wall: datetime) -> LeaseRecord:
     """The record a leader leaves behind on shutdown: no holder, so the next candidate need not wait."""
     return replace(record, holder=None, lease_duration_seconds=1, renew_time=wall)
+
+
+def own_namespace() -> str:
+    """The pod's own namespace (in-cluster), else ``default``: where the Lease lives unless configured."""
+    with contextlib.suppress(OSError):
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    return "default"
+
+
+def default_identity() -> str:
+    """Unique per process: the pod's host name (its name in a Deployment) and the process id."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,9 +364,11 @@ __all__ = [
     "LeaseStore",
     "LeaseTiming",
     "claimed",
+    "default_identity",
     "lease_body",
     "may_acquire",
     "must_step_down",
+    "own_namespace",
     "record_of",
     "released",
 ]

@@ -41,7 +41,7 @@ from temporalio.worker import Worker
 from activities.kube import Kube
 from crds.install import install_crds
 from worker.bridge import Bridge
-from worker.leader import LeaderElector, LeaseStore, LeaseTiming
+from worker.leader import LeaderElector, LeaseStore, LeaseTiming, default_identity, own_namespace
 from worker.settings import WorkerSettings
 from worker.temporal import connect
 
@@ -321,8 +321,8 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         elector_task: asyncio.Task[None] | None = None
         if settings.bridge_enabled and settings.leader_election:
             elector = LeaderElector(
-                LeaseStore(kube.api_client, settings.lease_namespace_or_own(), settings.lease_name),
-                settings.identity_or_default(),
+                LeaseStore(kube.api_client, settings.lease_namespace or own_namespace(), settings.lease_name),
+                settings.identity or default_identity(),
                 LeaseTiming.for_lease_duration(settings.lease_duration),
             )
             health.elector = elector

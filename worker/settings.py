@@ -45,11 +45,9 @@ CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -181,19 +179,6 @@ class WorkerSettings(BaseSettings):
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             return Kube.in_cluster()
         return Kube.from_kubeconfig(None)
-
-    def lease_namespace_or_own(self) -> str:
-        """The Lease's namespace: the setting, else the pod's own (in-cluster), else ``default``."""
-        if self.lease_namespace:
-            return self.lease_namespace
-        own = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-        with contextlib.suppress(OSError):
-            return own.read_text().strip() or "default"
-        return "default"
-
-    def identity_or_default(self) -> str:
-        """This replica's identity (pod name in a Deployment); unique per process by default."""
-        return self.identity or f"{socket.gethostname()}-{os.getpid()}"
 
     def safe_summary(self) -> str:
         """One log line describing where this worker talks to (no secret values)."""
