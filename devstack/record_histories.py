@@ -288,7 +288,6 @@ def start_worker(env: dict[str, str], queue: str, namespace: str, log: Path) -> 
 
 async def main_async(out: Path) -> int:
     from crds.install import install_crds
-    from devstack.kubelet_sim import DeploymentReadiness
     from worker.settings import WorkerSettings
     from worker.temporal import connect
 
@@ -299,8 +298,6 @@ async def main_async(out: Path) -> int:
     install_crds(kube.api_client)
     namespace = f"replay-{uuid.uuid4().hex[:6]}"
     queue = f"record-{uuid.uuid4().hex[:8]}"
-    readiness = DeploymentReadiness(kube.api_client).start()
-    readiness.add_project(namespace)
     apply_project(kube, namespace, env, executor_quota=10, poll_interval="1s")
     log = stack.dir / "record-histories-worker.log"
     worker = start_worker(env, queue, namespace, log)
@@ -315,7 +312,6 @@ async def main_async(out: Path) -> int:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
-        readiness.stop()
         kube.delete_object("v1", "Namespace", namespace, missing_ok=True)
     return 0
 
