@@ -33,13 +33,18 @@ metadata:
 
 
 def find_helm() -> str:
-    """``$HELM``, else the devstack's helm, else one on ``PATH``."""
+    """``$HELM``, else the devstack's helm (built once by ``python -m devstack.testbin``), else ``PATH``'s."""
+    from devstack.testbin import HELM, cache_dir
+
     explicit = os.environ.get("HELM")
     if explicit:
         return explicit
+    built = HELM.path(cache_dir())
+    if built.is_file():
+        return str(built)
     found = shutil.which("helm")
     if found is None:
-        raise SystemExit("helm not found: set HELM or bring the local stack up (it provides helm)")
+        raise SystemExit("helm not found: set HELM or run `make testbin` (it builds helm)")
     return found
 
 

@@ -169,6 +169,10 @@ def test_helm_install_into_the_local_cluster_creates_the_worker(
             release_namespace,
             "--set",
             "image.repository=localhost/cubepaas/devops-worker",
+            # kwok "runs" the pods: the release is installed only once the Deployment is available.
+            "--wait",
+            "--timeout",
+            "3m",
         ],
         stack_env,
     )
@@ -179,6 +183,7 @@ def test_helm_install_into_the_local_cluster_creates_the_worker(
         assert status["info"]["status"] == "deployed"
         deployment = kube.read_object("apps/v1", "Deployment", f"{release}-worker", release_namespace)
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == f"{release}-worker"
+        assert deployment["status"].get("availableReplicas") == 2
         assert kube.read_object("rbac.authorization.k8s.io/v1", "ClusterRole", f"{release}-worker")["rules"]
         # The chart's crds/ are installed with the release unless the cluster has them already
         # (helm never overwrites CRDs): either way every kind is served afterwards.
