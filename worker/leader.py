@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
@@ -179,6 +179,17 @@ class LeaseConflict(Exception):
     """Someone else wrote the Lease since we read it (409), or created it first."""
 
 
+class LeaseBackend(Protocol):
+    """Where the Lease lives: :class:`LeaseStore` on the apiserver (or an in-memory one in tests)."""
+
+    namespace: str
+    name: str
+
+    def read(self) -> LeaseRecord | None: ...
+
+    def write(self, record: LeaseRecord, *, create: bool) -> LeaseRecord: ...
+
+
 class LeaseStore:
     """Reads and conditionally writes one Lease (blocking; the elector calls it in a thread)."""
 
@@ -199,6 +210,8 @@ class LeaseStore:
             if err.status == 404:
                 return None
             raise classify(err, f"read lease {self.namespace}/{self.name}") from err
+        except Exception as err:  # unreachable apiserver: classify() names it transient (or re-raises)
+            raise classify(err, f"read lease {self.namespace}/{self.name}") from err
         return record_of(lease)
 
     def write(self, record: LeaseRecord, *, create: bool) -> LeaseRecord:
@@ -215,6 +228,8 @@ class LeaseStore:
         except ApiException as err:
             if err.status == 409:
                 raise LeaseConflict(str(err.reason)) from err
+            raise classify(err, f"write lease {self.namespace}/{self.name}") from err
+        except Exception as err:
             raise classify(err, f"write lease {self.namespace}/{self.name}") from err
         return record_of(lease)
 
@@ -233,7 +248,7 @@ class LeaderElector:
 
     def __init__(
         self,
-        store: LeaseStore,
+        store: LeaseBackend,
         identity: str,
         timing: LeaseTiming,
         *,
@@ -359,6 +374,7 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float, work: asyncio.Task[
 
 __all__ = [
     "LeaderElector",
+    "LeaseBackend",
     "LeaseConflict",
     "LeaseRecord",
     "LeaseStore",
