@@ -40,6 +40,11 @@ def metric(worker: Any, name: str) -> float:
     raise AssertionError(f"{name} not in the worker's /metrics")
 
 
+def holder(lease: LeaseStore) -> str | None:
+    record = lease.read()
+    return record.holder if record is not None else None
+
+
 def started(kube: Kube, ns: str, name: str) -> bool:
     status = kube.get(PipelineExecution, ns, name).status
     return status is not None and status.workflow is not None
@@ -71,10 +76,10 @@ def test_the_follower_takes_over_from_a_killed_leader_and_every_run_finishes_onc
             CUBEPAAS_LEASE_DURATION=str(LEASE_SECONDS),
             CUBEPAAS_IDENTITY=identity,
         )
-    first.start()
-    assert (lease.read() or pytest.fail("no lease after the first worker started")).holder == "worker-a"
+    first.start()  # ready as soon as it serves the task queue; the Lease follows
+    wait_until(lambda: holder(lease) == "worker-a", 60, "worker-a to take the free lease")
     second.start()  # ready as a follower: /readyz does not wait for a bridge it must not run
-    assert metric(first, "cubepaas_worker_leader") == 1
+    wait_until(lambda: metric(first, "cubepaas_worker_leader") == 1, 30, "worker-a to run the bridge")
     assert metric(second, "cubepaas_worker_leader") == 0
     assert metric(second, "cubepaas_bridge_watches_running") == 0
 
@@ -142,7 +147,7 @@ def test_a_leader_stopped_with_sigterm_releases_the_lease_for_an_immediate_hand_
         CUBEPAAS_IDENTITY="leaving",
     )
     leader.start()
-    assert (lease.read() or pytest.fail("no lease")).holder == "leaving"
+    wait_until(lambda: holder(lease) == "leaving", 60, "the first worker to take the free lease")
     leader.stop()  # SIGTERM: the bridge stops, then the lease is released
     assert leader.proc.returncode == 0
     released = lease.read()
@@ -157,4 +162,4 @@ def test_a_leader_stopped_with_sigterm_releases_the_lease_for_an_immediate_hand_
     )
     follower.start()
     # Well inside the 60 s the lease would otherwise hold: the release handed it over.
-    wait_until(lambda: (r := lease.read()) is not None and r.holder == "arriving", 30, "the hand-over")
+    wait_until(lambda: holder(lease) == "arriving", 50, "the hand-over")
