@@ -7,11 +7,16 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum |
 # Prints how long a phase took: $(call timed,name,command)
 timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-# Debian packages the tests use: groovy (compile-checks every generated Jenkinsfile) and chromium
-# (the Temporal UI browser test, driven by Playwright without a browser download).
-SYSTEM_PACKAGES := groovy chromium
+# Debian packages the tests and the demo use, as <command>:<package> (installed when the command is
+# missing): groovy (compile-checks every generated Jenkinsfile), chromium (the Temporal UI browser test,
+# driven by Playwright without a browser download), buildah (the build steps' daemonless image builder),
+# docker-registry (the stack's image registry), git and openssl (repositories and the stack's PKI).
+SYSTEM_PACKAGES := groovy:groovy chromium:chromium buildah:buildah docker-registry:docker-registry \
+  git:git openssl:openssl
 
-.PHONY: system-deps install lint test test-unit test-integration test-e2e chaos generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
+IMAGE ?= cubepaas/devops-worker:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+
+.PHONY: manifests image image-check system-deps install lint test test-unit test-integration test-e2e chaos generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
 
 install: $(STAMP)
 
@@ -23,7 +28,8 @@ $(STAMP): pyproject.toml
 	  rm -f $(VENV)/.installed-* && touch $(STAMP))
 
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(call timed,apt-get install$$missing,\
 	    { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; } && \
@@ -36,7 +42,7 @@ lint: install
 	@$(call timed,import-linter,$(VENV)/bin/lint-imports)
 
 testbin: install
-	@$(call timed,testbin (kube-apiserver + etcd from Go modules),$(PY) -m devstack.testbin)
+	@$(call timed,testbin (the stack's Go binaries from Go modules),$(PY) -m devstack.testbin)
 
 # Everything: lint, unit, contract, integration and end-to-end tests against the local stack. The chaos
 # suite (components and workers killed mid-build, several minutes) is separate: make chaos.
@@ -55,11 +61,17 @@ test-integration: install
 
 generate-crd: install
 	$(PY) -m crds.generate
+	$(PY) -m crds.generate --crds-only --dir deploy/chart/crds
+
+# deploy/manifests/worker.yaml: the chart rendered with its defaults (a test fails when it is stale).
+manifests: install
+	$(PY) -m devstack.manifests
 
 check-crd: install
 	$(PY) -m crds.generate --check
+	$(PY) -m crds.generate --check --crds-only --dir deploy/chart/crds
 
-stack-up: install testbin
+stack-up: install system-deps testbin
 	$(PY) -m devstack up
 
 stack-down: install
@@ -68,14 +80,25 @@ stack-down: install
 stack-status: install
 	$(PY) -m devstack status
 
-demo: install testbin
+demo: install system-deps testbin
 	@$(PY) -m devstack.demo
 
 demo-stop: install
 	@$(PY) -m devstack.demo --stop
 
-bench: install testbin
+bench: install system-deps testbin
 	@$(PY) -m devstack.bench
+
+# The worker image (linux/amd64) with docker build or buildah bud; BASE=... overrides python:3.11-slim.
+image:
+	@$(call timed,image $(IMAGE),deploy/build.sh $(IMAGE))
+
+# The image built and started with no registry at all: a Debian base from debootstrap (this machine's
+# apt mirror), the worker image FROM it, `--help` and /healthz inside it. Needs root; not in `make test`.
+image-check:
+	@command -v debootstrap >/dev/null && { command -v buildah >/dev/null || docker info >/dev/null 2>&1; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null; }
+	@$(call timed,image-check,deploy/image-check.sh)
 
 clean:
 	rm -rf .devstack .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,7 @@ ratios, since this machine is noisy), never by timed assertions in tests. See do
 The bench brings the local stack up (reusing one already up; a stack it started is stopped at the
 end unless another process holds a lease on it), installs the CRDs, starts its own ``python -m
 worker`` (unique task queue, watching only the bench's namespaces, its own health port, log in
-``bench-output/``) and devstack's kubelet stand-in, then measures:
+``bench-output/``), then measures:
 
 1. workflow history events of a short and a long build (and of 1, 4, 8 parallel steps);
 2. cancel latency, in poll intervals;
@@ -59,7 +59,6 @@ from crds.reasons import ExecutionPhase, StageState
 from devstack import proc as devproc
 from devstack.chaos import Chaos, ChaosResult
 from devstack.gitrepo import make_git_repo
-from devstack.kubelet_sim import DeploymentReadiness
 from devstack.project import apply_project
 from devstack.stack import Stack, StackError
 from worker.bridge import TASK_QUEUE_ANNOTATION
@@ -131,7 +130,6 @@ class Bench:
     env: dict[str, str]
     api: Any
     kube: Kube
-    readiness: DeploymentReadiness
     runner: asyncio.Runner
     temporal: Client
     repos: Path
@@ -149,7 +147,6 @@ class Bench:
     # project namespaces ------------------------------------------------------------------------------
 
     def project(self, name: str, *, poll_interval: str, executor_quota: int) -> str:
-        self.readiness.add_project(name)
         apply_project(self.kube, name, self.env, executor_quota=executor_quota, poll_interval=poll_interval)
         return name
 
@@ -711,12 +708,10 @@ def main(argv: list[str] | None = None) -> int:
                     data_converter=pydantic_data_converter,
                 )
             )
-            readiness = DeploymentReadiness(api).start()
             b = Bench(
                 env=env,
                 api=api,
                 kube=kube,
-                readiness=readiness,
                 runner=runner,
                 temporal=temporal,
                 repos=Path(repos),
@@ -736,7 +731,6 @@ def main(argv: list[str] | None = None) -> int:
                     figure_rolebindings(b)
                 figure_chaos(b)
             finally:
-                readiness.stop()
                 api.close()
     except (BenchError, StackError) as err:
         if rows:

@@ -43,7 +43,6 @@ from crds.pipeline import Pipeline, PipelineSpec
 from crds.reasons import ExecutionPhase
 from devstack import proc as devproc
 from devstack.gitrepo import make_git_repo
-from devstack.kubelet_sim import DeploymentReadiness
 from devstack.project import apply_project
 from devstack.stack import Stack
 from worker.bridge import TASK_QUEUE_ANNOTATION
@@ -176,7 +175,6 @@ class Chaos:
         self.kube = kube
         self.repos = repos
         self.output = output
-        self.readiness = DeploymentReadiness(kube.api_client).start()
         self.runner = asyncio.Runner()
         self.temporal: Client = self.runner.run(
             Client.connect(
@@ -192,7 +190,6 @@ class Chaos:
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()
-        self.readiness.stop()
         self.runner.close()
         self.jenkins.close()
 
@@ -202,7 +199,6 @@ class Chaos:
         """A fresh project namespace and task queue for one scenario."""
         tag = uuid.uuid4().hex[:6]
         namespace = f"chaos-{scenario}-{tag}"
-        self.readiness.add_project(namespace)
         apply_project(
             self.kube, namespace, self.env, executor_quota=quota, poll_interval="1s", keep_jenkins_jobs=1000
         )

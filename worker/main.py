@@ -6,9 +6,10 @@
 - A :class:`temporalio.worker.Worker` on the task queue with ``PipelineExecutionWorkflow``,
   ``ExecutorQuotaWorkflow`` and every activity of :func:`build_activities` (sync activities run in a
   thread pool of ``CUBEPAAS_MAX_ACTIVITIES`` threads).
-- The bridge (:class:`worker.bridge.Bridge`) as a task.
+- The bridge (:class:`worker.bridge.Bridge`) as a task; with ``CUBEPAAS_LEADER_ELECTION`` only while this
+  replica holds the Lease (:mod:`worker.leader`), so of many replicas exactly one runs it.
 - HTTP on ``CUBEPAAS_HEALTH_HOST:CUBEPAAS_HEALTH_PORT``: ``/healthz`` (the process is alive),
-  ``/readyz`` (Temporal reachable, the worker running, the bridge watching), ``/metrics``
+  ``/readyz`` (Temporal reachable, the worker running, the bridge watching -- on the leader), ``/metrics``
   (prometheus_client's registry followed by the SDK's metrics).
 - SIGTERM or SIGINT drains: the bridge stops, ``worker.shutdown()`` stops polling and gives running
   activities ``CUBEPAAS_SHUTDOWN_GRACE`` seconds before cancelling them (Temporal retries them
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -40,6 +42,7 @@ from activities.kube import Kube
 from crds.install import install_crds
 from worker import logfmt
 from worker.bridge import Bridge
+from worker.leader import LeaderElector, LeaseStore, LeaseTiming, default_identity, own_namespace
 from worker.schedules import ensure_log_retention_schedule
 from worker.settings import WorkerSettings
 from worker.temporal import connect
@@ -142,13 +145,16 @@ class Health:
         self.worker: Worker | None = None
         self.bridge: Bridge | None = None
         self.bridge_enabled = True
+        self.elector: LeaderElector | None = None
         self.stopping = False
 
     def checks(self) -> dict[str, bool]:
         return {
             "temporal": self.temporal_ok,
             "worker": self.worker is not None and self.worker.is_running,
-            "bridge": (not self.bridge_enabled) or (self.bridge is not None and self.bridge.ready),
+            "bridge": (not self.bridge_enabled)
+            or (self.elector is not None and not self.elector.is_leader)  # a follower runs no bridge
+            or (self.bridge is not None and self.bridge.ready),
             "not-stopping": not self.stopping,
         }
 
@@ -240,6 +246,21 @@ async def _watch_temporal(client: Client, health: Health, stop: asyncio.Event) -
             await asyncio.wait_for(stop.wait(), HEALTH_CHECK_INTERVAL)
 
 
+async def _run_bridge_while(bridge: Bridge, health: Health, lost: asyncio.Event) -> None:
+    """Run ``bridge`` until ``lost`` is set (leadership gone or shutdown), then stop it."""
+    health.bridge = bridge
+    task = asyncio.create_task(bridge.run(), name="bridge")
+    lost_wait = asyncio.create_task(lost.wait())
+    try:
+        await asyncio.wait({task, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lost_wait.cancel()
+        bridge.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 20)
+        health.bridge = None
+
+
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     def on_signal(signum: int) -> None:
         if stop.is_set():
@@ -310,7 +331,21 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         tasks.append(asyncio.create_task(_watch_temporal(client, health, stop), name="temporal-health"))
         bridge: Bridge | None = None
         bridge_task: asyncio.Task[None] | None = None
-        if settings.bridge_enabled:
+        elector_task: asyncio.Task[None] | None = None
+        if settings.bridge_enabled and settings.leader_election:
+            elector = LeaderElector(
+                LeaseStore(kube.api_client, settings.lease_namespace or own_namespace(), settings.lease_name),
+                settings.identity or default_identity(),
+                LeaseTiming.for_lease_duration(settings.lease_duration),
+            )
+            health.elector = elector
+
+            async def lead(lost: asyncio.Event) -> None:
+                await _run_bridge_while(Bridge(kube, client, settings), health, lost)
+
+            elector_task = asyncio.create_task(elector.run(lead, stop), name="leader-election")
+            tasks.append(elector_task)
+        elif settings.bridge_enabled:
             bridge = Bridge(kube, client, settings)
             health.bridge = bridge
             bridge_task = asyncio.create_task(bridge.run(), name="bridge")
@@ -331,6 +366,9 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             bridge.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(bridge_task, 20)
+        if elector_task is not None:  # stops the bridge, then releases the Lease for a fast hand-over
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(elector_task, 25)
         logger.info("shutting the worker down (grace %.0fs)", settings.shutdown_grace)
         await worker.shutdown()
         if not worker_task.cancelled() and worker_task.exception() is not None and code == 0:
@@ -350,10 +388,32 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         server.server_close()
 
 
-def main() -> int:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The worker takes no options (everything is an environment variable); ``--help`` lists them."""
+    import worker.settings as settings_module
+
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="The CubePaaS DevOps worker: Temporal worker, CR bridge and health/metrics endpoint.",
+        epilog="Settings (environment variables):\n" + (settings_module.__doc__ or "").split("\n\n", 2)[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_arguments(argv)
     settings = WorkerSettings()
     logfmt.configure(settings.log_level)
     return asyncio.run(run(settings))
 
 
-__all__ = ["Health", "activity_methods", "build_activities", "main", "run", "workflow_classes"]
+__all__ = [
+    "Health",
+    "activity_methods",
+    "build_activities",
+    "main",
+    "parse_arguments",
+    "run",
+    "workflow_classes",
+]
