@@ -169,12 +169,27 @@ class LogStore:
         self.put_file(name, io.BytesIO(data), len(data))
 
     def put_file(self, name: str, data: BinaryIO, length: int) -> None:
-        """Upload ``length`` bytes from a file object (streamed in parts: bounded memory)."""
-        self._ensure_bucket()
-        with self._faults(f"put {name}"):
-            self.client.put_object(
-                self.cfg.bucket, name, data, length, content_type="text/plain; charset=utf-8"
-            )
+        """Upload ``length`` bytes from a seekable file object (streamed in parts: bounded memory).
+
+        A bucket that vanished meanwhile (a store restarted empty, a bucket deleted) is made again and
+        the upload repeated once: NoSuchBucket is permanent only when the bucket cannot be made.
+        """
+        start = data.tell()
+        for attempt in (1, 2):
+            self._ensure_bucket()
+            with self._faults(f"put {name}"):
+                try:
+                    self.client.put_object(
+                        self.cfg.bucket, name, data, length, content_type="text/plain; charset=utf-8"
+                    )
+                except S3Error as err:
+                    if err.code != "NoSuchBucket" or attempt == 2:
+                        raise
+                    logger.info("bucket %s vanished; making it again", self.cfg.bucket)
+                    self._bucket_ready = False
+                    data.seek(start)
+                    continue
+            break
         logger.info("stored %s (%d bytes)", name, length)
 
     def get(self, name: str) -> bytes | None:

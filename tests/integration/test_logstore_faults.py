@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from minio import Minio
@@ -59,3 +60,16 @@ def test_the_right_credentials_store_and_read_back_a_log(stack_env: dict[str, st
     store.put("ns/app/1/0-0.log", b"hello\n")
     assert store.get("ns/app/1/0-0.log") == b"hello\n"
     assert store.get("ns/app/1/9-9.log") is None
+
+
+def test_a_bucket_that_vanished_between_two_logs_is_made_again(
+    stack_env: dict[str, str], s3_client: Any
+) -> None:
+    store = _store(stack_env, secret=stack_env["S3_SECRET_KEY"])
+    store.put("ns/app/1/0-0.log", b"first\n")
+    # What a store restarted empty (moto) or a deleted bucket looks like to a store that made it already.
+    for obj in s3_client.list_objects(store.cfg.bucket, recursive=True):
+        s3_client.remove_object(store.cfg.bucket, obj.object_name)
+    s3_client.remove_bucket(store.cfg.bucket)
+    store.put("ns/app/1/0-1.log", b"second\n")
+    assert store.get("ns/app/1/0-1.log") == b"second\n"
