@@ -26,6 +26,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.execution import CAS_ATTEMPTS, git_credentials
+from activities.heartbeat import heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
@@ -36,13 +37,16 @@ from activities.jenkins.jenkinsfile import (
     execution_label_value,
     render_jenkinsfile,
 )
+from activities.jenkins.logs import last_line
 from activities.kube import Kube
-from activities.logstore import LogStore, StoreConfig, log_object_name
+from activities.logstore import LogStore, StoreConfig, log_object_name, resolve_store
 from crds.messages import (
     Activity,
     BuildRef,
     BuildSnapshot,
     CleanupInput,
+    ConsoleTail,
+    ConsoleTailInput,
     ExecutionContext,
     FollowInput,
     GateInput,
@@ -55,9 +59,12 @@ from crds.messages import (
     StoreStepLogInput,
     StoreStepLogResult,
     TriggerInput,
+    gate_input_id,
+    gate_stage,
 )
+from crds.meta import API_VERSION
 from crds.pipeline import CacheNode, Pipeline
-from crds.reasons import JenkinsMode, Reason
+from crds.reasons import ExecutionPhase, JenkinsMode, Reason
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +116,23 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
         building=status.building,
         result=status.result,
         steps=steps,
-        pending_gates=[p.id for p in status.pending_inputs],
+        pending_gates=[g for p in status.pending_inputs if (g := gate_stage(p.id)) is not None],
         started_ms=status.start_millis,
         ended_ms=status.end_millis,
     )
+
+
+_TERMINAL_PHASES = frozenset(p.value for p in ExecutionPhase if p.is_terminal)
+
+
+@dataclass(frozen=True)
+class EndedRuns:
+    """Run numbers whose run has ended: every number but those of runs still at work."""
+
+    still_running: frozenset[int]
+
+    def __contains__(self, run: object) -> bool:
+        return run not in self.still_running
 
 
 class BuildActivities:
@@ -160,35 +180,8 @@ class BuildActivities:
             return eng
 
     def store(self, ctx: ExecutionContext) -> LogStore:
-        os_ = ctx.setting.object_store
-        if os_.endpoint:
-            access, secret = "", ""
-            if os_.credentials_secret_ref is not None:
-                ref = os_.credentials_secret_ref
-                data = self._secret(ref.namespace or ctx.execution.namespace, ref.name)
-                access, secret = data.get("accessKey", ""), data.get("secretKey", "")
-            cfg = StoreConfig(
-                endpoint=os_.endpoint,
-                access_key=access,
-                secret_key=secret,
-                bucket=os_.bucket,
-                secure=os_.secure,
-            )
-        elif self.defaults.store is not None:
-            d = self.defaults.store
-            cfg = StoreConfig(
-                endpoint=d.endpoint,
-                access_key=d.access_key,
-                secret_key=d.secret_key,
-                bucket=os_.bucket or d.bucket,
-                secure=d.secure,
-            )
-        else:
-            raise ConfigError(
-                "the PipelineSetting names no object store and the worker has no default",
-                reason=Reason.CONFIG_INVALID,
-            )
-        return LogStore(cfg)
+        settings = ctx.setting.object_store
+        return LogStore(resolve_store(settings, ctx.execution.namespace, self._secret, self.defaults.store))
 
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
         try:
@@ -199,6 +192,7 @@ class BuildActivities:
     # -- job -----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.JENKINS_PREPARE)
+    @heartbeating
     def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
         try:
             return self._prepare(inp.context)
@@ -275,15 +269,15 @@ class BuildActivities:
         return JenkinsJob(job=job, credential_ids=cred_ids)
 
     @activity.defn(name=Activity.JENKINS_TRIGGER)
+    @heartbeating
     def trigger(self, inp: TriggerInput) -> BuildRef:
         try:
             eng = self.engine(inp.target.context)
             ref = eng.trigger(inp.target.job, inp.execution_id)
-            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, TRIGGER_WAIT_SECONDS)
+            wait = seconds_left(TRIGGER_WAIT_SECONDS)
+            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, wait)
             if ref.number is None:
-                raise JenkinsTransientError(
-                    f"{inp.target.job}: build still queued after {TRIGGER_WAIT_SECONDS}s"
-                )
+                raise JenkinsTransientError(f"{inp.target.job}: build still queued after {wait:.0f}s")
             return BuildRef(job=inp.target.job, queue_id=ref.queue_id, number=ref.number)
         except DevopsError as err:
             raise to_application_error(err) from err
@@ -306,9 +300,14 @@ class BuildActivities:
         known_key = inp.known.key() if inp.known is not None else None
         try:
             eng = await asyncio.to_thread(self.engine, ctx)
+            node_pending = self._caches_on(ctx)
             while True:
                 status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
                 snap = snapshot_of(status)
+                if node_pending and snap.building:
+                    # The agent pod lives only while the build runs (the plugin deletes it at the end): the
+                    # node it was placed on is read while it exists.
+                    node_pending = not await asyncio.to_thread(self._record_agent_node, ctx)
                 if known_key is None or snap.key() != known_key:
                     return snap
                 activity.heartbeat(
@@ -324,17 +323,19 @@ class BuildActivities:
             raise to_application_error(err) from err
 
     @activity.defn(name=Activity.JENKINS_GATE)
+    @heartbeating
     def gate(self, inp: GateInput) -> None:
         try:
             eng = self.engine(inp.target.context)
             assert inp.build.number is not None
+            gate_id = gate_input_id(inp.stage)
             if inp.proceed:
-                done = eng.proceed(inp.target.job, inp.build.number, inp.gate_id)
+                done = eng.proceed(inp.target.job, inp.build.number, gate_id)
             else:
-                done = eng.abort_input(inp.target.job, inp.build.number, inp.gate_id)
+                done = eng.abort_input(inp.target.job, inp.build.number, gate_id)
             logger.info(
                 "gate %s of %s #%s: %s%s",
-                inp.gate_id,
+                gate_id,
                 inp.target.job,
                 inp.build.number,
                 "proceed" if inp.proceed else "abort",
@@ -344,6 +345,7 @@ class BuildActivities:
             raise to_application_error(err) from err
 
     @activity.defn(name=Activity.JENKINS_STOP)
+    @heartbeating
     def stop(self, inp: StopInput) -> StopResult:
         try:
             eng = self.engine(inp.target.context)
@@ -358,9 +360,21 @@ class BuildActivities:
         except DevopsError as err:
             raise to_application_error(err) from err
 
+    @activity.defn(name=Activity.JENKINS_CONSOLE_TAIL)
+    @heartbeating
+    def console_tail(self, inp: ConsoleTailInput) -> ConsoleTail:
+        """The console's last line (to say why Jenkins aborted a build nobody asked it to stop)."""
+        try:
+            assert inp.build.number is not None
+            chunk = self.engine(inp.target.context).read_console(inp.target.job, inp.build.number)
+            return ConsoleTail(last_line=last_line(chunk.text))
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
     # -- logs ----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.STORE_STEP_LOG)
+    @heartbeating
     def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
         try:
             ctx = inp.target.context
@@ -370,7 +384,11 @@ class BuildActivities:
                 size = 0
                 if inp.node_id and inp.build.number is not None:
                     size = self.engine(ctx).copy_step_log(
-                        inp.target.job, inp.build.number, inp.node_id, spool, timeout=LOG_WAIT_SECONDS
+                        inp.target.job,
+                        inp.build.number,
+                        inp.node_id,
+                        spool,
+                        timeout=seconds_left(LOG_WAIT_SECONDS),
                     )
                 spool.seek(0)
                 self.store(ctx).put_file(name, spool, size)
@@ -388,23 +406,49 @@ class BuildActivities:
         nodes = pipeline.status.cache_nodes if pipeline and pipeline.status else []
         return [n.node_name for n in nodes]
 
-    def _record_cache_node(self, ctx: ExecutionContext, pods: list[dict[str, object]]) -> None:
-        """Put the node the agent pod ran on first in ``Pipeline.status.cacheNodes`` (compare-and-swap)."""
+    @staticmethod
+    def _caches_on(ctx: ExecutionContext) -> bool:
         cache = ctx.setting.cache
-        if not cache.enabled or cache.node_history_size == 0 or not cache_paths(ctx.config):
-            return
-        spec = next((p.get("spec") for p in pods if isinstance(p.get("spec"), dict)), None)
-        node = spec.get("nodeName") if isinstance(spec, dict) else None
-        if not isinstance(node, str) or not node:
-            return
+        return cache.enabled and cache.node_history_size > 0 and bool(cache_paths(ctx.config))
+
+    def _record_agent_node(self, ctx: ExecutionContext) -> bool:
+        """Record the node of this run's agent pod; False while no pod of the run is placed on a node."""
+        selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
+        pods = self.kube.list_objects("v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector)
+        return self._record_cache_node(ctx, pods)
+
+    def _record_cache_node(self, ctx: ExecutionContext, pods: list[dict[str, object]]) -> bool:
+        """Put the node the agent pod ran on first in ``Pipeline.status.cacheNodes`` (compare-and-swap);
+        no write when this run recorded it already. False when no pod has a node."""
+        if not self._caches_on(ctx):
+            return True
+        node = next(
+            (
+                spec["nodeName"]
+                for spec in (p.get("spec") for p in pods)
+                if isinstance(spec, dict) and isinstance(spec.get("nodeName"), str) and spec["nodeName"]
+            ),
+            None,
+        )
+        if node is None:
+            return False
         now = datetime.now(UTC)
         for _ in range(CAS_ATTEMPTS):
             pipeline = self.kube.find(Pipeline, ctx.execution.namespace, ctx.pipeline)
             if pipeline is None:
-                return
+                return True
             old = pipeline.status.cache_nodes if pipeline.status else []
+            first = old[0] if old else None
+            if (
+                first is not None
+                and first.node_name == node
+                and first.last_used is not None
+                and ctx.started is not None
+                and first.last_used >= ctx.started
+            ):
+                return True  # this run's node is recorded already
             nodes = [CacheNode(node_name=node, last_used=now)] + [n for n in old if n.node_name != node]
-            nodes = nodes[: cache.node_history_size]
+            nodes = nodes[: ctx.setting.cache.node_history_size]
             patch = {"cacheNodes": [n.to_dict() for n in nodes]}
             try:
                 self.kube.patch_status(
@@ -415,13 +459,30 @@ class BuildActivities:
                     resource_version=pipeline.metadata.resource_version,
                 )
                 logger.info("cache node of %s/%s: %s", ctx.execution.namespace, ctx.pipeline, node)
-                return
+                return True
             except KubeConflictError:
                 continue
+        return True
 
     # -- cleanup -------------------------------------------------------------------------------
 
+    def _finished_runs(self, ctx: ExecutionContext) -> EndedRuns:
+        """The pipeline's runs that have ended: this one (it is cleaning up, its logs are stored), those
+        whose CR shows a terminal phase, and those without a CR (deleted: their workflows are cancelled).
+        A run whose CR is not terminal is still at work (building, or storing its logs from Jenkins)."""
+        items = self.kube.list_objects(API_VERSION, "PipelineExecution", namespace=ctx.execution.namespace)
+        running: set[int] = set()
+        for item in items:
+            spec, status = item.get("spec") or {}, item.get("status") or {}
+            run = spec.get("run")
+            if spec.get("pipelineName") != ctx.pipeline or not isinstance(run, int) or run == ctx.run:
+                continue
+            if status.get("phase") not in _TERMINAL_PHASES:
+                running.add(run)  # (two CRs with one run number: running while either is)
+        return EndedRuns(frozenset(running))
+
     @activity.defn(name=Activity.CLEANUP)
+    @heartbeating
     def cleanup(self, inp: CleanupInput) -> None:
         """Agent pods, then (logs are stored by now) the Jenkins job and credentials, keeping the last N."""
         try:
@@ -438,7 +499,7 @@ class BuildActivities:
             keep = ctx.setting.keep_jenkins_jobs
             prefix = f"{ctx.execution.namespace}-{ctx.pipeline}-"
             if keep > 0 and inp.target.job == f"{prefix}{ctx.run}":
-                eng.keep_last_jobs(prefix, keep)
+                eng.keep_last_jobs(prefix, keep, self._finished_runs(ctx))
             else:
                 # No keeping asked, or a name job_name() had to shorten or sanitise (it then carries a
                 # hash, so no prefix finds the pipeline's other jobs): delete this run's job.

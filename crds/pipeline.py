@@ -64,6 +64,19 @@ class Triggers(KubeModel):
     """Give steps their envFrom secrets also for pull requests from forks (default: withheld)."""
 
 
+DEFAULT_SUCCESSFUL_HISTORY: Final = 50
+DEFAULT_FAILED_HISTORY: Final = 50
+
+
+class ExecutionHistoryLimit(KubeModel):
+    """How many finished PipelineExecutions of this pipeline are kept (older ones are deleted)."""
+
+    successful: int = Field(default=DEFAULT_SUCCESSFUL_HISTORY, ge=1, le=10000)
+    """Runs that ended Success."""
+    failed: int = Field(default=DEFAULT_FAILED_HISTORY, ge=1, le=10000)
+    """Runs that ended Failed, Aborted or Denied."""
+
+
 class PipelineSpec(KubeModel):
     """Where the code is and what starts a run."""
 
@@ -76,6 +89,8 @@ class PipelineSpec(KubeModel):
     triggers: Triggers = Field(default_factory=Triggers)
     config: PipelineConfig | None = None
     """Inline pipeline file; empty = read .cubepaas.devops.yml from the repository at each run."""
+    execution_history_limit: ExecutionHistoryLimit = Field(default_factory=ExecutionHistoryLimit)
+    """Finished runs kept as PipelineExecutions; running and paused ones are never deleted."""
 
 
 class CacheNode(KubeModel):
@@ -151,6 +166,7 @@ __all__ = [
     "CacheNode",
     "CronTrigger",
     "DeliveryRecord",
+    "ExecutionHistoryLimit",
     "ImagePushTrigger",
     "Pipeline",
     "PipelineSpec",

@@ -62,6 +62,8 @@ class ConditionType(StrEnum):
     PROVISIONED = "Provisioned"
     BUILT = "Built"
     SUCCEEDED = "Succeeded"
+    NOTIFIED = "Notified"
+    """Unknown while the run's notifications are being sent; True/False once each is settled."""
 
 
 class ConditionStatus(StrEnum):
@@ -127,41 +129,112 @@ class NotificationCondition(StrEnum):
     ABORTED = "Aborted"
 
 
-class Reason:
-    """CamelCase reasons written into ``status.conditions[].reason``.
+class NotificationState(StrEnum):
+    """Delivery state of one recipient's notification (``status.notifications[].state``).
 
-    Plain string constants (not an enum) because error classes may add their own reason
-    (``DevopsError.reason`` defaults to the class name).
+    ``Sending`` is written before the message leaves and replaced by the outcome after it: a run that
+    finds ``Sending`` (the worker stopped mid-send) cannot know whether it arrived and records
+    ``Unknown`` instead of sending again.
+    """
+
+    PENDING = "Pending"
+    SENDING = "Sending"
+    RETRYING = "Retrying"
+    SENT = "Sent"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+    @property
+    def is_settled(self) -> bool:
+        return self in (NotificationState.SENT, NotificationState.FAILED, NotificationState.UNKNOWN)
+
+
+class EventReason(StrEnum):
+    """Reasons of the Kubernetes Events a PipelineExecution gets (``kubectl describe pe``)."""
+
+    STARTED = "Started"
+    QUEUED = "Queued"
+    BUILD_STARTED = "BuildStarted"
+    STAGE_SUCCEEDED = "StageSucceeded"
+    STAGE_FAILED = "StageFailed"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+    DENIED = "Denied"
+    NOTIFIED = "Notified"
+    NOTIFICATION_FAILED = "NotificationFailed"
+    LOGS_EXPIRED = "LogsExpired"
+
+
+class Reason(StrEnum):
+    """CamelCase reasons written into ``status.conditions[].reason``: the closed list.
+
+    A run ends with one of these; an error an activity raises names one (``DevopsError.reason``), or
+    the workflow uses the default reason of the phase the error happened in.
     """
 
     # Initialized
-    CONFIG_LOADED: Final = "ConfigLoaded"
-    CONFIG_INVALID: Final = "ConfigInvalid"
+    CONFIG_LOADED = "ConfigLoaded"
+    CONFIG_INVALID = "ConfigInvalid"
     # Queueing / Provisioned
-    QUOTA_EXCEEDED: Final = "QuotaExceeded"
-    NAMESPACE_READY: Final = "NamespaceReady"
-    JENKINS_NOT_READY: Final = "JenkinsNotReady"
-    JENKINS_READY: Final = "JenkinsReady"
+    QUOTA_UNAVAILABLE = "QuotaUnavailable"
+    NAMESPACE_READY = "NamespaceReady"
+    JENKINS_NOT_READY = "JenkinsNotReady"
+    DEPLOYMENT_NOT_READY = "DeploymentNotReady"
     # Built / Succeeded
-    BUILD_STARTED: Final = "BuildStarted"
-    BUILD_SUCCEEDED: Final = "BuildSucceeded"
-    BUILD_FAILED: Final = "BuildFailed"
-    STEP_FAILED: Final = "StepFailed"
-    TIMED_OUT: Final = "TimedOut"
-    CANCELLED: Final = "Cancelled"
-    APPROVAL_DENIED: Final = "ApprovalDenied"
-    WAITING_FOR_APPROVAL: Final = "WaitingForApproval"
-    PAUSED: Final = "Paused"
-    INTERNAL_ERROR: Final = "InternalError"
+    BUILD_STARTED = "BuildStarted"
+    BUILD_SUCCEEDED = "BuildSucceeded"
+    BUILD_FAILED = "BuildFailed"
+    STEP_FAILED = "StepFailed"
+    LOG_NOT_STORED = "LogNotStored"
+    CANCELLED = "Cancelled"
+    ABORTED_IN_JENKINS = "AbortedInJenkins"
+    """Jenkins aborted the build though this run never asked it to (e.g. a Jenkins restart)."""
+    APPROVAL_DENIED = "ApprovalDenied"
+    INTERNAL_ERROR = "InternalError"
+    # Written by the bridge when a run's workflow closed without finishing the run
+    WORKFLOW_TERMINATED = "WorkflowTerminated"
+    WORKFLOW_TIMED_OUT = "WorkflowTimedOut"
+    WORKFLOW_FAILED = "WorkflowFailed"
+    # Named by the Jenkins client for the error it met
+    JENKINS_FORBIDDEN = "JenkinsForbidden"
+    JENKINS_NOT_FOUND = "JenkinsNotFound"
+    JENKINS_INVALID_CONFIG = "JenkinsInvalidConfig"
+    JENKINS_UNAVAILABLE = "JenkinsUnavailable"
+    JENKINS_REJECTED = "JenkinsRejected"
+    JENKINS_TIMEOUT = "JenkinsTimeout"
+    # Named by the object store client for the error it met
+    OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
+    OBJECT_STORE_REJECTED = "ObjectStoreRejected"
+    # Notified
+    NOTIFYING = "Notifying"
+    NOTIFICATIONS_SENT = "NotificationsSent"
+    NOTIFICATIONS_FAILED = "NotificationsFailed"
+    NO_NOTIFICATIONS = "NoNotifications"
+
+    @classmethod
+    def parse(cls, value: object) -> Reason | None:
+        """The member named by ``value`` (e.g. an error's detail), None when it names none."""
+        if not isinstance(value, str):
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 __all__ = [
     "ConditionStatus",
     "ConditionType",
+    "EventReason",
     "ExecutionPhase",
     "GitEvent",
     "JenkinsMode",
     "NotificationCondition",
+    "NotificationState",
     "OverlapPolicy",
     "Reason",
     "SourceCodeProviderType",

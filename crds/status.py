@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import Field
 
 from crds.meta import KubeModel, Timestamp
 from crds.reasons import ConditionStatus
+from crds.text import ConditionMessage
 
 
 class Condition(KubeModel):
@@ -19,7 +20,7 @@ class Condition(KubeModel):
     """True, False or Unknown."""
     reason: str | None = Field(default=None, max_length=1024)
     """CamelCase reason of the last transition."""
-    message: str | None = Field(default=None, max_length=32768)
+    message: ConditionMessage | None = None
     """Human-readable details."""
     last_transition_time: Timestamp | None = None
     """When status last changed."""
@@ -50,17 +51,16 @@ class HasConditions(KubeModel):
         self,
         type_: str,
         status: ConditionStatus | str,
-        reason: str | None = None,
-        message: str | None = None,
-        now: datetime | None = None,
+        reason: str | None,
+        message: str | None,
+        now: datetime,
     ) -> bool:
         """Add or update the condition; ``lastTransitionTime`` moves only when ``status`` changes.
 
-        ``now`` must be timezone-aware (workflows pass ``workflow.now()``). Returns whether anything
-        changed.
+        ``now`` is required and timezone-aware: workflows pass ``workflow.now()`` (reading the clock
+        here would break their determinism). Returns whether anything changed.
         """
         status = ConditionStatus(status)
-        now = now or datetime.now(UTC)
         existing = self.condition(type_)
         if existing is None:
             self.conditions.append(

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devstack.jenkins_lite.agents import Agent, KubernetesCloud, ProvisionFailed, ProvisionInterrupted
 from devstack.jenkins_lite.model import Build, FlowNode, Job, QueueItem, State, now_ms
 from devstack.jenkins_lite.plan import ConfigError, extract_plan
 
@@ -54,6 +55,7 @@ class Scheduler(threading.Thread):
         self.root_url = root_url
         self.stopping = False
         self.runners: list[BuildRunner] = []
+        self.cloud: KubernetesCloud | None = None
 
     def run(self) -> None:
         s = self.state
@@ -109,7 +111,7 @@ class Scheduler(threading.Thread):
         job.builds[number] = b
         s.save_build(b)
         item.state, item.why, item.build_number, item.left_ms = "left", None, number, now_ms()
-        runner = BuildRunner(s, job, b, self.root_url)
+        runner = BuildRunner(s, job, b, self.root_url, self.cloud)
         self.runners = [r for r in self.runners if r.is_alive()]
         self.runners.append(runner)
         runner.start()
@@ -134,8 +136,12 @@ class StepOutcome:
 
 
 class BuildRunner(threading.Thread):
-    def __init__(self, state: State, job: Job, build: Build, root_url: str) -> None:
+    def __init__(
+        self, state: State, job: Job, build: Build, root_url: str, cloud: KubernetesCloud | None = None
+    ) -> None:
         super().__init__(name=f"build {job.name}#{build.number}", daemon=True)
+        self.cloud = cloud
+        self.agent: Agent | None = None
         self.state = state
         self.job = job
         self.build = build
@@ -182,6 +188,10 @@ class BuildRunner(threading.Thread):
             c.line("[Pipeline] Start of Pipeline")
             workspace = self.state.home / "workspace" / f"{b.job}@{b.number}"
             workspace.mkdir(parents=True, exist_ok=True)
+            not_provisioned = self.provision_agent(job_cfg.script if job_cfg is not None else "", workspace)
+            if not_provisioned is not None:
+                self.finish(not_provisioned)
+                return
             result = "SUCCESS"
             for stage in plan["stages"]:
                 outcome = self.run_stage(plan, stage, workspace)
@@ -201,8 +211,47 @@ class BuildRunner(threading.Thread):
             c.line(f"ERROR: jenkins-lite internal error: {e!r}")
             self.finish("FAILURE")
 
+    def provision_agent(self, script: str, workspace: Path) -> str | None:
+        """Start the podTemplate's agent pod and wait for it (kubernetes plugin); the build's result when
+        the build cannot go on, None when it can (also when there is no cloud or no podTemplate)."""
+        if self.cloud is None:
+            return None
+        b, c = self.build, self.console
+
+        def created(namespace: str, name: str) -> None:
+            with self.state.lock:
+                b.agent_pod = {"namespace": namespace, "name": name}
+                self.state.save_build(b)
+
+        def should_stop() -> bool:
+            hit = self.check_timeouts()
+            if hit:
+                self.timeout_hit = hit
+            return b.control.interrupted or hit is not None
+
+        try:
+            self.agent = self.cloud.provision(
+                script, b.job, b.number, self.root_url, workspace.with_name(workspace.name + "@tmp"),
+                c.line, created, should_stop,
+            )  # fmt: skip
+        except ProvisionFailed as e:
+            c.line(str(e))
+            return "FAILURE"
+        except ProvisionInterrupted:
+            if self.timeout_hit:
+                c.line("Timeout has been exceeded")
+            if b.control.aborted_by:
+                c.line(f"Aborted by {b.control.aborted_by}")
+            return "ABORTED"
+        if self.agent is not None:
+            c.line(f"Running on {self.agent.name} in {workspace}")
+        return None
+
     def finish(self, result: str) -> None:
         b = self.build
+        if self.agent is not None:
+            self.agent.release()  # the plugin deletes the pod when the build leaves its node block
+            self.agent = None
         if b.control.kill:
             self.console.line("Hard kill!")
             result = "ABORTED"
@@ -267,12 +316,13 @@ class BuildRunner(threading.Thread):
             t.join()
         if steps:
             c.line("[Pipeline] // parallel")
-        statuses = {o.status for o in outcomes}
+        # A step still IN_PROGRESS after its thread ended died without a word: a failure, never a success.
+        statuses = {"FAILED" if o.status == "IN_PROGRESS" else o.status for o in outcomes}
         err: dict[str, str | None] | None
         if "ABORTED" in statuses or b.control.interrupted:
             status, err = "ABORTED", {"message": None, "type": INTERRUPTED}
         elif "FAILED" in statuses:
-            failed = next(o for o in outcomes if o.status == "FAILED")
+            failed = next(o for o in outcomes if o.status in ("FAILED", "IN_PROGRESS"))
             status, err = "FAILED", failed.error
         else:
             status, err = "SUCCESS", None
@@ -339,6 +389,7 @@ class BuildRunner(threading.Thread):
             "JENKINS_URL": self.root_url,
             "BUILD_URL": f"{self.root_url}job/{b.job}/{b.number}/",
             "JOB_URL": f"{self.root_url}job/{b.job}/",
+            **(self.agent.step_env() if self.agent is not None else {}),
         }
         for p in b.params:
             env[str(p["name"])] = str(p["value"]).lower() if isinstance(p["value"], bool) else str(p["value"])
@@ -388,6 +439,36 @@ class BuildRunner(threading.Thread):
         stage_deadline: float | None,
         out: StepOutcome,
     ) -> None:
+        """One step in its thread. A step that throws fails, as in Jenkins: the exception goes to the
+        step's log and the console, its nodes end FAILED with the exception as error, and so does the
+        build (a thread that died silently would leave the step IN_PROGRESS and the build SUCCESS)."""
+        try:
+            self._run_step(plan, step, snode, atom, workspace, stage_deadline, out)
+        except Exception as e:
+            err: dict[str, str | None] = {"message": str(e), "type": f"jenkins_lite.{type(e).__name__}"}
+            line = f"ERROR: {type(e).__name__}: {e}\n".encode(errors="replace")
+            with contextlib.suppress(OSError):
+                path = self.build.node_log_path(atom.id)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "ab") as log:
+                    log.write(line)
+            self.console.write(line)
+            with self.state.lock:
+                atom.log_done = True
+            self.end_node(atom, "FAILED", err)
+            self.end_node(snode, "FAILED", err)
+            out.status, out.error = "FAILED", err
+
+    def _run_step(
+        self,
+        plan: dict[str, Any],
+        step: dict[str, Any],
+        snode: FlowNode,
+        atom: FlowNode,
+        workspace: Path,
+        stage_deadline: float | None,
+        out: StepOutcome,
+    ) -> None:
         b, c = self.build, self.console
         c.line("[Pipeline] stage")
         c.line(f"[Pipeline] {{ ({snode.name})")
@@ -415,8 +496,9 @@ class BuildRunner(threading.Thread):
             if isinstance(step.get("timeoutSeconds"), int | float):
                 step_deadline = time.monotonic() + float(step["timeoutSeconds"])
             status, error = self.exec_script(
-                str(step.get("script", "")), env, workspace, log, secrets, step_deadline, stage_deadline
-            )
+                str(step.get("script", "")), env, workspace, log, secrets, step_deadline, stage_deadline,
+                container=str(step.get("node") or ""),
+            )  # fmt: skip
         finally:
             log.close()
         with self.state.lock:
@@ -436,10 +518,12 @@ class BuildRunner(threading.Thread):
         secrets: list[str],
         step_deadline: float | None,
         stage_deadline: float | None,
+        container: str = "",
     ) -> tuple[str, dict[str, str | None] | None]:
         b, c = self.build, self.console
+        argv = ["/bin/sh", "-c", script]
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", script],
+            self.agent.command(container, argv) if self.agent is not None else argv,
             cwd=workspace,
             env=env,
             stdin=subprocess.DEVNULL,
