@@ -516,8 +516,13 @@ def cmd_get(ctx: Ctx, args: argparse.Namespace) -> int:
         from worker.cli_triggers import next_cron_times
 
         pipelines = [i for i in items if isinstance(i, Pipeline)]
-        text = render.pipelines_table(pipelines, wide=wide, all_namespaces=all_ns, now=now,
-                                      next_cron=next_cron_times(ctx, pipelines) if wide else None)
+        text = render.pipelines_table(
+            pipelines,
+            wide=wide,
+            all_namespaces=all_ns,
+            now=now,
+            next_cron=next_cron_times(ctx, pipelines) if wide else None,
+        )
     else:
         text = render.executions_table(
             [i for i in items if isinstance(i, PipelineExecution)], wide=wide, all_namespaces=all_ns, now=now
