@@ -66,7 +66,8 @@ def cmd_webhook(ctx: object, args: argparse.Namespace) -> int:
         f"secret {namespace}/{pipeline.webhook_secret_name()}",
         lambda: ensure_webhook_secret(kube, pipeline, rotate=args.rotate),
     )
-    base = ctx.settings.webhook_base_url()
+    # Where providers reach the receiver: CUBEPAAS_WEBHOOK_URL, else the local receiver's port.
+    base = ctx.settings.webhook_url or f"http://127.0.0.1:{ctx.settings.webhook_port}"
     chosen = Provider(args.provider)
     if args.output == "json":
         doc = {

@@ -195,10 +195,6 @@ class WorkerSettings(BaseSettings):
             return Kube.in_cluster()
         return Kube.from_kubeconfig(None)
 
-    def webhook_base_url(self) -> str:
-        """Where providers reach the receiver: ``CUBEPAAS_WEBHOOK_URL``, else ``http://127.0.0.1:<port>``."""
-        return self.webhook_url or f"http://127.0.0.1:{self.webhook_port}"
-
     def safe_summary(self) -> str:
         """One log line describing where this worker talks to (no secret values)."""
         namespaces = ",".join(self.watch_namespaces) or "<all>"
