@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from activities.bootstrap import JENKINS, JENKINS_SECRET, SERVICE_ACCOUNT
+from activities.bootstrap import JENKINS, JENKINS_SECRET, REGISTRY_SECRET, SERVICE_ACCOUNT
 from activities.errors import (
     ConfigError,
     DevopsError,
@@ -29,15 +29,19 @@ from activities.execution import CAS_ATTEMPTS, git_credentials
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
+    JenkinsfileError,
     JenkinsfileInput,
     cache_paths,
     credential_id,
     env_from_key,
     execution_label_value,
+    image_reference,
     render_jenkinsfile,
 )
+from activities.jenkins.stepreport import read_report_file
 from activities.kube import Kube
 from activities.logstore import LogStore, StoreConfig, log_object_name
+from activities.registry import DOCKER_CONFIG_KEY, RegistryLogin, docker_config_logins, local_registry
 from crds.messages import (
     Activity,
     BuildRef,
@@ -57,6 +61,7 @@ from crds.messages import (
     TriggerInput,
 )
 from crds.pipeline import CacheNode, Pipeline
+from crds.pipeline_file import PublishCatalogConfig, PublishImageConfig, Resources, RunScriptConfig
 from crds.reasons import JenkinsMode, Reason
 
 logger = logging.getLogger(__name__)
@@ -113,6 +118,14 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
         started_ms=status.start_millis,
         ended_ms=status.end_millis,
     )
+
+
+def _reports(ctx: ExecutionContext, stage: int, step: int) -> bool:
+    """Whether the step's script is one we generate, which reports its work in its log (not a user's
+    runScript, which could print anything; not the clone, which has nothing to report)."""
+    if stage < 1 or stage > len(ctx.config.stages) or step >= len(ctx.config.stages[stage - 1].steps):
+        return False
+    return not isinstance(ctx.config.stages[stage - 1].steps[step].config, RunScriptConfig)
 
 
 class BuildActivities:
@@ -190,6 +203,35 @@ class BuildActivities:
             )
         return LogStore(cfg)
 
+    def _registry_logins(self, ctx: ExecutionContext, local: str) -> dict[str, RegistryLogin]:
+        """Logins for the registries this run's publishImage steps push to (none when it has no such step)."""
+        hosts: set[str] = set()
+        for _, _, _, step in ctx.config.iter_steps():
+            if isinstance(step.config, PublishImageConfig):
+                try:
+                    hosts.add(image_reference(step.config, {"CICD_LOCAL_REGISTRY": local})[0])
+                except JenkinsfileError:
+                    continue  # reported, with its place, when the Jenkinsfile is generated
+        if not hosts:
+            return {}
+        ref = ctx.setting.registry.credentials_secret_ref
+        if ref is not None:
+            namespace = ref.namespace or ctx.execution.namespace
+            data = self._secret(namespace, ref.name)
+            if DOCKER_CONFIG_KEY not in data:
+                raise ConfigError(
+                    f"Secret {namespace}/{ref.name} has no key {DOCKER_CONFIG_KEY}"
+                    " (registry.credentialsSecretRef)",
+                    reason=Reason.CONFIG_INVALID,
+                )
+            logins = docker_config_logins(data[DOCKER_CONFIG_KEY], f"Secret {namespace}/{ref.name}")
+        elif not ctx.setting.registry.host:  # the managed registry: the credentials the bootstrap made
+            data = self._secret(ctx.pipeline_namespace, REGISTRY_SECRET)
+            logins = {local: RegistryLogin(data.get("username", ""), data.get("password", ""))}
+        else:
+            logins = {}
+        return {host: login for host, login in logins.items() if host in hosts}
+
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
         try:
             return self.kube.read_secret(namespace, name)
@@ -243,31 +285,64 @@ class BuildActivities:
                 )
                 env_from[key] = cid
                 cred_ids.append(cid)
-        script = render_jenkinsfile(
-            JenkinsfileInput(
-                config=ctx.config,
-                namespace=ns,
-                pipeline=ctx.pipeline,
-                run=ctx.run,
-                execution_id=execution_id(ctx),
-                git_url=ctx.repository_url,
-                commit=ctx.commit or ctx.ref or ctx.branch,
-                ref=ctx.ref,
-                branch=ctx.branch,
-                tag=ctx.ref.removeprefix("refs/tags/") if ctx.ref.startswith("refs/tags/") else "",
-                event=ctx.event,
-                trigger_type=ctx.triggered_by,
-                project_id=ns,
-                local_registry=ctx.setting.registry.host or "",
-                executor_resources=None,
-                agent_namespace=ctx.pipeline_namespace,
-                service_account=SERVICE_ACCOUNT,
-                git_credential_id=git_cred,
-                env_from_credentials=env_from,
-                cache_root=ctx.setting.cache.host_path_root if ctx.setting.cache.enabled else None,
-                cache_nodes=self._cache_nodes(ctx),
+        registry = local_registry(ctx.setting, ctx.pipeline_namespace)
+        registry_creds: dict[str, str] = {}
+        for host, login in self._registry_logins(ctx, registry).items():
+            cid = f"{job}-registry-{len(registry_creds)}"
+            eng.ensure_credential(
+                cid,
+                "usernamePassword",
+                username=login.username,
+                password=login.password,
+                description=f"registry {host} for {ns}/{ctx.execution.name}",
             )
-        )
+            registry_creds[host] = cid
+            cred_ids.append(cid)
+        catalog_creds: dict[str, str] = {}
+        for _, _, _, step in ctx.config.iter_steps():
+            cfg = step.config
+            name = cfg.source_code_credential if isinstance(cfg, PublishCatalogConfig) else None
+            if not name or name in catalog_creds:
+                continue
+            user, token = git_credentials(self.kube, ns, name)
+            cid = f"{job}-catalog-{len(catalog_creds)}"
+            eng.ensure_credential(
+                cid, "usernamePassword", username=user, password=token, description=f"catalog push as {name}"
+            )
+            catalog_creds[name] = cid
+            cred_ids.append(cid)
+        executor = Resources.model_validate(ctx.setting.executor_resources.to_dict())
+        try:
+            script = render_jenkinsfile(
+                JenkinsfileInput(
+                    config=ctx.config,
+                    namespace=ns,
+                    pipeline=ctx.pipeline,
+                    run=ctx.run,
+                    execution_id=execution_id(ctx),
+                    git_url=ctx.repository_url,
+                    commit=ctx.commit or ctx.ref or ctx.branch,
+                    ref=ctx.ref,
+                    branch=ctx.branch,
+                    tag=ctx.ref.removeprefix("refs/tags/") if ctx.ref.startswith("refs/tags/") else "",
+                    event=ctx.event,
+                    trigger_type=ctx.triggered_by,
+                    project_id=ns,
+                    local_registry=registry,
+                    registry_credentials=registry_creds,
+                    insecure_registries=[registry] if ctx.setting.registry.insecure else [],
+                    catalog_credentials=catalog_creds,
+                    executor_resources=executor if executor.to_dict() else None,
+                    agent_namespace=ctx.pipeline_namespace,
+                    service_account=SERVICE_ACCOUNT,
+                    git_credential_id=git_cred,
+                    env_from_credentials=env_from,
+                    cache_root=ctx.setting.cache.host_path_root if ctx.setting.cache.enabled else None,
+                    cache_nodes=self._cache_nodes(ctx),
+                )
+            )
+        except JenkinsfileError as err:
+            raise ConfigError(str(err), reason=Reason.CONFIG_INVALID) from err
         changed = eng.ensure_job(job, script, description=f"{ns}/{ctx.execution.name}")
         logger.info("job %s %s", job, "written" if changed else "unchanged")
         return JenkinsJob(job=job, credential_ids=cred_ids)
@@ -370,9 +445,12 @@ class BuildActivities:
                     size = self.engine(ctx).copy_step_log(
                         inp.target.job, inp.build.number, inp.node_id, spool, timeout=LOG_WAIT_SECONDS
                     )
+                report = read_report_file(spool) if _reports(ctx, inp.stage, inp.step) else None
                 spool.seek(0)
                 self.store(ctx).put_file(name, spool, size)
-            return StoreStepLogResult(object_name=name, size=size)
+            return StoreStepLogResult(
+                object_name=name, size=size, report=report if report and not report.empty() else None
+            )
         except DevopsError as err:
             raise to_application_error(err) from err
 
