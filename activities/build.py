@@ -379,9 +379,14 @@ class BuildActivities:
         known_key = inp.known.key() if inp.known is not None else None
         try:
             eng = await asyncio.to_thread(self.engine, ctx)
+            node_pending = self._caches_on(ctx)
             while True:
                 status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
                 snap = snapshot_of(status)
+                if node_pending and snap.building:
+                    # The agent pod lives only while the build runs (the plugin deletes it at the end): the
+                    # node it was placed on is read while it exists.
+                    node_pending = not await asyncio.to_thread(self._record_agent_node, ctx)
                 if known_key is None or snap.key() != known_key:
                     return snap
                 activity.heartbeat(
@@ -464,23 +469,49 @@ class BuildActivities:
         nodes = pipeline.status.cache_nodes if pipeline and pipeline.status else []
         return [n.node_name for n in nodes]
 
-    def _record_cache_node(self, ctx: ExecutionContext, pods: list[dict[str, object]]) -> None:
-        """Put the node the agent pod ran on first in ``Pipeline.status.cacheNodes`` (compare-and-swap)."""
+    @staticmethod
+    def _caches_on(ctx: ExecutionContext) -> bool:
         cache = ctx.setting.cache
-        if not cache.enabled or cache.node_history_size == 0 or not cache_paths(ctx.config):
-            return
-        spec = next((p.get("spec") for p in pods if isinstance(p.get("spec"), dict)), None)
-        node = spec.get("nodeName") if isinstance(spec, dict) else None
-        if not isinstance(node, str) or not node:
-            return
+        return cache.enabled and cache.node_history_size > 0 and bool(cache_paths(ctx.config))
+
+    def _record_agent_node(self, ctx: ExecutionContext) -> bool:
+        """Record the node of this run's agent pod; False while no pod of the run is placed on a node."""
+        selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
+        pods = self.kube.list_objects("v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector)
+        return self._record_cache_node(ctx, pods)
+
+    def _record_cache_node(self, ctx: ExecutionContext, pods: list[dict[str, object]]) -> bool:
+        """Put the node the agent pod ran on first in ``Pipeline.status.cacheNodes`` (compare-and-swap);
+        no write when this run recorded it already. False when no pod has a node."""
+        if not self._caches_on(ctx):
+            return True
+        node = next(
+            (
+                spec["nodeName"]
+                for spec in (p.get("spec") for p in pods)
+                if isinstance(spec, dict) and isinstance(spec.get("nodeName"), str) and spec["nodeName"]
+            ),
+            None,
+        )
+        if node is None:
+            return False
         now = datetime.now(UTC)
         for _ in range(CAS_ATTEMPTS):
             pipeline = self.kube.find(Pipeline, ctx.execution.namespace, ctx.pipeline)
             if pipeline is None:
-                return
+                return True
             old = pipeline.status.cache_nodes if pipeline.status else []
+            first = old[0] if old else None
+            if (
+                first is not None
+                and first.node_name == node
+                and first.last_used is not None
+                and ctx.started is not None
+                and first.last_used >= ctx.started
+            ):
+                return True  # this run's node is recorded already
             nodes = [CacheNode(node_name=node, last_used=now)] + [n for n in old if n.node_name != node]
-            nodes = nodes[: cache.node_history_size]
+            nodes = nodes[: ctx.setting.cache.node_history_size]
             patch = {"cacheNodes": [n.to_dict() for n in nodes]}
             try:
                 self.kube.patch_status(
@@ -491,9 +522,10 @@ class BuildActivities:
                     resource_version=pipeline.metadata.resource_version,
                 )
                 logger.info("cache node of %s/%s: %s", ctx.execution.namespace, ctx.pipeline, node)
-                return
+                return True
             except KubeConflictError:
                 continue
+        return True
 
     # -- cleanup -------------------------------------------------------------------------------
 

@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--kill-grace", type=float, default=3.0, help="seconds from SIGTERM to SIGKILL on timeouts"
     )
+    p.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="cluster for podTemplate agent pods (used to request service-account tokens); none: steps of "
+        "podTemplate builds run without a pod",
+    )
+    p.add_argument("--nodes-dir", default=None, help="per-node hostPath folders (default HOME/nodes)")
     a = p.parse_args(argv)
     server = serve(
         a.home,
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         a.quiet_period,
         a.kill_grace,
         a.fault_seed,
+        a.kubeconfig,
+        a.nodes_dir,
     )
     done = threading.Event()
 

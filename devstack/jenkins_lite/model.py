@@ -101,6 +101,7 @@ class Build:
     next_node_id: int = 3
     pending_input: dict[str, str] | None = None  # {"id", "message", "proceedText", "node", "stage"}
     pgids: list[int] = field(default_factory=list)
+    agent_pod: dict[str, str] | None = None  # {"namespace", "name"} of the build's agent pod, once created
 
     def __post_init__(self) -> None:
         self.control = BuildControl()

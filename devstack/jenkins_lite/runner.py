@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devstack.jenkins_lite.agents import Agent, KubernetesCloud, ProvisionFailed, ProvisionInterrupted
 from devstack.jenkins_lite.model import Build, FlowNode, Job, QueueItem, State, now_ms
 from devstack.jenkins_lite.plan import ConfigError, extract_plan
 
@@ -54,6 +55,7 @@ class Scheduler(threading.Thread):
         self.root_url = root_url
         self.stopping = False
         self.runners: list[BuildRunner] = []
+        self.cloud: KubernetesCloud | None = None
 
     def run(self) -> None:
         s = self.state
@@ -109,7 +111,7 @@ class Scheduler(threading.Thread):
         job.builds[number] = b
         s.save_build(b)
         item.state, item.why, item.build_number, item.left_ms = "left", None, number, now_ms()
-        runner = BuildRunner(s, job, b, self.root_url)
+        runner = BuildRunner(s, job, b, self.root_url, self.cloud)
         self.runners = [r for r in self.runners if r.is_alive()]
         self.runners.append(runner)
         runner.start()
@@ -134,8 +136,12 @@ class StepOutcome:
 
 
 class BuildRunner(threading.Thread):
-    def __init__(self, state: State, job: Job, build: Build, root_url: str) -> None:
+    def __init__(
+        self, state: State, job: Job, build: Build, root_url: str, cloud: KubernetesCloud | None = None
+    ) -> None:
         super().__init__(name=f"build {job.name}#{build.number}", daemon=True)
+        self.cloud = cloud
+        self.agent: Agent | None = None
         self.state = state
         self.job = job
         self.build = build
@@ -182,6 +188,10 @@ class BuildRunner(threading.Thread):
             c.line("[Pipeline] Start of Pipeline")
             workspace = self.state.home / "workspace" / f"{b.job}@{b.number}"
             workspace.mkdir(parents=True, exist_ok=True)
+            not_provisioned = self.provision_agent(job_cfg.script if job_cfg is not None else "", workspace)
+            if not_provisioned is not None:
+                self.finish(not_provisioned)
+                return
             result = "SUCCESS"
             for stage in plan["stages"]:
                 outcome = self.run_stage(plan, stage, workspace)
@@ -201,8 +211,47 @@ class BuildRunner(threading.Thread):
             c.line(f"ERROR: jenkins-lite internal error: {e!r}")
             self.finish("FAILURE")
 
+    def provision_agent(self, script: str, workspace: Path) -> str | None:
+        """Start the podTemplate's agent pod and wait for it (kubernetes plugin); the build's result when
+        the build cannot go on, None when it can (also when there is no cloud or no podTemplate)."""
+        if self.cloud is None:
+            return None
+        b, c = self.build, self.console
+
+        def created(namespace: str, name: str) -> None:
+            with self.state.lock:
+                b.agent_pod = {"namespace": namespace, "name": name}
+                self.state.save_build(b)
+
+        def should_stop() -> bool:
+            hit = self.check_timeouts()
+            if hit:
+                self.timeout_hit = hit
+            return b.control.interrupted or hit is not None
+
+        try:
+            self.agent = self.cloud.provision(
+                script, b.job, b.number, self.root_url, workspace.with_name(workspace.name + "@tmp"),
+                c.line, created, should_stop,
+            )  # fmt: skip
+        except ProvisionFailed as e:
+            c.line(str(e))
+            return "FAILURE"
+        except ProvisionInterrupted:
+            if self.timeout_hit:
+                c.line("Timeout has been exceeded")
+            if b.control.aborted_by:
+                c.line(f"Aborted by {b.control.aborted_by}")
+            return "ABORTED"
+        if self.agent is not None:
+            c.line(f"Running on {self.agent.name} in {workspace}")
+        return None
+
     def finish(self, result: str) -> None:
         b = self.build
+        if self.agent is not None:
+            self.agent.release()  # the plugin deletes the pod when the build leaves its node block
+            self.agent = None
         if b.control.kill:
             self.console.line("Hard kill!")
             result = "ABORTED"
@@ -339,6 +388,7 @@ class BuildRunner(threading.Thread):
             "JENKINS_URL": self.root_url,
             "BUILD_URL": f"{self.root_url}job/{b.job}/{b.number}/",
             "JOB_URL": f"{self.root_url}job/{b.job}/",
+            **(self.agent.step_env() if self.agent is not None else {}),
         }
         for p in b.params:
             env[str(p["name"])] = str(p["value"]).lower() if isinstance(p["value"], bool) else str(p["value"])
@@ -415,8 +465,9 @@ class BuildRunner(threading.Thread):
             if isinstance(step.get("timeoutSeconds"), int | float):
                 step_deadline = time.monotonic() + float(step["timeoutSeconds"])
             status, error = self.exec_script(
-                str(step.get("script", "")), env, workspace, log, secrets, step_deadline, stage_deadline
-            )
+                str(step.get("script", "")), env, workspace, log, secrets, step_deadline, stage_deadline,
+                container=str(step.get("node") or ""),
+            )  # fmt: skip
         finally:
             log.close()
         with self.state.lock:
@@ -436,10 +487,12 @@ class BuildRunner(threading.Thread):
         secrets: list[str],
         step_deadline: float | None,
         stage_deadline: float | None,
+        container: str = "",
     ) -> tuple[str, dict[str, str | None] | None]:
         b, c = self.build, self.console
+        argv = ["/bin/sh", "-c", script]
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", script],
+            self.agent.command(container, argv) if self.agent is not None else argv,
             cwd=workspace,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 from devstack.jenkins_lite import api
+from devstack.jenkins_lite.agents import KubernetesCloud
 from devstack.jenkins_lite.faults import Faults
 from devstack.jenkins_lite.model import Build, HttpError, Job, State, failure, now_ms
 from devstack.jenkins_lite.runner import (
@@ -773,11 +774,14 @@ class _Server(ThreadingHTTPServer):
 class LiteServer:
     """A running jenkins-lite; `serve()` makes one."""
 
-    def __init__(self, state: State, faults: Faults, host: str, port: int) -> None:
+    def __init__(
+        self, state: State, faults: Faults, host: str, port: int, cloud: KubernetesCloud | None = None
+    ) -> None:
         self.state = state
         self.faults = faults
         self.host = host
         self.scheduler = Scheduler(state, "")
+        self.scheduler.cloud = cloud
         app = App(state, faults, self.scheduler)
         handler = type("BoundHandler", (Handler,), {"app": app, "lite": self})
         self.httpd = _Server((host, port), handler)
@@ -872,14 +876,25 @@ def serve(
     quiet_period: int = 5,
     kill_grace: float = 3.0,
     fault_seed: int | None = None,
+    kubeconfig: str | Path | None = None,
+    nodes_dir: str | Path | None = None,
 ) -> LiteServer:
-    """Start jenkins-lite in this process (threads) and return its handle; call `.shutdown()` when done."""
+    """Start jenkins-lite in this process (threads) and return its handle; call `.shutdown()` when done.
+
+    With ``kubeconfig``, podTemplate builds run in agent pods of that cluster (docs/jenkins-lite.md), their
+    hostPath volumes kept under ``nodes_dir`` (default ``HOME/nodes``).
+    """
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
+    cloud = None
+    if kubeconfig is not None:
+        cloud = KubernetesCloud.from_kubeconfig(Path(kubeconfig), Path(nodes_dir or home / "nodes"))
     state = State(home, user, token, version, executors, queue_item_ttl, quiet_period, kill_grace)
     with state.lock:
         for b in state.load():
             abort_interrupted(state, b, "the server restarted while this build was running")
+            if cloud is not None and b.agent_pod is not None:
+                cloud.delete_pod(b.agent_pod["namespace"], b.agent_pod["name"])
     faults = Faults(fault_seed)
     faults.set(fail_rate, latency_ms, drop_rate, drop_after_rate)
-    return LiteServer(state, faults, host, port).start()
+    return LiteServer(state, faults, host, port, cloud).start()

@@ -1,0 +1,165 @@
+"""A minimal Kubernetes REST client for jenkins-lite's agent pods: a kubeconfig's cluster, and either its
+own user (client certificate or token) or a service-account bearer token."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class KubeError(Exception):
+    """An API answer other than success: ``status`` is the HTTP code, ``message`` the Status message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Cluster:
+    server: str
+    ca_pem: bytes
+
+
+def _data_or_file(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
+    data = entry.get(f"{key}-data")
+    if data:
+        return base64.b64decode(data)
+    path = entry.get(key)
+    if path:
+        p = Path(path)
+        return (p if p.is_absolute() else base / p).read_bytes()
+    return None
+
+
+def _named(doc: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    for item in doc.get(kind) or []:
+        if item.get("name") == name:
+            value: dict[str, Any] = item.get(kind[:-1]) or {}
+            return value
+    raise ValueError(f"kubeconfig has no {kind[:-1]} named {name!r}")
+
+
+class KubeClient:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        token: str | None = None,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.cluster = cluster
+        self.token = token
+        self.timeout = timeout
+        self._ssl = ssl.create_default_context(cadata=cluster.ca_pem.decode())
+        if cert_pem and key_pem:
+            # ssl wants files for a client certificate: a private temporary directory, removed at once.
+            with tempfile.TemporaryDirectory(prefix="jenkins-lite-kube-") as d:
+                cert, key = Path(d) / "cert.pem", Path(d) / "key.pem"
+                cert.write_bytes(cert_pem)
+                key.touch(mode=0o600)
+                key.write_bytes(key_pem)
+                self._ssl.load_cert_chain(str(cert), str(key))
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self._ssl)
+        )
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path) -> KubeClient:
+        doc = yaml.safe_load(path.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: not a kubeconfig")
+        ctx = _named(doc, "contexts", str(doc.get("current-context") or ""))
+        cluster_entry = _named(doc, "clusters", str(ctx.get("cluster")))
+        user = _named(doc, "users", str(ctx.get("user")))
+        ca = _data_or_file(cluster_entry, "certificate-authority", path.parent)
+        if ca is None:
+            raise ValueError(f"{path}: the cluster has no certificate-authority")
+        cluster = Cluster(str(cluster_entry["server"]).rstrip("/"), ca)
+        return cls(
+            cluster,
+            token=user.get("token"),
+            cert_pem=_data_or_file(user, "client-certificate", path.parent),
+            key_pem=_data_or_file(user, "client-key", path.parent),
+        )
+
+    def as_token(self, token: str) -> KubeClient:
+        """The same cluster, authenticated by ``token`` only."""
+        return KubeClient(self.cluster, token=token, timeout=self.timeout)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.cluster.server + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                message = str(json.loads(raw).get("message") or raw[:300])
+            except ValueError:
+                message = raw[:300].decode(errors="replace")
+            raise KubeError(e.code, message) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise KubeError(0, f"{self.cluster.server}: {e}") from None
+        return json.loads(raw) if raw else None
+
+    def service_account_token(
+        self, namespace: str, name: str, seconds: int = 3600, bound_pod: tuple[str, str] | None = None
+    ) -> str:
+        """A TokenRequest for the service account, optionally bound to a pod (name, uid) as a kubelet binds
+        the token it mounts: the token stops working when the pod is deleted."""
+        spec: dict[str, Any] = {"expirationSeconds": seconds}
+        if bound_pod is not None:
+            name_, uid = bound_pod
+            spec["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", "name": name_, "uid": uid}
+        answer = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        )
+        return str(answer["status"]["token"])
+
+    def kubeconfig_for_token(self, token: str, namespace: str) -> dict[str, Any]:
+        """A kubeconfig (kubectl reads JSON as YAML) for ``token`` against this cluster."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "kubernetes",
+                    "cluster": {
+                        "server": self.cluster.server,
+                        "certificate-authority-data": base64.b64encode(self.cluster.ca_pem).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": "agent", "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "agent",
+                    "context": {"cluster": "kubernetes", "user": "agent", "namespace": namespace},
+                }
+            ],
+            "current-context": "agent",
+        }
+
+
+__all__ = ["Cluster", "KubeClient", "KubeError"]
