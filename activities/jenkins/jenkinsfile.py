@@ -440,7 +440,7 @@ def _tmpdir_prelude() -> str:
     return 'cubepaas_tmp="$(mktemp -d)"\ntrap \'rm -rf "$cubepaas_tmp"\' EXIT\n'
 
 
-def _subst_function() -> str:
+def substitution_function() -> str:
     """``cubepaas_subst IN OUT [json]``: ``${CICD_...}`` references replaced by the step's environment at run
     time (so the published image's digest reaches manifests and values); unset variables stay as written."""
     names = " ".join((*CICD_VARIABLES, *PUBLISHED_IMAGE_VARIABLES))
@@ -566,7 +566,7 @@ def apply_yaml_script(
         "set -e",
         published_image_prelude().rstrip("\n"),
         _tmpdir_prelude().rstrip("\n"),
-        _subst_function().rstrip("\n"),
+        substitution_function().rstrip("\n"),
         f"cubepaas_deadline=$(( $(date +%s) + {int(timeout)} ))",
         f"cubepaas_default_ns={_q(ns)}",
     ]
@@ -628,7 +628,7 @@ def apply_app_script(cfg: ApplyAppConfig, variables: dict[str, str], namespace: 
         "set -e",
         published_image_prelude().rstrip("\n"),
         _tmpdir_prelude().rstrip("\n"),
-        _subst_function().rstrip("\n"),
+        substitution_function().rstrip("\n"),
         # JSON is YAML: the values go to helm as a file, exactly as written in the pipeline file.
         f"printf '%s\\n' {_q(json.dumps(cfg.values, sort_keys=True))} > \"$cubepaas_tmp/in.json\"",
         'cubepaas_subst "$cubepaas_tmp/in.json" "$cubepaas_tmp/values.json" json',
