@@ -62,7 +62,7 @@ from crds.messages import (
 )
 from crds.pipeline import CacheNode, Pipeline
 from crds.pipeline_file import PublishCatalogConfig, PublishImageConfig, Resources, RunScriptConfig
-from crds.reasons import JenkinsMode, Reason
+from crds.reasons import JenkinsMode, Reason, StageState
 
 logger = logging.getLogger(__name__)
 
@@ -383,6 +383,8 @@ class BuildActivities:
             while True:
                 status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
                 snap = snapshot_of(status)
+                if snap.building and not any(s.state == StageState.BUILDING for s in snap.steps):
+                    snap.agent_waiting = await asyncio.to_thread(self._agent_waiting, ctx)
                 if node_pending and snap.building:
                     # The agent pod lives only while the build runs (the plugin deletes it at the end): the
                     # node it was placed on is read while it exists.
@@ -458,6 +460,21 @@ class BuildActivities:
             )
         except DevopsError as err:
             raise to_application_error(err) from err
+
+    def _agent_waiting(self, ctx: ExecutionContext) -> str | None:
+        """The scheduler's reason when the run's agent pod is Pending unscheduled (e.g. ``Unschedulable: 0/3
+        nodes are available: 3 Insufficient cpu``), else None."""
+        selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
+        pods = self.kube.list_objects("v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector)
+        for pod in pods:
+            status = pod.get("status") or {}
+            if status.get("phase") != "Pending":
+                continue
+            for cond in status.get("conditions") or []:
+                if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                    reason, message = cond.get("reason") or "", cond.get("message") or ""
+                    return f"{reason}: {message}".strip(": ") or "not scheduled yet"
+        return None
 
     # -- build caches --------------------------------------------------------------------------
 

@@ -239,6 +239,8 @@ class BuildSnapshot(Msg):
     pending_gates: list[str] = Field(default_factory=list)
     started_ms: int | None = None
     ended_ms: int | None = None
+    agent_waiting: str | None = None
+    """Why the build's agent pod is not running yet (the scheduler's PodScheduled condition), if it is not."""
 
     def step(self, stage: int, step: int) -> StepSnapshot | None:
         for s in self.steps:
@@ -254,6 +256,7 @@ class BuildSnapshot(Msg):
             self.result,
             tuple((s.stage, s.step, s.state) for s in self.steps),
             tuple(self.pending_gates),
+            self.agent_waiting,
         )
 
 

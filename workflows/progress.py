@@ -70,6 +70,13 @@ def apply_snapshot(
             step.message = s.message
     for stage in status.stages:
         _derive_stage(stage)
+    if snap.agent_waiting:
+        status.message = f"{AGENT_WAITING} {snap.agent_waiting}"
+    elif (status.message or "").startswith(AGENT_WAITING):
+        status.message = "Building"
+
+
+AGENT_WAITING = "Waiting for the build agent to be scheduled:"
 
 
 def _derive_stage(stage: StageStatus) -> None:

@@ -288,3 +288,69 @@ def test_manifests_and_values_get_the_published_image_and_other_variables_at_run
     )
     # In JSON values, quotes and backslashes of a value are escaped so the document stays valid.
     assert 'b: fix/a&b|c\\\\d\\"e ' in (tmp_path / "out.json").read_text()
+
+
+# ------------------------------------------------------------------------------- status from reports
+
+
+def _status() -> tuple[Any, PipelineConfig]:
+    from crds.execution import PipelineExecutionStatus
+    from workflows import progress
+
+    config = PipelineConfig.model_validate(
+        {
+            "stages": [
+                {
+                    "name": "Ship",
+                    "steps": [
+                        {"publishImageConfig": {"tag": "demo/app:v1"}},
+                        {"applyYamlConfig": {"content": "kind: ConfigMap", "namespace": "elsewhere"}},
+                    ],
+                }
+            ]
+        }
+    )
+    status = PipelineExecutionStatus()
+    progress.init_stages(status, config, "main", "push")
+    return status, config
+
+
+def test_a_stored_report_records_the_image_and_its_error_becomes_the_steps_and_the_runs_message() -> None:
+    from crds.execution import PublishedImage
+    from crds.messages import BuildSnapshot, StepReport, StepSnapshot
+    from workflows import progress
+
+    status, config = _status()
+    snap = BuildSnapshot(
+        building=False,
+        result="FAILURE",
+        steps=[
+            StepSnapshot(stage=1, step=0, state="Success", started_ms=1, ended_ms=2),
+            StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2, message="exit code 1"),
+        ],
+    )
+    progress.apply_snapshot(status, snap, config)
+    image = PublishedImage(repository="reg:5000/demo/app", tag="v1", digest=DIGEST)
+    progress.set_log_object(status, 1, 0, "log-0", StepReport(image=image))
+    forbidden = 'kubectl apply was refused: Error from server (Forbidden): ... cannot patch "x"'
+    progress.set_log_object(status, 1, 1, "log-1", StepReport(error=forbidden))
+    progress.apply_snapshot(status, snap, config)  # a later snapshot keeps the report's words
+    steps = status.stages[1].steps
+    assert steps[0].image == image and steps[0].log_object == "log-0"
+    assert steps[1].message == forbidden
+    phase, _, message = progress.outcome(status, snap, rejected=False)
+    assert phase == "Failed"
+    assert message == f"Step '{steps[1].name}' of stage 'Ship' failed: {forbidden}"
+
+
+def test_an_unscheduled_agent_shows_the_schedulers_reason_until_it_runs() -> None:
+    from crds.messages import BuildSnapshot
+    from workflows import progress
+
+    status, config = _status()
+    reason = "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
+    progress.apply_snapshot(status, BuildSnapshot(agent_waiting=reason), config)
+    assert status.message == f"Waiting for the build agent to be scheduled: {reason}"
+    assert BuildSnapshot(agent_waiting=reason).key() != BuildSnapshot().key()  # follow returns on a change
+    progress.apply_snapshot(status, BuildSnapshot(), config)
+    assert status.message == "Building"
