@@ -556,19 +556,25 @@ def _deploy_timeout(step: Step, stage_timeout: int | None) -> int:
     return stage_timeout or DEFAULT_DEPLOY_TIMEOUT_SECONDS
 
 
+#: Prints ``Kind/name namespace`` per applied object, for a single object and for a List alike.
+_APPLIED_TEMPLATE = (
+    '{{if .items}}{{range .items}}{{.kind}}/{{.metadata.name}} {{.metadata.namespace}}{{"\\n"}}{{end}}'
+    '{{else}}{{.kind}}/{{.metadata.name}} {{.metadata.namespace}}{{"\\n"}}{{end}}'
+)
+
+
 def apply_yaml_script(
-    cfg: ApplyYamlConfig, variables: dict[str, str], field_manager: str, namespace: str, timeout: int
+    cfg: ApplyYamlConfig, variables: dict[str, str], field_manager: str, timeout: int
 ) -> str:
     """Server-side apply with the pipeline's field manager, then wait for the applied workloads to roll out
     within the step's time; a refused object or a stuck rollout fails the step, naming it."""
-    ns = substitute(cfg.namespace, variables) if cfg.namespace else namespace
+    ns = f" -n {_q(substitute(cfg.namespace, variables))}" if cfg.namespace else ""
     lines = [
         "set -e",
         published_image_prelude().rstrip("\n"),
         _tmpdir_prelude().rstrip("\n"),
         substitution_function().rstrip("\n"),
         f"cubepaas_deadline=$(( $(date +%s) + {int(timeout)} ))",
-        f"cubepaas_default_ns={_q(ns)}",
     ]
     if cfg.path is not None:
         path = _q(substitute(cfg.path, variables))
@@ -584,11 +590,10 @@ def apply_yaml_script(
         ]
     else:
         lines.append(f"printf '%s\\n' {_q(cfg.content or '')} > \"$cubepaas_tmp/in.yaml\"")
-    template = '{.kind}/{.metadata.name}{" "}{.metadata.namespace}{"\\n"}'
     lines += [
         'cubepaas_subst "$cubepaas_tmp/in.yaml" "$cubepaas_tmp/manifests.yaml"',
-        f"if ! kubectl apply --server-side --force-conflicts --field-manager={_q(field_manager)} -n {_q(ns)}"
-        f' -f "$cubepaas_tmp/manifests.yaml" -o jsonpath={_q(template)} > "$cubepaas_tmp/applied"'
+        f"if ! kubectl apply --server-side --force-conflicts --field-manager={_q(field_manager)}{ns}"
+        f' -f "$cubepaas_tmp/manifests.yaml" -o go-template={_q(_APPLIED_TEMPLATE)} > "$cubepaas_tmp/applied"'
         ' 2> "$cubepaas_tmp/err"; then',
         _indent(_fail_with("kubectl apply was refused")),
         "fi",
@@ -598,11 +603,10 @@ def apply_yaml_script(
         '  case "$cubepaas_obj" in Deployment/*|StatefulSet/*|DaemonSet/*) ;; *) continue ;; esac',
         "  cubepaas_left=$(( cubepaas_deadline - $(date +%s) ))",
         '  if [ "$cubepaas_left" -lt 1 ]; then cubepaas_left=1; fi',
-        '  if ! kubectl rollout status "$cubepaas_obj" -n "${cubepaas_ns:-$cubepaas_default_ns}"'
-        ' --timeout="${cubepaas_left}s"; then',
+        '  if ! kubectl rollout status "$cubepaas_obj" -n "$cubepaas_ns" --timeout="${cubepaas_left}s"'
+        " < /dev/null; then",
         f"    printf '{REPORT_PREFIX}error %s\\n'"
-        ' "$cubepaas_obj in namespace ${cubepaas_ns:-$cubepaas_default_ns}"'
-        f' did not roll out within {int(timeout)}s"',
+        f' "$cubepaas_obj in namespace $cubepaas_ns did not roll out within {int(timeout)}s"',
         "    exit 1",
         "  fi",
         'done < "$cubepaas_tmp/applied"',
@@ -762,7 +766,7 @@ def _step_plan(
         elif isinstance(cfg, ApplyYamlConfig):
             timeout = _deploy_timeout(step, stage_timeout)
             manager = inp.pipeline
-            image, script = KUBECTL_IMAGE, apply_yaml_script(cfg, variables, manager, inp.namespace, timeout)
+            image, script = KUBECTL_IMAGE, apply_yaml_script(cfg, variables, manager, timeout)
         elif isinstance(cfg, ApplyAppConfig):
             timeout = _deploy_timeout(step, stage_timeout)
             image, script = HELM_IMAGE, apply_app_script(cfg, variables, inp.namespace, timeout)
