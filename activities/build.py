@@ -120,6 +120,28 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
     )
 
 
+def _console_failure(eng: JenkinsEngine, job: str, number: int) -> str | None:
+    """The last ``ERROR:`` line of the build's console (the kubernetes plugin and jenkins-lite print why an
+    agent could not be provisioned that way), or None. Only read for builds that failed before or between
+    steps, whose consoles are short."""
+    return console_failure(eng.read_console(job, number, 0).text)
+
+
+def console_failure(console: str) -> str | None:
+    """The last ``ERROR:`` line of a console with the lines that continue it (the apiserver's message after
+    "Unable to create pod"), up to the next blank, ``[Pipeline]`` or ``Finished:`` line."""
+    lines = console.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("ERROR:")]
+    if not starts:
+        return None
+    parts = [lines[starts[-1]].strip()]
+    for line in lines[starts[-1] + 1 : starts[-1] + 4]:
+        if not line.strip() or line.startswith(("[Pipeline]", "Finished:", "ERROR:")):
+            break
+        parts.append(line.strip())
+    return " ".join(parts)[:1000]
+
+
 def _reports(ctx: ExecutionContext, stage: int, step: int) -> bool:
     """Whether the step's script is one we generate, which reports its work in its log (not a user's
     runScript, which could print anything; not the clone, which has nothing to report)."""
@@ -385,6 +407,12 @@ class BuildActivities:
                 snap = snapshot_of(status)
                 if snap.building and not any(s.state == StageState.BUILDING for s in snap.steps):
                     snap.agent_waiting = await asyncio.to_thread(self._agent_waiting, ctx)
+                if (
+                    not snap.building
+                    and snap.result != "SUCCESS"
+                    and not any(s.state == StageState.FAILED for s in snap.steps)
+                ):
+                    snap.failure = await asyncio.to_thread(_console_failure, eng, inp.target.job, number)
                 if node_pending and snap.building:
                     # The agent pod lives only while the build runs (the plugin deletes it at the end): the
                     # node it was placed on is read while it exists.

@@ -241,6 +241,9 @@ class BuildSnapshot(Msg):
     ended_ms: int | None = None
     agent_waiting: str | None = None
     """Why the build's agent pod is not running yet (the scheduler's PodScheduled condition), if it is not."""
+    failure: str | None = None
+    """Why a build that failed outside every step failed: the console's last ``ERROR:`` line (e.g. the agent
+    pod refused by the namespace's ResourceQuota)."""
 
     def step(self, stage: int, step: int) -> StepSnapshot | None:
         for s in self.steps:

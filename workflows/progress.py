@@ -155,7 +155,8 @@ def outcome(
                     Reason.STEP_FAILED,
                     f"Step '{step.name}' of stage '{stage.name}' failed{why}",
                 )
-    return ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}"
+    why = f": {snap.failure}" if snap.failure else ""
+    return ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}{why}"
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:

@@ -459,6 +459,30 @@ def test_an_oversized_request_leaves_the_agent_pod_pending_and_the_run_shows_the
     assert ended is not None and ended.phase == ExecutionPhase.ABORTED
 
 
+def test_an_agent_pod_beyond_the_quota_is_refused_and_the_run_fails_with_the_quotas_message(
+    worker_process: Any,
+    kube: Kube,
+    kube_api_client: Any,
+    step_project: Callable[..., tuple[str, str, str]],
+    pipeline_factory: Callable[..., Any],
+    git_repo: Callable[..., tuple[str, str]],
+) -> None:
+    # The pipeline namespace runs the registry and the object store (External Jenkins): two pods, all the
+    # quota allows, so the agent pod is the one too many.
+    ns, _, _ = step_project(resourceQuota={"pods": 2})
+    pipeline = json.dumps(
+        {
+            "stages": [
+                {"name": "Test", "steps": [{"runScriptConfig": {"image": "busybox", "shellScript": "true"}}]}
+            ]
+        }
+    )
+    pe, _ = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, pipeline)
+    st = wait_terminal(kube, ns, pe.name).status
+    assert st is not None and st.phase == ExecutionPhase.FAILED
+    assert st.message is not None and "exceeded quota: cubepaas-executors" in st.message, st.message
+
+
 CACHE_PIPELINE = """
 stages:
 - name: Build

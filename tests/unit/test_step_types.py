@@ -354,3 +354,30 @@ def test_an_unscheduled_agent_shows_the_schedulers_reason_until_it_runs() -> Non
     assert BuildSnapshot(agent_waiting=reason).key() != BuildSnapshot().key()  # follow returns on a change
     progress.apply_snapshot(status, BuildSnapshot(), config)
     assert status.message == "Building"
+
+
+def test_a_build_that_failed_outside_every_step_names_the_consoles_error() -> None:
+    from crds.messages import BuildSnapshot
+    from workflows import progress
+
+    status, config = _status()
+    refused = 'ERROR: pods "agent" is forbidden: exceeded quota: cubepaas-executors, requested: pods=1'
+    snap = BuildSnapshot(building=False, result="FAILURE", failure=refused)
+    progress.apply_snapshot(status, snap, config)
+    assert progress.outcome(status, snap, rejected=False)[2] == f"The build ended FAILURE: {refused}"
+
+
+def test_the_consoles_error_keeps_the_lines_that_continue_it() -> None:
+    from activities.build import console_failure
+
+    console = (
+        "Started by user admin\n[Pipeline] podTemplate\n"
+        "ERROR: Unable to create pod kubernetes p-pipeline/agent-x.\n"
+        'pods "agent-x" is forbidden: exceeded quota: cubepaas-executors, requested: pods=1\n'
+        "[Pipeline] End of Pipeline\nFinished: FAILURE\n"
+    )
+    assert console_failure(console) == (
+        "ERROR: Unable to create pod kubernetes p-pipeline/agent-x. "
+        'pods "agent-x" is forbidden: exceeded quota: cubepaas-executors, requested: pods=1'
+    )
+    assert console_failure("Finished: SUCCESS\n") is None
