@@ -120,16 +120,10 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
     )
 
 
-def _console_failure(eng: JenkinsEngine, job: str, number: int) -> str | None:
-    """The last ``ERROR:`` line of the build's console (the kubernetes plugin and jenkins-lite print why an
-    agent could not be provisioned that way), or None. Only read for builds that failed before or between
-    steps, whose consoles are short."""
-    return console_failure(eng.read_console(job, number, 0).text)
-
-
 def console_failure(console: str) -> str | None:
-    """The last ``ERROR:`` line of a console with the lines that continue it (the apiserver's message after
-    "Unable to create pod"), up to the next blank, ``[Pipeline]`` or ``Finished:`` line."""
+    """The last ``ERROR:`` line of a build console with the lines that continue it, up to the next blank,
+    ``[Pipeline]`` or ``Finished:`` line: the kubernetes plugin and jenkins-lite say so why an agent could not
+    be provisioned ("Unable to create pod ..." and the apiserver's message)."""
     lines = console.splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("ERROR:")]
     if not starts:
@@ -412,7 +406,9 @@ class BuildActivities:
                     and snap.result != "SUCCESS"
                     and not any(s.state == StageState.FAILED for s in snap.steps)
                 ):
-                    snap.failure = await asyncio.to_thread(_console_failure, eng, inp.target.job, number)
+                    # Failed before or between steps: the console is short, and says why.
+                    console = await asyncio.to_thread(eng.read_console, inp.target.job, number, 0)
+                    snap.failure = console_failure(console.text)
                 if node_pending and snap.building:
                     # The agent pod lives only while the build runs (the plugin deletes it at the end): the
                     # node it was placed on is read while it exists.
