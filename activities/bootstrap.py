@@ -40,8 +40,10 @@ from temporalio import activity
 from temporalio.exceptions import CancelledError
 
 from activities.errors import DevopsError, KubeConflictError, KubeTransientError, to_application_error
+from activities.heartbeat import heartbeating, seconds_left
 from activities.kube import Kube, Outcome, encode_secret_data
 from crds.messages import (
+    Activity,
     BootstrapInput,
     BootstrapResult,
     RoleBindingInput,
@@ -422,7 +424,8 @@ class NamespaceActivities:
 
     # -- devops.namespace.bootstrap ---------------------------------------------------------------
 
-    @activity.defn(name="devops.namespace.bootstrap")
+    @activity.defn(name=Activity.BOOTSTRAP_NAMESPACE)
+    @heartbeating
     def bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
         try:
             return self._bootstrap(inp)
@@ -556,7 +559,9 @@ class NamespaceActivities:
             tally.record(manifest, Outcome.UNCHANGED)
 
     def _wait_ready(self, inp: BootstrapInput, names: list[str]) -> None:
-        deadline = time.monotonic() + inp.ready_timeout_seconds
+        # Within the attempt's own deadline, so the error below is reported rather than the attempt killed.
+        timeout = seconds_left(float(inp.ready_timeout_seconds))
+        deadline = time.monotonic() + timeout
         pending = list(names)
         while True:
             why: dict[str, str] = {}
@@ -572,16 +577,17 @@ class NamespaceActivities:
                 name = pending[0]
                 raise KubeTransientError(
                     f"Deployment {inp.pipeline_namespace}/{name} is not ready after "
-                    f"{inp.ready_timeout_seconds}s: {why[name]}"
+                    f"{timeout:.0f}s: {why[name]}"
                     + (f" (also not ready: {', '.join(pending[1:])})" if len(pending) > 1 else ""),
-                    reason="DeploymentNotReady",
+                    reason=Reason.DEPLOYMENT_NOT_READY,
                 )
             _heartbeat("waiting for", pending)
             _sleep(min(inp.ready_poll_seconds, max(0.05, deadline - time.monotonic())))
 
     # -- devops.rbac.reconcile --------------------------------------------------------------------
 
-    @activity.defn(name="devops.rbac.reconcile")
+    @activity.defn(name=Activity.RECONCILE_ROLEBINDINGS)
+    @heartbeating
     def reconcile_rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
         try:
             return self._reconcile_rolebindings(inp)

@@ -26,6 +26,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.execution import CAS_ATTEMPTS, git_credentials
+from activities.heartbeat import heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
@@ -38,6 +39,7 @@ from activities.jenkins.jenkinsfile import (
     image_reference,
     render_jenkinsfile,
 )
+from activities.jenkins.logs import last_line
 from activities.jenkins.stepreport import read_report_file
 from activities.kube import Kube
 from activities.logstore import LogStore, StoreConfig, log_object_name
@@ -47,6 +49,8 @@ from crds.messages import (
     BuildRef,
     BuildSnapshot,
     CleanupInput,
+    ConsoleTail,
+    ConsoleTailInput,
     ExecutionContext,
     FollowInput,
     GateInput,
@@ -59,6 +63,8 @@ from crds.messages import (
     StoreStepLogInput,
     StoreStepLogResult,
     TriggerInput,
+    gate_input_id,
+    gate_stage,
 )
 from crds.pipeline import CacheNode, Pipeline
 from crds.pipeline_file import PublishCatalogConfig, PublishImageConfig, Resources, RunScriptConfig
@@ -114,7 +120,7 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
         building=status.building,
         result=status.result,
         steps=steps,
-        pending_gates=[p.id for p in status.pending_inputs],
+        pending_gates=[g for p in status.pending_inputs if (g := gate_stage(p.id)) is not None],
         started_ms=status.start_millis,
         ended_ms=status.end_millis,
     )
@@ -257,6 +263,7 @@ class BuildActivities:
     # -- job -----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.JENKINS_PREPARE)
+    @heartbeating
     def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
         try:
             return self._prepare(inp.context)
@@ -364,15 +371,15 @@ class BuildActivities:
         return JenkinsJob(job=job, credential_ids=cred_ids)
 
     @activity.defn(name=Activity.JENKINS_TRIGGER)
+    @heartbeating
     def trigger(self, inp: TriggerInput) -> BuildRef:
         try:
             eng = self.engine(inp.target.context)
             ref = eng.trigger(inp.target.job, inp.execution_id)
-            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, TRIGGER_WAIT_SECONDS)
+            wait = seconds_left(TRIGGER_WAIT_SECONDS)
+            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, wait)
             if ref.number is None:
-                raise JenkinsTransientError(
-                    f"{inp.target.job}: build still queued after {TRIGGER_WAIT_SECONDS}s"
-                )
+                raise JenkinsTransientError(f"{inp.target.job}: build still queued after {wait:.0f}s")
             return BuildRef(job=inp.target.job, queue_id=ref.queue_id, number=ref.number)
         except DevopsError as err:
             raise to_application_error(err) from err
@@ -428,17 +435,19 @@ class BuildActivities:
             raise to_application_error(err) from err
 
     @activity.defn(name=Activity.JENKINS_GATE)
+    @heartbeating
     def gate(self, inp: GateInput) -> None:
         try:
             eng = self.engine(inp.target.context)
             assert inp.build.number is not None
+            gate_id = gate_input_id(inp.stage)
             if inp.proceed:
-                done = eng.proceed(inp.target.job, inp.build.number, inp.gate_id)
+                done = eng.proceed(inp.target.job, inp.build.number, gate_id)
             else:
-                done = eng.abort_input(inp.target.job, inp.build.number, inp.gate_id)
+                done = eng.abort_input(inp.target.job, inp.build.number, gate_id)
             logger.info(
                 "gate %s of %s #%s: %s%s",
-                inp.gate_id,
+                gate_id,
                 inp.target.job,
                 inp.build.number,
                 "proceed" if inp.proceed else "abort",
@@ -448,6 +457,7 @@ class BuildActivities:
             raise to_application_error(err) from err
 
     @activity.defn(name=Activity.JENKINS_STOP)
+    @heartbeating
     def stop(self, inp: StopInput) -> StopResult:
         try:
             eng = self.engine(inp.target.context)
@@ -462,9 +472,21 @@ class BuildActivities:
         except DevopsError as err:
             raise to_application_error(err) from err
 
+    @activity.defn(name=Activity.JENKINS_CONSOLE_TAIL)
+    @heartbeating
+    def console_tail(self, inp: ConsoleTailInput) -> ConsoleTail:
+        """The console's last line (to say why Jenkins aborted a build nobody asked it to stop)."""
+        try:
+            assert inp.build.number is not None
+            chunk = self.engine(inp.target.context).read_console(inp.target.job, inp.build.number)
+            return ConsoleTail(last_line=last_line(chunk.text))
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
     # -- logs ----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.STORE_STEP_LOG)
+    @heartbeating
     def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
         try:
             ctx = inp.target.context
@@ -474,7 +496,11 @@ class BuildActivities:
                 size = 0
                 if inp.node_id and inp.build.number is not None:
                     size = self.engine(ctx).copy_step_log(
-                        inp.target.job, inp.build.number, inp.node_id, spool, timeout=LOG_WAIT_SECONDS
+                        inp.target.job,
+                        inp.build.number,
+                        inp.node_id,
+                        spool,
+                        timeout=seconds_left(LOG_WAIT_SECONDS),
                     )
                 report = read_report_file(spool) if _reports(ctx, inp.stage, inp.step) else None
                 spool.seek(0)
@@ -571,6 +597,7 @@ class BuildActivities:
     # -- cleanup -------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.CLEANUP)
+    @heartbeating
     def cleanup(self, inp: CleanupInput) -> None:
         """Agent pods, then (logs are stored by now) the Jenkins job and credentials, keeping the last N."""
         try:

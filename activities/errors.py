@@ -18,12 +18,15 @@ translates it into Temporal's ``ApplicationError`` so the workflow's retry polic
         ├── ConfigError              the pipeline file or the CR is invalid (message for the user)
         └── GitError                 the repository or commit cannot be read
 
-``ApplicationError.type`` is the class name; permanent ones are ``non_retryable=True``.
+``ApplicationError.type`` is the class name; permanent ones are ``non_retryable=True``; the details hold
+the error's :class:`~crds.reasons.Reason` when it names one.
 """
 
 from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError
+
+from crds.reasons import Reason
 
 
 class DevopsError(Exception):
@@ -31,11 +34,11 @@ class DevopsError(Exception):
 
     retryable: bool = True
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
         super().__init__(message)
         self.message = message
-        #: A CamelCase reason for CR conditions (see crds.reasons); defaults to the class name.
-        self.reason = reason or type(self).__name__
+        #: The reason a run ending with this error names; None: the default of the workflow's phase.
+        self.reason = reason
 
 
 class TransientError(DevopsError):
@@ -97,7 +100,7 @@ def to_application_error(err: DevopsError) -> ApplicationError:
     """Translate a classified error into what Temporal's retry policy understands."""
     return ApplicationError(
         err.message,
-        err.reason,
+        *([err.reason.value] if err.reason else []),
         type=type(err).__name__,
         non_retryable=not err.retryable,
     )

@@ -15,6 +15,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.gitfile import PIPELINE_FILE, read_file_at, resolve_revision
+from activities.heartbeat import heartbeating
 from activities.kube import Kube
 from crds.execution import PipelineExecution, PipelineExecutionStatus
 from crds.messages import (
@@ -75,6 +76,7 @@ class ExecutionActivities:
     # -- load ----------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.LOAD_EXECUTION)
+    @heartbeating
     def load(self, inp: LoadExecutionInput) -> ExecutionContext:
         try:
             return self._load(inp)
@@ -144,6 +146,7 @@ class ExecutionActivities:
     # -- status --------------------------------------------------------------------------------
 
     @activity.defn(name=Activity.WRITE_STATUS)
+    @heartbeating
     def write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
         try:
             return self._write_status(inp)
@@ -186,6 +189,7 @@ class ExecutionActivities:
         )
 
     @activity.defn(name=Activity.UPDATE_PIPELINE)
+    @heartbeating
     def update_pipeline(self, inp: UpdatePipelineInput) -> None:
         try:
             self._update_pipeline(inp)

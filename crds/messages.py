@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crds.execution import HelmRelease, PipelineExecutionStatus, PublishedImage, workflow_id_for
 from crds.pipeline_file import PipelineConfig
@@ -43,6 +43,7 @@ class Activity(StrEnum):
     JENKINS_FOLLOW = "devops.jenkins.follow"
     JENKINS_GATE = "devops.jenkins.gate"
     JENKINS_STOP = "devops.jenkins.stop"
+    JENKINS_CONSOLE_TAIL = "devops.jenkins.console_tail"
     STORE_STEP_LOG = "devops.logs.store_step"
     CLEANUP = "devops.execution.cleanup"
     QUOTA_ACQUIRE = "devops.quota.acquire"
@@ -93,8 +94,8 @@ class ExecutionWorkflowInput(Msg):
     #: Continue as new once the history holds this many events (0: when Temporal suggests it). The bridge
     #: takes it from the CR's ``devops.cubepaas.io/history-limit`` annotation.
     history_limit: int = 0
-    #: Set only by the workflow itself when it continues as new: where the previous run got to.
-    carried: CarriedState | None = None
+    #: Set only by the workflow itself when it continues as new: its whole state.
+    carried: ExecutionState | None = None
 
 
 def execution_workflow_id(namespace: str, name: str, uid: str) -> str:
@@ -109,21 +110,57 @@ class ControlInput(Msg):
     user: str = ""
 
 
-class CarriedState(Msg):
-    """What a run that continued as new takes along: it resumes following the same build."""
+class RunStep(StrEnum):
+    """The phases of an execution workflow, in order; an error is reported against the one it hit."""
 
-    context: ExecutionContext
-    status: PipelineExecutionStatus
-    job: JenkinsJob
-    build: BuildRef
+    LOAD = "load"
+    QUEUE = "queue"
+    PROVISION = "provision"
+    BUILD = "build"
+    FOLLOW = "follow"
+    FINISH = "finish"
+
+
+class StepKey(NamedTuple):
+    """One step of the run: its stage index (0 is the clone stage) and its index in the stage."""
+
+    stage: int
+    step: int
+
+
+class ExecutionState(Msg):
+    """The whole state of one execution workflow, and what it carries over continue-as-new.
+
+    The field names of the earlier ``CarriedState`` are kept, so a history recorded before still
+    decodes into this model.
+    """
+
+    status: PipelineExecutionStatus = Field(default_factory=PipelineExecutionStatus)
+    step: RunStep = RunStep.LOAD
+    context: ExecutionContext | None = None
+    job: JenkinsJob | None = None
+    build: BuildRef | None = None
+    #: The last build snapshot the workflow acted on (the follow activity returns when it changes).
     known: BuildSnapshot | None = None
-    stored_logs: list[tuple[int, int]] = Field(default_factory=list)
+    stored_logs: list[StepKey] = Field(default_factory=list)
     quota_held: bool = False
+    slot_granted: bool = False
+    #: Runs ahead in the project's queue, as last told by the quota workflow.
+    ahead: int | None = None
     paused: bool = False
     cancel: ControlInput | None = None
+    #: The workflow asked Jenkins to stop the build: an ABORTED result is ours, not Jenkins' own.
+    stop_requested: bool = False
     approved: list[int] = Field(default_factory=list)
     rejected: dict[int, str] = Field(default_factory=dict)
+    #: Stage index waiting for an approval decision.
+    awaiting_approval: int | None = None
+    #: Stage index whose gate is held (paused or waiting for approval).
+    held_gate: int | None = None
     last_written: str | None = None
+    cr_exists: bool = True
+    #: Last value of the DevopsPhase search attribute (upserted only when it changes).
+    phase_attribute: str | None = None
     generation: int = 1
 
 
@@ -229,6 +266,20 @@ class StepSnapshot(Msg):
     message: str = ""
 
 
+GATE_INPUT_PREFIX = "Gate"
+
+
+def gate_input_id(stage: int) -> str:
+    """The id of the Jenkins ``input`` step that holds stage ``stage`` (the generated Jenkinsfile's)."""
+    return f"{GATE_INPUT_PREFIX}{stage}"
+
+
+def gate_stage(input_id: str) -> int | None:
+    """The stage a gate input holds (``Gate3`` -> 3); None for an input that is no gate of ours."""
+    digits = input_id.removeprefix(GATE_INPUT_PREFIX)
+    return int(digits) if digits != input_id and digits.isdigit() else None
+
+
 class BuildSnapshot(Msg):
     """What Jenkins reports about the build, reduced to what the workflow acts on."""
 
@@ -236,7 +287,8 @@ class BuildSnapshot(Msg):
     building: bool = True
     result: str | None = None
     steps: list[StepSnapshot] = Field(default_factory=list)
-    pending_gates: list[str] = Field(default_factory=list)
+    #: Stage indexes whose gate is pending, in order.
+    pending_gates: list[int] = Field(default_factory=list)
     started_ms: int | None = None
     ended_ms: int | None = None
     agent_waiting: str | None = None
@@ -244,6 +296,15 @@ class BuildSnapshot(Msg):
     failure: str | None = None
     """Why a build that failed outside every step failed: the console's last ``ERROR:`` line (e.g. the agent
     pod refused by the namespace's ResourceQuota)."""
+
+    @field_validator("pending_gates", mode="before")
+    @classmethod
+    def _gate_ids(cls, value: Any) -> Any:
+        """Histories recorded before carry the input ids (``Gate3``): read them as stage indexes."""
+        if not isinstance(value, list):
+            return value
+        stages = (gate_stage(v) if isinstance(v, str) and not v.isdigit() else v for v in value)
+        return [s for s in stages if s is not None]
 
     def step(self, stage: int, step: int) -> StepSnapshot | None:
         for s in self.steps:
@@ -273,7 +334,8 @@ class FollowInput(Msg):
 class GateInput(Msg):
     target: JenkinsTarget
     build: BuildRef
-    gate_id: str
+    #: The stage whose gate is proceeded (or aborted).
+    stage: int
     proceed: bool = True
 
 
@@ -285,6 +347,16 @@ class StopInput(Msg):
 
 class StopResult(Msg):
     result: str | None = None
+
+
+class ConsoleTailInput(Msg):
+    target: JenkinsTarget
+    build: BuildRef
+
+
+class ConsoleTail(Msg):
+    #: The console's last non-empty line (empty when there is none).
+    last_line: str = ""
 
 
 class StoreStepLogInput(Msg):
@@ -323,6 +395,8 @@ class QuotaAcquireInput(Msg):
     workflow_id: str
     run: int
     capacity: int
+    #: When the PipelineExecution was created: the project's queue is ordered by it.
+    created: datetime | None = None
 
 
 def quota_workflow_id(project_namespace: str) -> str:
@@ -343,6 +417,8 @@ class QuotaRequest(Msg):
     workflow_id: str
     run: int
     capacity: int = 2
+    #: When the PipelineExecution was created (its arrival in the project).
+    created: datetime | None = None
 
 
 class QuotaRelease(Msg):
@@ -479,4 +555,4 @@ class RoleBindingResult(Msg):
 
 
 ExecutionWorkflowInput.model_rebuild()
-CarriedState.model_rebuild()
+ExecutionState.model_rebuild()

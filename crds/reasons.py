@@ -111,32 +111,53 @@ class NotificationCondition(StrEnum):
     ABORTED = "Aborted"
 
 
-class Reason:
-    """CamelCase reasons written into ``status.conditions[].reason``.
+class Reason(StrEnum):
+    """CamelCase reasons written into ``status.conditions[].reason``: the closed list.
 
-    Plain string constants (not an enum) because error classes may add their own reason
-    (``DevopsError.reason`` defaults to the class name).
+    A run ends with one of these; an error an activity raises names one (``DevopsError.reason``), or
+    the workflow uses the default reason of the phase the error happened in.
     """
 
     # Initialized
-    CONFIG_LOADED: Final = "ConfigLoaded"
-    CONFIG_INVALID: Final = "ConfigInvalid"
+    CONFIG_LOADED = "ConfigLoaded"
+    CONFIG_INVALID = "ConfigInvalid"
     # Queueing / Provisioned
-    QUOTA_EXCEEDED: Final = "QuotaExceeded"
-    NAMESPACE_READY: Final = "NamespaceReady"
-    JENKINS_NOT_READY: Final = "JenkinsNotReady"
-    JENKINS_READY: Final = "JenkinsReady"
+    QUOTA_UNAVAILABLE = "QuotaUnavailable"
+    NAMESPACE_READY = "NamespaceReady"
+    JENKINS_NOT_READY = "JenkinsNotReady"
+    DEPLOYMENT_NOT_READY = "DeploymentNotReady"
     # Built / Succeeded
-    BUILD_STARTED: Final = "BuildStarted"
-    BUILD_SUCCEEDED: Final = "BuildSucceeded"
-    BUILD_FAILED: Final = "BuildFailed"
-    STEP_FAILED: Final = "StepFailed"
-    TIMED_OUT: Final = "TimedOut"
-    CANCELLED: Final = "Cancelled"
-    APPROVAL_DENIED: Final = "ApprovalDenied"
-    WAITING_FOR_APPROVAL: Final = "WaitingForApproval"
-    PAUSED: Final = "Paused"
-    INTERNAL_ERROR: Final = "InternalError"
+    BUILD_STARTED = "BuildStarted"
+    BUILD_SUCCEEDED = "BuildSucceeded"
+    BUILD_FAILED = "BuildFailed"
+    STEP_FAILED = "StepFailed"
+    LOG_NOT_STORED = "LogNotStored"
+    CANCELLED = "Cancelled"
+    ABORTED_IN_JENKINS = "AbortedInJenkins"
+    """Jenkins aborted the build though this run never asked it to (e.g. a Jenkins restart)."""
+    APPROVAL_DENIED = "ApprovalDenied"
+    INTERNAL_ERROR = "InternalError"
+    # Written by the bridge when a run's workflow closed without finishing the run
+    WORKFLOW_TERMINATED = "WorkflowTerminated"
+    WORKFLOW_TIMED_OUT = "WorkflowTimedOut"
+    WORKFLOW_FAILED = "WorkflowFailed"
+    # Named by the Jenkins client for the error it met
+    JENKINS_FORBIDDEN = "JenkinsForbidden"
+    JENKINS_NOT_FOUND = "JenkinsNotFound"
+    JENKINS_INVALID_CONFIG = "JenkinsInvalidConfig"
+    JENKINS_UNAVAILABLE = "JenkinsUnavailable"
+    JENKINS_REJECTED = "JenkinsRejected"
+    JENKINS_TIMEOUT = "JenkinsTimeout"
+
+    @classmethod
+    def parse(cls, value: object) -> Reason | None:
+        """The member named by ``value`` (e.g. an error's detail), None when it names none."""
+        if not isinstance(value, str):
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 __all__ = [

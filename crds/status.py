@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import Field
 
@@ -50,17 +50,16 @@ class HasConditions(KubeModel):
         self,
         type_: str,
         status: ConditionStatus | str,
-        reason: str | None = None,
-        message: str | None = None,
-        now: datetime | None = None,
+        reason: str | None,
+        message: str | None,
+        now: datetime,
     ) -> bool:
         """Add or update the condition; ``lastTransitionTime`` moves only when ``status`` changes.
 
-        ``now`` must be timezone-aware (workflows pass ``workflow.now()``). Returns whether anything
-        changed.
+        ``now`` is required and timezone-aware: workflows pass ``workflow.now()`` (reading the clock
+        here would break their determinism). Returns whether anything changed.
         """
         status = ConditionStatus(status)
-        now = now or datetime.now(UTC)
         existing = self.condition(type_)
         if existing is None:
             self.conditions.append(

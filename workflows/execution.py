@@ -5,24 +5,26 @@ Deterministic: all I/O happens in activities, called by name with the models of
 (heartbeating, resumable) and returns only when a step changes state, a gate is pending or the build
 ends, so each return is one event batch and one status write.
 
-Order: load the config -> executor quota -> bootstrap the pipeline namespace -> RoleBindings ->
-Jenkins job and build -> follow (store each step's log as it ends, proceed the gate before each stage,
-holding it while paused or waiting for approval) -> finish (terminal phase, Pipeline status, cleanup,
-release the quota slot). Cancellation (the ``cancel`` signal or Temporal's own) stops the build,
-keeps every log, cleans up and ends the run Aborted.
+The workflow's whole state is one model, :class:`~crds.messages.ExecutionState`, which is also what it
+carries over continue-as-new. Its phases run in order, each a method: load the config -> executor
+quota -> provision the pipeline namespace and RoleBindings -> Jenkins job and build -> follow (store
+each step's log as it ends, proceed the gate before each stage, holding it while paused or waiting for
+approval). Each phase returns or raises; however it ends (the build's result, a cancel, an error in any
+activity) the run goes through one finish path, :meth:`_finish`: the terminal status with its reason,
+the Pipeline's status, cleanup, the quota slot given back. The workflow itself fails only where
+Temporal must (a bug in this code fails the workflow task, which Temporal retries).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from crds.execution import JenkinsBuildRef, PipelineExecutionStatus
@@ -33,10 +35,12 @@ with workflow.unsafe.imports_passed_through():
         BootstrapResult,
         BuildRef,
         BuildSnapshot,
-        CarriedState,
         CleanupInput,
+        ConsoleTail,
+        ConsoleTailInput,
         ControlInput,
         ExecutionContext,
+        ExecutionState,
         ExecutionWorkflowInput,
         FollowInput,
         GateDecisionInput,
@@ -51,9 +55,11 @@ with workflow.unsafe.imports_passed_through():
         QuotaRelease,
         RoleBindingInput,
         RoleBindingResult,
+        RunStep,
         Signal,
         SlotGranted,
         StatusQueryResult,
+        StepKey,
         StopInput,
         StopResult,
         StoreStepLogInput,
@@ -66,7 +72,9 @@ with workflow.unsafe.imports_passed_through():
         quota_workflow_id,
     )
     from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Reason, StageState
-    from workflows import progress
+    from workflows import controls, endings, progress
+    from workflows.endings import Ending
+    from workflows.options import OPTIONS, RETRY, follow_heartbeat
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -77,89 +85,153 @@ SA_BRANCH = SearchAttributeKey.for_keyword("DevopsBranch")
 SA_TRIGGER = SearchAttributeKey.for_keyword("DevopsTrigger")
 SA_RUN = SearchAttributeKey.for_int("DevopsRun")
 
-#: Transient faults are retried with backoff, without limit on attempts; each activity has a
-#: schedule-to-close deadline instead. Permanent ones arrive as non-retryable ApplicationErrors.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
-)
-SHORT = timedelta(minutes=2)
 STOP_GRACE_SECONDS = 10.0
-
-
-def _gate_stage(gate_id: str) -> int | None:
-    """``Gate3`` -> 3 (the Jenkinsfile generator names the gate before stage i ``Gate<i>``)."""
-    digits = gate_id.removeprefix("Gate").removeprefix("gate")
-    return int(digits) if digits.isdigit() else None
 
 
 @workflow.defn(name=EXECUTION_WORKFLOW)
 class PipelineExecutionWorkflow:
     def __init__(self) -> None:
-        self._status = PipelineExecutionStatus()
-        self._ctx: ExecutionContext | None = None
+        self._s = ExecutionState()
         self._input: ExecutionWorkflowInput | None = None
-        self._paused = False
-        self._cancel: ControlInput | None = None
-        self._approved: set[int] = set()
-        self._rejected: dict[int, str] = {}
-        self._awaiting_approval: int | None = None
-        self._held_gate: int | None = None
-        self._slot = False
-        self._ahead: int | None = None
-        self._control_changed = False
-        self._last_written: str | None = None
-        self._cr_exists = True
-        self._stored_logs: set[tuple[int, int]] = set()
-        self._build: BuildRef | None = None
-        self._job: JenkinsJob | None = None
-        self._quota_held = False
-        self._phase_sa: str | None = None
-        self._generation = 1
+        # Set by signals that changed something worth writing; it only wakes the waits, so it is not
+        # part of the state a continued run takes along.
+        self._woken = False
 
-    # --- entry point ---------------------------------------------------------------------------
+    # --- entry point and the one finish path ---------------------------------------------------
 
     @workflow.run
     async def run(self, inp: ExecutionWorkflowInput) -> PipelineExecutionStatus:
         self._input = inp
+        if inp.carried is not None:
+            self._s = inp.carried
+            # A run continues as new only while following the build.
+            self._s.step = RunStep.FOLLOW
+            workflow.logger.info("continuing (generation %d)", self._s.generation)
         try:
-            if inp.carried is not None:
-                await self._resume(inp.carried)
-            else:
-                await self._run()
+            try:
+                ending = await self._phases()
+            except ActivityError as err:
+                ending = endings.for_error(self._s.step, err)
         except asyncio.CancelledError:
-            # Temporal's own cancellation (`temporal workflow cancel`, a deleted CR): same as the signal.
-            if self._cancel is None:
-                self._cancel = ControlInput(reason="cancelled through Temporal")
-            await self._abort()
+            # Temporal's own cancellation (`temporal workflow cancel`, a deleted CR): same as the signal,
+            # and the workflow then ends cancelled, as Temporal asked.
+            controls.cancel(self._s, ControlInput(reason="cancelled through Temporal"))
+            await self._finish(await self._stop_build())
             raise
-        return self._status
+        await self._finish(ending)
+        return self._s.status
 
-    async def _run(self) -> None:
-        assert self._input is not None
-        ref = self._input.execution
-        self._status.started = workflow.now()
-        self._set_phase(ExecutionPhase.WAITING, "Loading the pipeline configuration")
-        try:
-            ctx = await self._act(
-                Activity.LOAD_EXECUTION,
-                LoadExecutionInput(execution=ref),
-                ExecutionContext,
-                summary=f"load {ref.namespace}/{ref.name}",
-            )
-        except ActivityError as err:
-            await self._fail(err, ConditionType.INITIALIZED, Reason.CONFIG_INVALID)
-            return
-        self._ctx = ctx
-        progress.init_stages(self._status, ctx.config, ctx.branch, ctx.event)
-        self._status.set_condition(
-            ConditionType.INITIALIZED,
-            ConditionStatus.TRUE,
-            Reason.CONFIG_LOADED,
-            f"{len(ctx.config.stages)} stages",
-            workflow.now(),
+    async def _phases(self) -> Ending:
+        """Run the phases in order (a continued run is past them); the ending of the build or a cancel."""
+        s = self._s
+        if s.step != RunStep.FOLLOW:
+            for step, phase in (
+                (RunStep.LOAD, self._load),
+                (RunStep.QUEUE, self._queue),
+                (RunStep.PROVISION, self._provision),
+                (RunStep.BUILD, self._start_build),
+            ):
+                s.step = step
+                await phase()
+                if s.cancel is not None:
+                    return await self._stop_build()
+            s.step = RunStep.FOLLOW
+        return await self._follow()
+
+    async def _finish(self, ending: Ending) -> None:
+        """Settle everything (Pipeline status, cleanup, quota slot), then write the terminal status last:
+        whoever sees the CR finished can rely on all of it being done. Nothing here raises: every step
+        is housekeeping whose failure is reported in the status message."""
+        s = self._s
+        s.step = RunStep.FINISH
+        now = workflow.now()
+        if ending.failed is not None:
+            s.status.set_condition(ending.failed, ConditionStatus.FALSE, ending.reason, ending.message, now)
+        progress.close_steps(
+            s.status, aborted=ending.phase in (ExecutionPhase.ABORTED, ExecutionPhase.DENIED)
         )
-        self._status.set_condition(
-            ConditionType.SUCCEEDED, ConditionStatus.UNKNOWN, Reason.CONFIG_LOADED, "Running", workflow.now()
+        succeeded = ConditionStatus.TRUE if ending.phase == ExecutionPhase.SUCCESS else ConditionStatus.FALSE
+        s.status.set_condition(ConditionType.SUCCEEDED, succeeded, ending.reason, ending.message, now)
+        if s.build is not None:
+            s.status.set_condition(ConditionType.BUILT, succeeded, ending.reason, ending.message, now)
+        s.status.finish(ending.phase, now, ending.message)
+        ctx = s.context
+        if ctx is not None:
+            await self._best_effort(
+                Activity.UPDATE_PIPELINE,
+                UpdatePipelineInput(
+                    namespace=ctx.execution.namespace,
+                    pipeline=ctx.pipeline,
+                    execution=ctx.execution.name,
+                    run=ctx.run,
+                    state=ending.phase.value,
+                    started=s.status.started,
+                ),
+                f"Pipeline {ctx.pipeline} status",
+            )
+            if s.job is not None:
+                await self._best_effort(
+                    Activity.CLEANUP,
+                    CleanupInput(target=self._target(), credential_ids=s.job.credential_ids),
+                    f"clean up {s.job.job}",
+                )
+        await self._release()
+        self._set_phase(ending.phase, s.status.message or ending.message)
+        try:
+            await self._write()
+        except ActivityError as err:
+            workflow.logger.warning("the terminal status was not written: %s", endings.error_text(err))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _stop_build(self) -> Ending:
+        """Cancel: stop the build (if one runs), keep every log; the ending is Aborted."""
+        s = self._s
+        assert s.cancel is not None
+        reason = s.cancel.reason or "cancelled"
+        s.status.message = f"Cancelling: {reason}"
+        if s.build is not None and s.job is not None:
+            s.stop_requested = True
+            try:
+                await self._act(
+                    Activity.JENKINS_STOP,
+                    StopInput(target=self._target(), build=s.build, grace_seconds=STOP_GRACE_SECONDS),
+                    StopResult,
+                    summary=f"stop {s.build.job} #{s.build.number}",
+                )
+                snap = await self._act(
+                    Activity.JENKINS_FOLLOW,
+                    FollowInput(target=self._target(), build=s.build, known=None),
+                    BuildSnapshot,
+                    summary="final build state",
+                )
+                progress.apply_snapshot(s.status, snap, s.context.config if s.context else None)
+                await self._store_logs(snap, all_started=True)
+            except ActivityError as err:
+                workflow.logger.warning("stopping the build failed: %s", endings.error_text(err))
+        return endings.cancelled(reason)
+
+    # --- the phases ----------------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        assert self._input is not None
+        s, ref = self._s, self._input.execution
+        s.status.started = workflow.now()
+        self._set_phase(ExecutionPhase.WAITING, "Loading the pipeline configuration")
+        ctx: ExecutionContext = await self._act(
+            Activity.LOAD_EXECUTION,
+            LoadExecutionInput(execution=ref),
+            ExecutionContext,
+            summary=f"load {ref.namespace}/{ref.name}",
+        )
+        s.context = ctx
+        progress.init_stages(s.status, ctx.config, ctx.branch, ctx.event)
+        now = workflow.now()
+        stages = f"{len(ctx.config.stages)} stages"
+        s.status.set_condition(
+            ConditionType.INITIALIZED, ConditionStatus.TRUE, Reason.CONFIG_LOADED, stages, now
+        )
+        s.status.set_condition(
+            ConditionType.SUCCEEDED, ConditionStatus.UNKNOWN, Reason.CONFIG_LOADED, "Running", now
         )
         workflow.upsert_search_attributes(
             [
@@ -171,69 +243,57 @@ class PipelineExecutionWorkflow:
             ]
         )
         await self._write()
-        if self._cancel:
-            await self._abort()
-            return
 
-        # 2. executor quota
+    async def _queue(self) -> None:
+        """Wait for a slot of the project's executor quota (none to wait for without a quota)."""
+        s, ctx = self._s, self._ctx()
         capacity = ctx.setting.effective_quota()
-        if capacity > 0:
-            self._set_phase(ExecutionPhase.QUEUEING, "Waiting for an executor slot")
+        if capacity <= 0:
+            return
+        self._set_phase(ExecutionPhase.QUEUEING, "Waiting for an executor slot")
+        await self._write()
+        await self._act(
+            Activity.QUOTA_ACQUIRE,
+            QuotaAcquireInput(
+                project_namespace=ctx.execution.namespace,
+                workflow_id=workflow.info().workflow_id,
+                run=ctx.run,
+                capacity=capacity,
+                created=ctx.started,
+            ),
+            None,
+            summary=f"queue run {ctx.run} (quota {capacity})",
+        )
+        s.quota_held = True
+        while not (s.slot_granted or s.cancel):
+            await workflow.wait_condition(lambda: s.slot_granted or s.cancel is not None or self._woken)
+            self._woken = False
+            if not s.slot_granted and s.ahead is not None:
+                s.status.message = f"Waiting for an executor slot ({s.ahead} ahead)"
             await self._write()
-            await self._act(
-                Activity.QUOTA_ACQUIRE,
-                QuotaAcquireInput(
-                    project_namespace=ctx.execution.namespace,
-                    workflow_id=workflow.info().workflow_id,
-                    run=ctx.run,
-                    capacity=capacity,
-                ),
-                None,
-                summary=f"queue run {ctx.run} (quota {capacity})",
-            )
-            self._quota_held = True
-            while not (self._slot or self._cancel):
-                await workflow.wait_condition(
-                    lambda: self._slot or self._cancel is not None or self._control_changed
-                )
-                self._control_changed = False
-                if not self._slot and self._ahead is not None:
-                    self._status.message = f"Waiting for an executor slot ({self._ahead} ahead)"
-                await self._write()
-            if self._cancel:
-                await self._abort()
-                return
 
-        # 3 + 4. pipeline namespace and RoleBindings
+    async def _provision(self) -> None:
+        """The pipeline namespace (Jenkins, registry, object store) and the RoleBindings."""
+        s, ctx = self._s, self._ctx()
         self._set_phase(ExecutionPhase.PROVISIONING, "Provisioning the pipeline namespace")
         await self._write()
-        try:
-            boot = await self._act(
-                Activity.BOOTSTRAP_NAMESPACE,
-                BootstrapInput(
-                    project_namespace=ctx.execution.namespace,
-                    pipeline_namespace=ctx.pipeline_namespace,
-                    jenkins_mode=ctx.setting.jenkins_mode(),
-                    persistent_volumes=ctx.setting.persistent_volumes(),
-                ),
-                BootstrapResult,
-                summary=f"bootstrap namespace {ctx.pipeline_namespace}",
-                start_to_close=timedelta(minutes=15),
-            )
-            rb = await self._act(
-                Activity.RECONCILE_ROLEBINDINGS,
-                RoleBindingInput(
-                    project_namespace=ctx.execution.namespace,
-                    pipeline_namespace=ctx.pipeline_namespace,
-                    cluster_role=ctx.setting.role_binding_cluster_role(),
-                ),
-                RoleBindingResult,
-                summary=f"RoleBindings for {ctx.pipeline_namespace}/jenkins",
-            )
-        except ActivityError as err:
-            await self._fail(err, ConditionType.PROVISIONED, Reason.JENKINS_NOT_READY)
-            return
-        self._status.set_condition(
+        boot: BootstrapResult = await self._act(
+            Activity.BOOTSTRAP_NAMESPACE,
+            BootstrapInput.for_setting(ctx.execution.namespace, ctx.pipeline_namespace, ctx.setting),
+            BootstrapResult,
+            summary=f"bootstrap namespace {ctx.pipeline_namespace}",
+        )
+        rb: RoleBindingResult = await self._act(
+            Activity.RECONCILE_ROLEBINDINGS,
+            RoleBindingInput(
+                project_namespace=ctx.execution.namespace,
+                pipeline_namespace=ctx.pipeline_namespace,
+                cluster_role=ctx.setting.role_binding_cluster_role(),
+            ),
+            RoleBindingResult,
+            summary=f"RoleBindings for {ctx.pipeline_namespace}/jenkins",
+        )
+        s.status.set_condition(
             ConditionType.PROVISIONED,
             ConditionStatus.TRUE,
             Reason.NAMESPACE_READY,
@@ -241,74 +301,180 @@ class PipelineExecutionWorkflow:
             f"RoleBindings +{rb.created} ~{rb.updated} -{rb.deleted}",
             workflow.now(),
         )
-        if self._cancel:
-            await self._abort()
-            return
 
-        # 5. Jenkins job and build
-        try:
-            self._job = await self._act(
-                Activity.JENKINS_PREPARE,
-                JenkinsPrepareInput(context=ctx),
-                JenkinsJob,
-                summary="Jenkins credentials and job",
-            )
-            target = self._target()
-            self._build = await self._act(
-                Activity.JENKINS_TRIGGER,
-                TriggerInput(target=target, execution_id=progress.execution_id(ctx)),
-                BuildRef,
-                summary=f"trigger {self._job.job}",
-            )
-        except ActivityError as err:
-            await self._fail(err, ConditionType.BUILT, Reason.BUILD_FAILED)
-            return
-        self._status.jenkins = JenkinsBuildRef(job=self._build.job, build=self._build.number)
-        self._status.set_condition(
+    async def _start_build(self) -> None:
+        """The Jenkins job (credentials, Jenkinsfile) and its build."""
+        s, ctx = self._s, self._ctx()
+        s.job = await self._act(
+            Activity.JENKINS_PREPARE,
+            JenkinsPrepareInput(context=ctx),
+            JenkinsJob,
+            summary="Jenkins credentials and job",
+        )
+        build: BuildRef = await self._act(
+            Activity.JENKINS_TRIGGER,
+            TriggerInput(target=self._target(), execution_id=progress.execution_id(ctx)),
+            BuildRef,
+            summary=f"trigger {s.job.job}",
+        )
+        s.build = build
+        s.status.jenkins = JenkinsBuildRef(job=build.job, build=build.number)
+        s.status.set_condition(
             ConditionType.BUILT,
             ConditionStatus.UNKNOWN,
             Reason.BUILD_STARTED,
-            f"{self._build.job} #{self._build.number}",
+            f"{build.job} #{build.number}",
             workflow.now(),
         )
         self._set_phase(ExecutionPhase.BUILDING, "Building")
         await self._write()
 
-        # 6-8. follow the build
-        try:
-            snap = await self._follow()
-        except _Ended:
-            return
-        if snap is None:  # cancelled while following
-            await self._abort()
-            return
-        await self._finish(snap)
+    async def _follow(self) -> Ending:
+        """Follow the build to its end, storing logs and holding gates on the way."""
+        s, ctx = self._s, self._ctx()
+        while True:
+            if s.cancel is not None:
+                return await self._stop_build()
+            if self._continue_as_new_due():
+                await self._continue_as_new()
+            snap = await self._next_snapshot(ctx.setting.poll_interval_seconds())
+            if snap is None:  # cancelled while following
+                return await self._stop_build()
+            s.known = snap
+            progress.apply_snapshot(s.status, snap, ctx.config)
+            if not snap.building:
+                await self._store_logs(snap, all_started=True)
+                rejected, stopped = bool(s.rejected), s.stop_requested
+                line = ""
+                if endings.aborted_by_jenkins(snap, rejected=rejected, stop_requested=stopped):
+                    line = await self._console_last_line()
+                return endings.for_build(
+                    s.status, snap, rejected=rejected, stop_requested=stopped, console_line=line
+                )
+            await self._store_logs(snap)
+            if snap.pending_gates:
+                # Rejected: the gate was aborted; following the build leads to its ABORTED end.
+                await self._gate(snap.pending_gates[0])
+            await self._write()
 
-    async def _resume(self, carried: CarriedState) -> None:
-        """The previous run continued as new while following the build: take its state and go on."""
-        self._ctx, self._status, self._job, self._build = (
-            carried.context,
-            carried.status,
-            carried.job,
-            carried.build,
+    async def _next_snapshot(self, poll: float) -> BuildSnapshot | None:
+        """Wait for the follow activity, writing control changes meanwhile; None when cancelled."""
+        s = self._s
+        assert s.build is not None
+        handle = workflow.start_activity(
+            Activity.JENKINS_FOLLOW,
+            FollowInput(target=self._target(), build=s.build, known=s.known, poll_interval_seconds=poll),
+            result_type=BuildSnapshot,
+            start_to_close_timeout=OPTIONS[Activity.JENKINS_FOLLOW].start_to_close,
+            heartbeat_timeout=follow_heartbeat(poll),
+            retry_policy=RETRY,
+            summary=f"follow {s.build.job} #{s.build.number}",
         )
-        self._stored_logs = set(carried.stored_logs)
-        self._quota_held, self._paused, self._cancel = carried.quota_held, carried.paused, carried.cancel
-        self._approved, self._rejected = set(carried.approved), dict(carried.rejected)
-        self._last_written, self._generation = carried.last_written, carried.generation
-        self._phase_sa = str(self._status.phase) if self._status.phase else None
-        workflow.logger.info("continuing %s (generation %d)", self._build.job, self._generation)
-        if self._cancel is not None:
-            await self._abort()
-            return
+        while not handle.done():
+            await workflow.wait_condition(lambda: handle.done() or s.cancel is not None or self._woken)
+            if s.cancel is not None and not handle.done():
+                handle.cancel()
+                # The activity's own cancellation arrives as an ActivityError; an asyncio.CancelledError
+                # here is Temporal cancelling this workflow, and must go on up.
+                with contextlib.suppress(ActivityError):
+                    await handle
+                return None
+            if self._woken:
+                self._woken = False
+                await self._write()
+        snap: BuildSnapshot = handle.result()
+        return snap
+
+    async def _gate(self, stage: int) -> None:
+        """Hold the gate of ``stage`` while paused or waiting for approval, then proceed (or abort) it."""
+        s, ctx, build = self._s, self._ctx(), self._s.build
+        assert build is not None
+        s.held_gate = stage
         try:
-            snap = await self._follow(carried.known)
-        except _Ended:
-            return
-        if snap is None:
-            await self._abort()
-            return
-        await self._finish(snap)
+            await self._hold_while_paused(stage)
+            if s.cancel is not None:
+                return
+            if progress.needs_approval(ctx.config, s.status, stage):
+                s.awaiting_approval = s.status.pending_gate = stage
+                s.status.message = f"Waiting for approval of stage '{self._stage_name(stage)}'"
+                await self._write()
+                await workflow.wait_condition(
+                    lambda: stage in s.approved or stage in s.rejected or s.cancel is not None
+                )
+                s.awaiting_approval = s.status.pending_gate = None
+                if s.cancel is not None:
+                    return
+                if stage in s.rejected:
+                    await self._act(
+                        Activity.JENKINS_GATE,
+                        GateInput(target=self._target(), build=build, stage=stage, proceed=False),
+                        None,
+                        summary=f"reject stage {stage}",
+                    )
+                    return
+                # Paused while waiting for the approval: the pause still holds the approved stage.
+                await self._hold_while_paused(stage)
+                if s.cancel is not None:
+                    return
+            await self._act(
+                Activity.JENKINS_GATE,
+                GateInput(target=self._target(), build=build, stage=stage, proceed=True),
+                None,
+                summary=f"start stage {stage} ({self._stage_name(stage)})",
+            )
+            self._set_phase(ExecutionPhase.BUILDING, f"Running stage '{self._stage_name(stage)}'")
+        finally:
+            s.held_gate = None
+
+    async def _hold_while_paused(self, stage: int) -> None:
+        s = self._s
+        while s.paused and s.cancel is None:
+            self._set_phase(ExecutionPhase.PAUSED, f"Paused before stage '{self._stage_name(stage)}'")
+            await self._write()
+            await workflow.wait_condition(lambda: not s.paused or s.cancel is not None)
+
+    async def _store_logs(self, snap: BuildSnapshot, *, all_started: bool = False) -> None:
+        """Store the complete log of every step that ended (or, at the end, that ever started)."""
+        s = self._s
+        assert s.build is not None
+        for step in snap.steps:
+            key = StepKey(step.stage, step.step)
+            if key in s.stored_logs:
+                continue
+            ended = StageState(step.state).is_terminal and step.state != StageState.SKIPPED
+            if not (ended or (all_started and step.node_id)):
+                continue
+            res: StoreStepLogResult = await self._act(
+                Activity.STORE_STEP_LOG,
+                StoreStepLogInput(
+                    target=self._target(),
+                    build=s.build,
+                    stage=step.stage,
+                    step=step.step,
+                    node_id=step.node_id,
+                ),
+                StoreStepLogResult,
+                summary=f"store log of stage {step.stage} step {step.step}",
+            )
+            s.stored_logs.append(key)
+            progress.set_log_object(s.status, step.stage, step.step, res.object_name, res.report)
+
+    async def _console_last_line(self) -> str:
+        """The console's last line, to say why Jenkins aborted the build ("" when it cannot be read)."""
+        assert self._s.build is not None
+        try:
+            tail: ConsoleTail = await self._act(
+                Activity.JENKINS_CONSOLE_TAIL,
+                ConsoleTailInput(target=self._target(), build=self._s.build),
+                ConsoleTail,
+                summary="the console's last line",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("reading the console failed: %s", endings.error_text(err))
+            return ""
+        return tail.last_line
+
+    # --- continue-as-new ---------------------------------------------------------------------------
 
     def _continue_as_new_due(self) -> bool:
         assert self._input is not None
@@ -318,347 +484,120 @@ class PipelineExecutionWorkflow:
             limit > 0 and info.get_current_history_length() >= limit
         )
 
-    async def _continue_as_new(self, known: BuildSnapshot | None) -> None:
-        """Hand the run over to a fresh history (many steps), keeping every piece of state."""
-        assert self._input is not None and self._ctx is not None and self._job is not None
-        assert self._build is not None
+    async def _continue_as_new(self) -> None:
+        """Hand the run over to a fresh history (many steps), with its whole state."""
+        assert self._input is not None
         await workflow.wait_condition(workflow.all_handlers_finished)
-        carried = CarriedState(
-            context=self._ctx,
-            status=self._status,
-            job=self._job,
-            build=self._build,
-            known=known,
-            stored_logs=sorted(self._stored_logs),
-            quota_held=self._quota_held,
-            paused=self._paused,
-            cancel=self._cancel,
-            approved=sorted(self._approved),
-            rejected=self._rejected,
-            last_written=self._last_written,
-            generation=self._generation + 1,
-        )
+        carried = self._s.model_copy(update={"generation": self._s.generation + 1})
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
-    # --- following the build -------------------------------------------------------------------
-
-    async def _follow(self, known: BuildSnapshot | None = None) -> BuildSnapshot | None:
-        assert self._ctx is not None and self._build is not None
-        poll = self._ctx.setting.poll_interval_seconds()
-        while True:
-            if self._continue_as_new_due():
-                await self._continue_as_new(known)
-            handle = workflow.start_activity(
-                Activity.JENKINS_FOLLOW,
-                FollowInput(
-                    target=self._target(), build=self._build, known=known, poll_interval_seconds=poll
-                ),
-                result_type=BuildSnapshot,
-                start_to_close_timeout=timedelta(hours=24),
-                heartbeat_timeout=timedelta(seconds=max(10.0, poll * 5)),
-                retry_policy=RETRY,
-                summary=f"follow {self._build.job} #{self._build.number}",
-            )
-            if not await self._wait_for(handle):
-                return None
-            try:
-                snap: BuildSnapshot = handle.result()
-            except ActivityError as err:
-                await self._fail(err, ConditionType.BUILT, Reason.BUILD_FAILED)
-                raise _Ended() from err
-            known = snap
-            progress.apply_snapshot(self._status, snap, self._ctx.config)
-            await self._store_logs(snap)
-            if not snap.building:
-                return snap
-            if snap.pending_gates:
-                proceeded = await self._gate(snap.pending_gates[0])
-                if not proceeded and self._cancel is not None:
-                    return None
-                # Rejected: the gate was aborted; following the build leads to its ABORTED end.
-            await self._write()
-
-    async def _wait_for(self, handle: workflow.ActivityHandle[BuildSnapshot]) -> bool:
-        """Wait for the follow activity, writing control changes meanwhile; False when cancelled."""
-        while not handle.done():
-            await workflow.wait_condition(
-                lambda: handle.done() or self._cancel is not None or self._control_changed
-            )
-            if self._cancel is not None and not handle.done():
-                handle.cancel()
-                with contextlib.suppress(ActivityError, asyncio.CancelledError, CancelledError):
-                    await handle
-                return False
-            if self._control_changed:
-                self._control_changed = False
-                await self._write()
-        return True
-
-    async def _gate(self, gate_id: str) -> bool:
-        """Hold the gate while paused or waiting for approval; True when it was proceeded."""
-        assert self._ctx is not None and self._build is not None
-        stage = _gate_stage(gate_id)
-        self._held_gate = stage
-        try:
-            await self._hold_while_paused(stage)
-            if self._cancel is not None:
-                return False
-            if stage is not None and progress.needs_approval(self._ctx.config, self._status, stage):
-                self._awaiting_approval = stage
-                self._status.pending_gate = stage
-                self._status.message = f"Waiting for approval of stage '{self._stage_name(stage)}'"
-                await self._write()
-                await workflow.wait_condition(
-                    lambda: stage in self._approved or stage in self._rejected or self._cancel is not None
-                )
-                self._awaiting_approval = None
-                self._status.pending_gate = None
-                if self._cancel is not None:
-                    return False
-                if stage in self._rejected:
-                    await self._act(
-                        Activity.JENKINS_GATE,
-                        GateInput(target=self._target(), build=self._build, gate_id=gate_id, proceed=False),
-                        None,
-                        summary=f"reject stage {stage}",
-                    )
-                    return False
-                # Paused while waiting for the approval: the pause still holds the approved stage.
-                await self._hold_while_paused(stage)
-                if self._cancel is not None:
-                    return False
-            await self._act(
-                Activity.JENKINS_GATE,
-                GateInput(target=self._target(), build=self._build, gate_id=gate_id, proceed=True),
-                None,
-                summary=f"start stage {stage} ({self._stage_name(stage)})",
-            )
-            self._set_phase(ExecutionPhase.BUILDING, f"Running stage '{self._stage_name(stage)}'")
-            return True
-        finally:
-            self._held_gate = None
-
-    async def _hold_while_paused(self, stage: int | None) -> None:
-        while self._paused and self._cancel is None:
-            self._set_phase(ExecutionPhase.PAUSED, f"Paused before stage '{self._stage_name(stage)}'")
-            await self._write()
-            await workflow.wait_condition(lambda: not self._paused or self._cancel is not None)
-
-    async def _store_logs(self, snap: BuildSnapshot, *, all_started: bool = False) -> None:
-        """Store the complete log of every step that ended (or, at the end, that ever started)."""
-        assert self._build is not None
-        for s in snap.steps:
-            key = (s.stage, s.step)
-            if key in self._stored_logs:
-                continue
-            ended = StageState(s.state).is_terminal and s.state != StageState.SKIPPED
-            if not (ended or (all_started and s.node_id)):
-                continue
-            res = await self._act(
-                Activity.STORE_STEP_LOG,
-                StoreStepLogInput(
-                    target=self._target(), build=self._build, stage=s.stage, step=s.step, node_id=s.node_id
-                ),
-                StoreStepLogResult,
-                summary=f"store log of stage {s.stage} step {s.step}",
-            )
-            self._stored_logs.add(key)
-            progress.set_log_object(self._status, s.stage, s.step, res.object_name)
-
-    # --- endings ---------------------------------------------------------------------------------
-
-    async def _finish(self, snap: BuildSnapshot) -> None:
-        assert self._ctx is not None
-        await self._store_logs(snap, all_started=True)
-        phase, reason, message = progress.outcome(self._status, snap, rejected=bool(self._rejected))
-        progress.close_steps(self._status, aborted=phase in (ExecutionPhase.ABORTED, ExecutionPhase.DENIED))
-        await self._end(phase, reason, message)
-
-    async def _abort(self) -> None:
-        """Cancel: stop the build, keep every log, clean up, release the slot; phase Aborted."""
-        assert self._cancel is not None
-        reason = self._cancel.reason or "cancelled"
-        self._status.message = f"Cancelling: {reason}"
-        if self._build is not None:
-            try:
-                await self._act(
-                    Activity.JENKINS_STOP,
-                    StopInput(target=self._target(), build=self._build, grace_seconds=STOP_GRACE_SECONDS),
-                    StopResult,
-                    summary=f"stop {self._build.job} #{self._build.number}",
-                )
-                snap = await self._act(
-                    Activity.JENKINS_FOLLOW,
-                    FollowInput(target=self._target(), build=self._build, known=None),
-                    BuildSnapshot,
-                    summary="final build state",
-                    heartbeat=True,
-                )
-                progress.apply_snapshot(self._status, snap, self._ctx.config if self._ctx else None)
-                await self._store_logs(snap, all_started=True)
-            except ActivityError as err:
-                workflow.logger.warning("stopping the build failed: %s", err)
-        progress.close_steps(self._status, aborted=True)
-        await self._end(ExecutionPhase.ABORTED, Reason.CANCELLED, f"Aborted: {reason}")
-
-    async def _fail(self, err: ActivityError, cond: ConditionType, reason: str) -> None:
-        cause = err.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(err)
-        if isinstance(cause, ApplicationError) and cause.type:
-            reason = cause.details[0] if cause.details and isinstance(cause.details[0], str) else reason
-        self._status.set_condition(cond, ConditionStatus.FALSE, reason, message, workflow.now())
-        progress.close_steps(self._status, aborted=False)
-        await self._end(ExecutionPhase.FAILED, reason, message)
-
-    async def _end(self, phase: ExecutionPhase, reason: str, message: str) -> None:
-        """Settle everything (Pipeline status, cleanup, quota slot), then write the terminal status last:
-        whoever sees the CR finished can rely on all of it being done."""
-        now = workflow.now()
-        succeeded = ConditionStatus.TRUE if phase == ExecutionPhase.SUCCESS else ConditionStatus.FALSE
-        self._status.set_condition(ConditionType.SUCCEEDED, succeeded, reason, message, now)
-        if self._build is not None:
-            self._status.set_condition(ConditionType.BUILT, succeeded, reason, message, now)
-        self._status.finish(phase, now, message)
-        ctx = self._ctx
-        if ctx is not None:
-            await self._best_effort(
-                Activity.UPDATE_PIPELINE,
-                UpdatePipelineInput(
-                    namespace=ctx.execution.namespace,
-                    pipeline=ctx.pipeline,
-                    execution=ctx.execution.name,
-                    run=ctx.run,
-                    state=phase.value,
-                    started=self._status.started,
-                ),
-                f"Pipeline {ctx.pipeline} status",
-            )
-            if self._job is not None:
-                await self._best_effort(
-                    Activity.CLEANUP,
-                    CleanupInput(target=self._target(), credential_ids=self._job.credential_ids),
-                    f"clean up {self._job.job}",
-                )
-        await self._release()
-        self._set_phase(phase, self._status.message or message)
-        await self._write()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+    # --- housekeeping --------------------------------------------------------------------------------
 
     async def _best_effort(self, name: Activity, arg: BaseModel, summary: str) -> None:
         """Housekeeping at the end: a failure is reported in the status message, and the run still ends."""
         try:
             await self._act(name, arg, None, summary=summary)
         except ActivityError as err:
-            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            cause = endings.error_text(err)
             workflow.logger.warning("%s failed: %s", summary, cause)
-            self._status.message = f"{self._status.message or ''} ({summary} failed: {cause})".strip()
+            self._s.status.message = f"{self._s.status.message or ''} ({summary} failed: {cause})".strip()
 
     async def _release(self) -> None:
-        if not self._quota_held or self._ctx is None:
+        s = self._s
+        if not s.quota_held or s.context is None:
             return
-        self._quota_held = False
+        s.quota_held = False
         try:
             await workflow.get_external_workflow_handle(
-                quota_workflow_id(self._ctx.execution.namespace)
+                quota_workflow_id(s.context.execution.namespace)
             ).signal(Signal.QUOTA_RELEASE, QuotaRelease(workflow_id=workflow.info().workflow_id))
         except FailureError as err:  # the quota workflow ended: nothing to give back
             workflow.logger.info("quota release not delivered: %s", err)
 
-    # --- helpers ---------------------------------------------------------------------------------
-
-    def _target(self) -> JenkinsTarget:
-        assert self._ctx is not None and self._job is not None
-        return JenkinsTarget(context=self._ctx, job=self._job.job)
-
-    def _stage_name(self, stage: int | None) -> str:
-        if stage is None or stage >= len(self._status.stages):
-            return f"#{stage}"
-        return self._status.stages[stage].name
-
-    def _set_phase(self, phase: ExecutionPhase, message: str) -> None:
-        self._status.phase = phase
-        self._status.message = message
-        if self._phase_sa != phase.value:
-            self._phase_sa = phase.value
-            workflow.upsert_search_attributes([SA_PHASE.value_set(phase.value)])
-
     async def _write(self) -> None:
         """Write the status into the CR when it changed (the activity retries 409s with a fresh read)."""
         assert self._input is not None
-        body = self._status.model_dump_json()
-        if body == self._last_written or not self._cr_exists:
+        s = self._s
+        body = s.status.model_dump_json()
+        if body == s.last_written or not s.cr_exists:
             return
-        workflow.set_current_details(progress.markdown(self._status))
-        res = await self._act(
+        workflow.set_current_details(progress.markdown(s.status))
+        res: WriteStatusResult = await self._act(
             Activity.WRITE_STATUS,
-            WriteStatusInput(execution=self._input.execution, status=self._status),
+            WriteStatusInput(execution=self._input.execution, status=s.status),
             WriteStatusResult,
-            summary=f"status: {self._status.phase}",
+            summary=f"status: {s.status.phase}",
         )
-        self._last_written = body
-        self._cr_exists = res.exists
+        s.last_written = body
+        s.cr_exists = res.exists
 
-    async def _act(
-        self,
-        name: Activity,
-        arg: BaseModel,
-        result_type: type[M] | None,
-        *,
-        summary: str,
-        start_to_close: timedelta = SHORT,
-        heartbeat: bool = False,
-    ) -> Any:
+    async def _act(self, name: Activity, arg: BaseModel, result_type: type[M] | None, *, summary: str) -> Any:
+        opts = OPTIONS[name]
         return await workflow.execute_activity(
             name,
             arg,
             result_type=result_type,
-            start_to_close_timeout=start_to_close,
-            schedule_to_close_timeout=max(start_to_close * 10, timedelta(minutes=30)),
-            heartbeat_timeout=timedelta(seconds=60) if heartbeat else None,
+            start_to_close_timeout=opts.start_to_close,
+            schedule_to_close_timeout=opts.schedule_to_close,
+            heartbeat_timeout=opts.heartbeat,
             retry_policy=RETRY,
             summary=summary,
         )
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _ctx(self) -> ExecutionContext:
+        assert self._s.context is not None
+        return self._s.context
+
+    def _target(self) -> JenkinsTarget:
+        assert self._s.job is not None
+        return JenkinsTarget(context=self._ctx(), job=self._s.job.job)
+
+    def _stage_name(self, stage: int | None) -> str:
+        stages = self._s.status.stages
+        if stage is None or stage >= len(stages):
+            return f"#{stage}"
+        return stages[stage].name
+
+    def _set_phase(self, phase: ExecutionPhase, message: str) -> None:
+        s = self._s
+        s.status.phase = phase
+        s.status.message = message
+        if s.phase_attribute != phase.value:
+            s.phase_attribute = phase.value
+            workflow.upsert_search_attributes([SA_PHASE.value_set(phase.value)])
 
     # --- signals, updates, queries ---------------------------------------------------------------
 
     @workflow.signal(name=Signal.PAUSE)
     def pause(self, inp: ControlInput | None = None) -> None:
-        if self._status.phase is not None and ExecutionPhase(self._status.phase).is_terminal:
-            return
-        if not self._paused:
-            self._paused = True
-            self._status.paused = True
-            self._control_changed = True
+        self._woken |= controls.pause(self._s)
 
     @workflow.signal(name=Signal.RESUME)
     def resume(self, inp: ControlInput | None = None) -> None:
-        if self._paused:
-            self._paused = False
-            self._status.paused = False
-            self._control_changed = True
+        self._woken |= controls.resume(self._s)
 
     @workflow.signal(name=Signal.CANCEL)
     def cancel(self, inp: ControlInput | None = None) -> None:
-        if self._cancel is None:
-            self._cancel = inp or ControlInput(reason="cancelled")
-            self._control_changed = True
+        self._woken |= controls.cancel(self._s, inp)
 
     @workflow.signal(name=Signal.APPROVE)
     def approve(self, inp: GateDecisionInput | None = None) -> None:
-        stage = inp.stage if inp and inp.stage is not None else self._awaiting_approval
+        stage = controls.signal_stage(self._s, inp)
         if stage is not None:
-            self._approved.add(stage)
+            controls.decide(self._s, stage, approve=True, inp=inp)
 
     @workflow.signal(name=Signal.REJECT)
     def reject(self, inp: GateDecisionInput | None = None) -> None:
-        stage = inp.stage if inp and inp.stage is not None else self._awaiting_approval
+        stage = controls.signal_stage(self._s, inp)
         if stage is not None:
-            self._rejected[stage] = (inp.reason if inp else "") or "rejected"
+            controls.decide(self._s, stage, approve=False, inp=inp)
 
     @workflow.update(name=Update.APPROVE)
     def approve_stage(self, inp: GateDecisionInput | None = None) -> int:
         stage = self._decision_stage(inp)
-        self._approved.add(stage)
+        controls.decide(self._s, stage, approve=True, inp=inp)
         return stage
 
     @approve_stage.validator
@@ -668,7 +607,7 @@ class PipelineExecutionWorkflow:
     @workflow.update(name=Update.REJECT)
     def reject_stage(self, inp: GateDecisionInput | None = None) -> int:
         stage = self._decision_stage(inp)
-        self._rejected[stage] = (inp.reason if inp else "") or "rejected"
+        controls.decide(self._s, stage, approve=False, inp=inp)
         return stage
 
     @reject_stage.validator
@@ -676,41 +615,32 @@ class PipelineExecutionWorkflow:
         self._decision_stage(inp)
 
     def _decision_stage(self, inp: GateDecisionInput | None) -> int:
-        waiting = self._awaiting_approval
-        if waiting is None:
-            raise ApplicationError("no stage is waiting for approval", type="NotWaitingForApproval")
-        if inp is not None and inp.stage is not None and inp.stage != waiting:
-            raise ApplicationError(
-                f"stage {inp.stage} is not waiting for approval; stage {waiting} "
-                f"('{self._stage_name(waiting)}') is",
-                type="NotWaitingForApproval",
-            )
-        return waiting
+        try:
+            return controls.waiting_stage(self._s, inp, self._stage_name(self._s.awaiting_approval))
+        except controls.NotWaitingForApproval as err:
+            raise ApplicationError(str(err), type="NotWaitingForApproval") from err
 
     @workflow.signal(name=Signal.SLOT_GRANTED)
     def slot_granted(self, inp: SlotGranted | None = None) -> None:
-        self._slot = True
-        self._control_changed = True
+        self._s.slot_granted = True
+        self._woken = True
 
     @workflow.signal(name=Signal.QUEUE_POSITION)
     def queue_position(self, inp: QueuePosition) -> None:
-        self._ahead = inp.ahead
-        self._control_changed = True
+        self._s.ahead = inp.ahead
+        self._woken = True
 
     @workflow.query(name=Query.STATUS)
     def status(self) -> StatusQueryResult:
+        s = self._s
         return StatusQueryResult(
-            phase=str(self._status.phase or ""),
-            paused=self._paused,
-            cancel_requested=self._cancel is not None,
-            pending_gate=self._held_gate,
-            waiting_for_approval=self._awaiting_approval is not None,
-            status=self._status,
+            phase=str(s.status.phase or ""),
+            paused=s.paused,
+            cancel_requested=s.cancel is not None,
+            pending_gate=s.held_gate,
+            waiting_for_approval=s.awaiting_approval is not None,
+            status=s.status,
         )
 
 
-class _Ended(Exception):
-    """Internal: the run already ended (status written) and the follow loop must stop."""
-
-
-__all__ = ["PipelineExecutionWorkflow", "SearchAttributePair"]
+__all__ = ["PipelineExecutionWorkflow"]

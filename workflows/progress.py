@@ -1,7 +1,8 @@
 """Pure functions that turn build snapshots into the execution's status (deterministic, no I/O).
 
 Stage 0 of the status is the clone stage the Jenkinsfile generator adds; the pipeline file's stages
-follow from index 1, so stage indexes match the plan's, the gates' (``Gate<i>``) and the log objects'.
+follow from index 1, so stage indexes match the plan's, the gates' (``crds.messages.gate_input_id``)
+and the log objects'.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from crds.execution import PipelineExecutionStatus, StageStatus, StepStatus
 from crds.messages import BuildSnapshot, ExecutionContext, StepReport
 from crds.pipeline_file import PipelineConfig
-from crds.reasons import ExecutionPhase, Reason, StageState
+from crds.reasons import StageState
 
 CLONE_STAGE = "Clone"
 
@@ -133,30 +134,6 @@ def close_steps(status: PipelineExecutionStatus, *, aborted: bool) -> None:
             stage.state = StageState.SKIPPED
         else:
             _derive_stage(stage)
-
-
-def outcome(
-    status: PipelineExecutionStatus, snap: BuildSnapshot, *, rejected: bool
-) -> tuple[ExecutionPhase, str, str]:
-    """Terminal phase, condition reason and a message naming what failed."""
-    result = (snap.result or "").upper()
-    if result == "SUCCESS":
-        return ExecutionPhase.SUCCESS, Reason.BUILD_SUCCEEDED, "Succeeded"
-    if rejected:
-        return ExecutionPhase.DENIED, Reason.APPROVAL_DENIED, "A stage's approval was rejected"
-    if result == "ABORTED":
-        return ExecutionPhase.ABORTED, Reason.CANCELLED, "The build was aborted"
-    for stage in status.stages:
-        for step in stage.steps:
-            if step.state == StageState.FAILED:
-                why = f": {step.message}" if step.message else ""
-                return (
-                    ExecutionPhase.FAILED,
-                    Reason.STEP_FAILED,
-                    f"Step '{step.name}' of stage '{stage.name}' failed{why}",
-                )
-    why = f": {snap.failure}" if snap.failure else ""
-    return ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}{why}"
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:

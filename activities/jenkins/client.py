@@ -69,6 +69,7 @@ from activities.jenkins.logs import (
     read_until_idle,
 )
 from activities.jenkins.status import StepState, map_result, map_status
+from crds.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -139,21 +140,26 @@ def classify(exc: BaseException, what: str, *, config_write: bool = False) -> De
         if status in (401, 403):
             return JenkinsPermanentError(
                 f"{what}: Jenkins refused the credentials or permission (HTTP {status})",
-                reason="JenkinsForbidden",
+                reason=Reason.JENKINS_FORBIDDEN,
             )
         if status == 404:
-            return JenkinsPermanentError(f"{what}: not found in Jenkins (HTTP 404)", reason="JenkinsNotFound")
+            return JenkinsPermanentError(
+                f"{what}: not found in Jenkins (HTTP 404)", reason=Reason.JENKINS_NOT_FOUND
+            )
         if config_write and (status == 400 or (status == 500 and _INVALID_CONFIG.search(str(exc)))):
             return JenkinsPermanentError(
-                f"{what}: Jenkins rejected the configuration (HTTP {status})", reason="JenkinsInvalidConfig"
+                f"{what}: Jenkins rejected the configuration (HTTP {status})",
+                reason=Reason.JENKINS_INVALID_CONFIG,
             )
         if status >= 500 or status in (408, 409, 429):
             return JenkinsTransientError(
-                f"{what}: Jenkins answered HTTP {status}", reason="JenkinsUnavailable"
+                f"{what}: Jenkins answered HTTP {status}", reason=Reason.JENKINS_UNAVAILABLE
             )
-        return JenkinsPermanentError(f"{what}: Jenkins answered HTTP {status}", reason="JenkinsRejected")
+        return JenkinsPermanentError(
+            f"{what}: Jenkins answered HTTP {status}", reason=Reason.JENKINS_REJECTED
+        )
     if isinstance(exc, (jenkins.TimeoutException, requests.Timeout)):
-        return JenkinsTransientError(f"{what}: timed out", reason="JenkinsTimeout")
+        return JenkinsTransientError(f"{what}: timed out", reason=Reason.JENKINS_TIMEOUT)
     if isinstance(
         exc,
         (
@@ -167,8 +173,8 @@ def classify(exc: BaseException, what: str, *, config_write: bool = False) -> De
             OSError,
         ),
     ):
-        return JenkinsTransientError(detail, reason="JenkinsUnavailable")
-    return JenkinsTransientError(detail, reason="JenkinsUnavailable")
+        return JenkinsTransientError(detail, reason=Reason.JENKINS_UNAVAILABLE)
+    return JenkinsTransientError(detail, reason=Reason.JENKINS_UNAVAILABLE)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -329,7 +335,7 @@ class JenkinsEngine:
         try:
             return self._get_json(path, what)
         except JenkinsPermanentError as err:
-            if err.reason == "JenkinsNotFound":
+            if err.reason == Reason.JENKINS_NOT_FOUND:
                 return None
             raise
 
@@ -350,7 +356,7 @@ class JenkinsEngine:
             return self._request("POST", path, params=params, data=data, headers=headers)
         except Exception as exc:
             err = classify(exc, what, config_write=config_write)
-            if ok_404 and err.reason == "JenkinsNotFound":
+            if ok_404 and err.reason == Reason.JENKINS_NOT_FOUND:
                 return None
             if err is exc:
                 raise
@@ -375,7 +381,7 @@ class JenkinsEngine:
         try:
             return self._get(self._job(name) + "config.xml", f"get config of job {name}").text
         except JenkinsPermanentError as err:
-            if err.reason == "JenkinsNotFound":
+            if err.reason == Reason.JENKINS_NOT_FOUND:
                 return None
             raise
 
@@ -402,7 +408,7 @@ class JenkinsEngine:
                     return True
                 except JenkinsPermanentError as err:
                     # 400 "already exists": an earlier create went through; compare below.
-                    if err.reason != "JenkinsInvalidConfig":
+                    if err.reason != Reason.JENKINS_INVALID_CONFIG:
                         raise
                     current = self.get_job_config(name)
                     if current is None:
@@ -577,7 +583,9 @@ class JenkinsEngine:
         """The newest build of ``job`` whose parameter carries ``execution_id``."""
         info = self._get_json_or_none(self._job(job) + "api/json", f"job {job}")
         if info is None:
-            raise JenkinsPermanentError(f"job {job} does not exist in Jenkins", reason="JenkinsNotFound")
+            raise JenkinsPermanentError(
+                f"job {job} does not exist in Jenkins", reason=Reason.JENKINS_NOT_FOUND
+            )
         numbers = sorted(
             {int(b["number"]) for b in info.get("builds", []) or [] if "number" in b}, reverse=True
         )
@@ -642,7 +650,7 @@ class JenkinsEngine:
                 raise JenkinsPermanentError(
                     f"queue item {ref.queue_id} of {job} expired and no execution id "
                     "was given to find its build",
-                    reason="JenkinsNotFound",
+                    reason=Reason.JENKINS_NOT_FOUND,
                 )
             number = self.find_build(job, execution_id)
             if number is None:
@@ -671,7 +679,7 @@ class JenkinsEngine:
         info = self._get_json_or_none(f"{self._job(job)}{number}/api/json", f"build {job} #{number}")
         if info is None:
             raise JenkinsPermanentError(
-                f"build {job} #{number} does not exist in Jenkins", reason="JenkinsNotFound"
+                f"build {job} #{number} does not exist in Jenkins", reason=Reason.JENKINS_NOT_FOUND
             )
         return dict(info)
 
@@ -804,7 +812,7 @@ class JenkinsEngine:
         node = self._get_json_or_none(path, f"node {step_node_id} of {job} #{number}")
         if node is None:
             raise JenkinsPermanentError(
-                f"node {step_node_id} of {job} #{number} does not exist", reason="JenkinsNotFound"
+                f"node {step_node_id} of {job} #{number} does not exist", reason=Reason.JENKINS_NOT_FOUND
             )
         ids: list[str] = []
         finished: dict[str, bool] = {}

@@ -41,6 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.jenkins.stepreport import REPORT_PREFIX
+from crds.messages import gate_input_id
 from crds.pipeline_file import (
     ApplyAppConfig,
     ApplyYamlConfig,
@@ -847,7 +848,7 @@ def build_plan(inp: JenkinsfileInput) -> dict[str, Any]:
             {
                 "index": i,
                 "name": stage.name,
-                "gate": f"Gate{i}",
+                "gate": gate_input_id(i),
                 "approval": stage.approval,
                 "skip": skip,
                 "timeoutSeconds": stage.timeout.seconds if stage.timeout else None,

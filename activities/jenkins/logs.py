@@ -37,6 +37,18 @@ class ProgressiveAnswer(NamedTuple):
 Fetch = Callable[[int], ProgressiveAnswer]
 
 
+#: The longest console line quoted in a message.
+MAX_QUOTED_LINE = 300
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of a console, shortened to quote it in a message."""
+    for line in reversed(text.splitlines()):
+        if stripped := line.strip():
+            return stripped if len(stripped) <= MAX_QUOTED_LINE else stripped[: MAX_QUOTED_LINE - 1] + "…"
+    return ""
+
+
 class ConsoleChunk(NamedTuple):
     """Text read from the build console, the offset to continue from, and whether more may come."""
 

@@ -28,6 +28,7 @@ from crds.messages import BootstrapInput
 from crds.pipeline_file import Cache, PipelineConfig, PublishCatalogConfig, PublishImageConfig, Resources
 from crds.setting import PipelineSettingSpec
 from devstack.gitrepo import git
+from workflows import endings
 
 pytestmark = pytest.mark.unit
 
@@ -338,9 +339,9 @@ def test_a_stored_report_records_the_image_and_its_error_becomes_the_steps_and_t
     steps = status.stages[1].steps
     assert steps[0].image == image and steps[0].log_object == "log-0"
     assert steps[1].message == forbidden
-    phase, _, message = progress.outcome(status, snap, rejected=False)
-    assert phase == "Failed"
-    assert message == f"Step '{steps[1].name}' of stage 'Ship' failed: {forbidden}"
+    ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
+    assert ending.phase == "Failed"
+    assert ending.message == f"Step '{steps[1].name}' of stage 'Ship' failed: {forbidden}"
 
 
 def test_an_unscheduled_agent_shows_the_schedulers_reason_until_it_runs() -> None:
@@ -364,7 +365,8 @@ def test_a_build_that_failed_outside_every_step_names_the_consoles_error() -> No
     refused = 'ERROR: pods "agent" is forbidden: exceeded quota: cubepaas-executors, requested: pods=1'
     snap = BuildSnapshot(building=False, result="FAILURE", failure=refused)
     progress.apply_snapshot(status, snap, config)
-    assert progress.outcome(status, snap, rejected=False)[2] == f"The build ended FAILURE: {refused}"
+    ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
+    assert ending.message == f"The build ended FAILURE: {refused}"
 
 
 def test_the_consoles_error_keeps_the_lines_that_continue_it() -> None:

@@ -8,7 +8,7 @@ from crds.execution import PipelineExecutionStatus
 from crds.messages import BuildSnapshot, StepSnapshot
 from crds.parse import parse_pipeline_file
 from crds.pipeline_file import PipelineConfig
-from crds.reasons import ExecutionPhase, StageState
+from crds.reasons import StageState
 from workflows import progress
 
 pytestmark = pytest.mark.unit
@@ -63,19 +63,6 @@ def test_a_stage_is_building_while_one_step_runs_and_failed_once_all_ended_with_
     progress.apply_snapshot(status, snap, config)
     assert status.stages[1].state == StageState.FAILED
     assert status.stages[1].ended is not None and status.stages[1].ended.timestamp() == 3.0
-
-
-def test_the_outcome_names_the_failed_step_and_stage() -> None:
-    status, config = status_for()
-    snap = BuildSnapshot(
-        building=False,
-        result="FAILURE",
-        steps=[StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2)],
-    )
-    progress.apply_snapshot(status, snap, config)
-    phase, _, message = progress.outcome(status, snap, rejected=False)
-    assert phase == ExecutionPhase.FAILED
-    assert "Test" in message and status.stages[1].steps[1].name in message
 
 
 def test_closing_marks_never_started_steps_skipped_and_running_ones_aborted() -> None:

@@ -1,0 +1,324 @@
+"""Stub activities for the workflow tests: registered under the real activity names, scripted per test.
+
+The stubs play the CR, Jenkins and the object store: the load returns a context built from a pipeline
+file, the follow returns the scripted build snapshots one per call (and, once the script is used up,
+heartbeats until it is cancelled, like a build that runs on), every call is recorded, and any activity
+can be told to fail with a given error. The quota activities are the real ones (they only talk to
+Temporal), so the real ExecutorQuotaWorkflow runs alongside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.errors import DevopsError, to_application_error
+from activities.quota import QuotaActivities
+from crds.execution import PipelineExecutionStatus
+from crds.messages import (
+    Activity,
+    BootstrapInput,
+    BootstrapResult,
+    BuildRef,
+    BuildSnapshot,
+    CleanupInput,
+    ConsoleTail,
+    ConsoleTailInput,
+    ExecutionContext,
+    ExecutionRef,
+    ExecutionWorkflowInput,
+    FollowInput,
+    GateInput,
+    JenkinsJob,
+    JenkinsPrepareInput,
+    LoadExecutionInput,
+    RoleBindingInput,
+    RoleBindingResult,
+    StepSnapshot,
+    StopInput,
+    StopResult,
+    StoreStepLogInput,
+    StoreStepLogResult,
+    TriggerInput,
+    UpdatePipelineInput,
+    WriteStatusInput,
+    WriteStatusResult,
+)
+from crds.parse import parse_pipeline_file
+from crds.setting import PipelineSettingSpec
+from workflows.execution import PipelineExecutionWorkflow
+from workflows.quota import ExecutorQuotaWorkflow
+
+#: Two stages: ``Build`` (one step) and ``Deploy`` (one step, approval when asked).
+PIPELINE_FILE = """
+stages:
+- name: Build
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "make"}
+- name: Deploy
+  approval: %(approval)s
+  steps:
+  - runScriptConfig: {image: alpine, shellScript: "deploy"}
+"""
+
+
+def step(stage: int, index: int, state: str) -> StepSnapshot:
+    ended = None if state in ("Waiting", "Building") else 2000
+    return StepSnapshot(
+        stage=stage, step=index, state=state, started_ms=1000, ended_ms=ended, node_id=f"n{stage}{index}"
+    )
+
+
+def snapshot(
+    *steps: StepSnapshot, gates: list[int] | None = None, result: str | None = None
+) -> BuildSnapshot:
+    """A build snapshot; with ``result`` the build has ended."""
+    return BuildSnapshot(
+        number=1,
+        building=result is None,
+        result=result,
+        steps=list(steps),
+        pending_gates=gates or [],
+        started_ms=1000,
+        ended_ms=3000 if result else None,
+    )
+
+
+def successful_build() -> list[BuildSnapshot]:
+    """Clone, gate 1, Build, gate 2, Deploy, SUCCESS: the snapshots the follow activity returns."""
+    return [
+        snapshot(step(0, 0, "Success"), gates=[1]),
+        snapshot(step(0, 0, "Success"), step(1, 0, "Success"), gates=[2]),
+        snapshot(step(0, 0, "Success"), step(1, 0, "Success"), step(2, 0, "Success"), result="SUCCESS"),
+    ]
+
+
+def permanent(message: str, reason: Any = None) -> ApplicationError:
+    """What an activity raises for a permanent fault (as activities.errors translates it)."""
+    from activities.errors import PermanentError
+
+    return to_application_error(PermanentError(message, reason=reason))
+
+
+@dataclass
+class World:
+    """The scripted outside world of one test."""
+
+    approval: bool = False
+    quota: int = 0
+    pipeline: str = "app"
+    run: int = 1
+    created: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    #: Creation times of runs by execution name (default: ``created``).
+    created_at: dict[str, datetime] = field(default_factory=dict)
+    build: list[BuildSnapshot] = field(default_factory=successful_build)
+    #: The build's state after a stop (what the final follow of a cancel returns).
+    after_stop: BuildSnapshot = field(
+        default_factory=lambda: snapshot(step(0, 0, "Success"), result="ABORTED")
+    )
+    #: activity name -> error raised by that activity (every call, or the nth with ``fail_on_call``).
+    fail: dict[Activity, BaseException] = field(default_factory=dict)
+    fail_on_call: dict[Activity, int] = field(default_factory=dict)
+    console: str = "Started\nResuming build after Jenkins restart\nFinished: ABORTED\n"
+    calls: list[tuple[Activity, Any]] = field(default_factory=list)
+    statuses: list[PipelineExecutionStatus] = field(default_factory=list)
+    follow_started: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set while a follow call heartbeats with nothing left to return.
+    following_idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopped: bool = False
+
+    def called(self, name: Activity) -> list[Any]:
+        return [arg for n, arg in self.calls if n == name]
+
+    def _record(self, name: Activity, arg: Any) -> None:
+        self.calls.append((name, arg))
+        if name in self.fail:
+            nth = self.fail_on_call.get(name)
+            if nth is None or len(self.called(name)) == nth:
+                raise self.fail[name]
+
+    def context(self, ref: ExecutionRef) -> ExecutionContext:
+        # A run named ``<pipeline>-<run>`` is that pipeline's run (several pipelines share a project).
+        pipeline, _, run = ref.name.rpartition("-")
+        return ExecutionContext(
+            execution=ref,
+            pipeline=pipeline if run.isdigit() else self.pipeline,
+            run=int(run) if run.isdigit() else self.run,
+            branch="main",
+            commit="0" * 40,
+            event="push",
+            repository_url="https://git.example/app.git",
+            config=parse_pipeline_file(PIPELINE_FILE % {"approval": str(self.approval).lower()}),
+            setting=PipelineSettingSpec(executor_quota=self.quota, poll_interval="1s"),
+            pipeline_namespace=f"{ref.namespace}-pipeline",
+            started=self.created_at.get(ref.name, self.created),
+        )
+
+    # --- the stubs, under the real activity names -------------------------------------------------
+
+    @activity.defn(name=Activity.LOAD_EXECUTION)
+    async def load(self, inp: LoadExecutionInput) -> ExecutionContext:
+        self._record(Activity.LOAD_EXECUTION, inp)
+        return self.context(inp.execution)
+
+    @activity.defn(name=Activity.WRITE_STATUS)
+    async def write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
+        self._record(Activity.WRITE_STATUS, inp)
+        self.statuses.append(inp.status)
+        return WriteStatusResult(written=True)
+
+    @activity.defn(name=Activity.UPDATE_PIPELINE)
+    async def update_pipeline(self, inp: UpdatePipelineInput) -> None:
+        self._record(Activity.UPDATE_PIPELINE, inp)
+
+    @activity.defn(name=Activity.BOOTSTRAP_NAMESPACE)
+    async def bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
+        self._record(Activity.BOOTSTRAP_NAMESPACE, inp)
+        return BootstrapResult(pipeline_namespace=inp.pipeline_namespace)
+
+    @activity.defn(name=Activity.RECONCILE_ROLEBINDINGS)
+    async def rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
+        self._record(Activity.RECONCILE_ROLEBINDINGS, inp)
+        return RoleBindingResult()
+
+    @activity.defn(name=Activity.JENKINS_PREPARE)
+    async def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
+        self._record(Activity.JENKINS_PREPARE, inp)
+        return JenkinsJob(job=f"{inp.context.pipeline}-{inp.context.run}", credential_ids=["git"])
+
+    @activity.defn(name=Activity.JENKINS_TRIGGER)
+    async def trigger(self, inp: TriggerInput) -> BuildRef:
+        self._record(Activity.JENKINS_TRIGGER, inp)
+        return BuildRef(job=inp.target.job, queue_id=7, number=1)
+
+    @activity.defn(name=Activity.JENKINS_FOLLOW)
+    async def follow(self, inp: FollowInput) -> BuildSnapshot:
+        self._record(Activity.JENKINS_FOLLOW, inp)
+        self.follow_started.set()
+        if self._stopped:
+            return self.after_stop
+        if self.build:
+            return self.build.pop(0)
+        # Nothing scripted: the build runs on until the workflow cancels this call.
+        self.following_idle.set()
+        try:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(0.05)
+        finally:
+            self.following_idle.clear()
+
+    @activity.defn(name=Activity.JENKINS_GATE)
+    async def gate(self, inp: GateInput) -> None:
+        self._record(Activity.JENKINS_GATE, inp)
+
+    @activity.defn(name=Activity.JENKINS_STOP)
+    async def stop(self, inp: StopInput) -> StopResult:
+        self._record(Activity.JENKINS_STOP, inp)
+        self._stopped = True
+        return StopResult(result="ABORTED")
+
+    @activity.defn(name=Activity.JENKINS_CONSOLE_TAIL)
+    async def console_tail(self, inp: ConsoleTailInput) -> ConsoleTail:
+        from activities.jenkins.logs import last_line
+
+        self._record(Activity.JENKINS_CONSOLE_TAIL, inp)
+        return ConsoleTail(last_line=last_line(self.console))
+
+    @activity.defn(name=Activity.STORE_STEP_LOG)
+    async def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
+        self._record(Activity.STORE_STEP_LOG, inp)
+        return StoreStepLogResult(object_name=f"logs/{inp.stage}/{inp.step}.log", size=3)
+
+    @activity.defn(name=Activity.CLEANUP)
+    async def cleanup(self, inp: CleanupInput) -> None:
+        self._record(Activity.CLEANUP, inp)
+
+    def stubs(self) -> list[Callable[..., Any]]:
+        return [
+            self.load,
+            self.write_status,
+            self.update_pipeline,
+            self.bootstrap,
+            self.rolebindings,
+            self.prepare,
+            self.trigger,
+            self.follow,
+            self.gate,
+            self.stop,
+            self.console_tail,
+            self.store_step_log,
+            self.cleanup,
+        ]
+
+
+@asynccontextmanager
+async def running(env: WorkflowEnvironment, world: World) -> AsyncIterator[str]:
+    """A worker with the stubs of ``world`` and both workflows; yields its task queue."""
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[PipelineExecutionWorkflow, ExecutorQuotaWorkflow],
+        activities=[*world.stubs(), *_quota_activities(env, queue)],
+    ):
+        yield queue
+
+
+def _quota_activities(env: WorkflowEnvironment, queue: str) -> list[Callable[..., Any]]:
+    q = QuotaActivities(env.client, queue)
+    return [q.acquire, q.gone_holders]
+
+
+async def start(
+    env: WorkflowEnvironment, queue: str, *, name: str = "app-1", namespace: str | None = None, **kw: Any
+) -> WorkflowHandle[Any, PipelineExecutionStatus]:
+    ns = namespace or f"proj-{uuid.uuid4().hex[:8]}"
+    ref = ExecutionRef(namespace=ns, name=name, uid=uuid.uuid4().hex)
+    return await env.client.start_workflow(
+        PipelineExecutionWorkflow.run,
+        ExecutionWorkflowInput(execution=ref, **kw),
+        id=f"pe-{ns}-{name}-{ref.uid}",
+        task_queue=queue,
+        result_type=PipelineExecutionStatus,
+    )
+
+
+async def eventually(check: Callable[[], Any], what: str, attempts: int = 400) -> None:
+    """Poll (real time, 25 ms apart) until ``check()`` is truthy; fail naming ``what``."""
+    for _ in range(attempts):
+        if await _value(check):
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def _value(check: Callable[[], Any]) -> Any:
+    value = check()
+    if asyncio.iscoroutine(value):
+        value = await value
+    return value
+
+
+__all__ = [
+    "DevopsError",
+    "World",
+    "eventually",
+    "permanent",
+    "running",
+    "snapshot",
+    "start",
+    "step",
+    "successful_build",
+]
