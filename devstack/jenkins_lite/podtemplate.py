@@ -233,7 +233,11 @@ def agent_pod(script: str, job: str, number: int, root_url: str) -> AgentPodSpec
     containers_arg = template.kwargs.get("containers") or []
     if not isinstance(containers_arg, list):
         raise PodTemplateError("podTemplate containers must be a list")
-    containers = [_container(c, [workspace_mount, *mounts]) for c in containers_arg if isinstance(c, Call)]
+    containers = [
+        _container(c, [dict(workspace_mount), *(dict(m) for m in mounts)])
+        for c in containers_arg
+        if isinstance(c, Call)
+    ]
     if len(containers) != len(containers_arg):
         raise PodTemplateError("podTemplate containers: expected containerTemplate(...) entries")
     jnlp = {
@@ -246,7 +250,7 @@ def agent_pod(script: str, job: str, number: int, root_url: str) -> AgentPodSpec
             {"name": "JENKINS_URL", "value": root_url},
         ],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-        "volumeMounts": [workspace_mount],
+        "volumeMounts": [dict(workspace_mount)],
     }
     spec: dict[str, Any] = {
         "containers": [*containers, jnlp],
