@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum |
 # Prints how long a phase took: $(call timed,name,command)
 timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-# Debian packages the tests use: groovy (compile-checks every generated Jenkinsfile) and chromium
-# (the Temporal UI browser test, driven by Playwright without a browser download).
-SYSTEM_PACKAGES := groovy chromium
+# Debian packages the tests and the demo use, as <command>:<package> (installed when the command is
+# missing): groovy (compile-checks every generated Jenkinsfile), chromium (the Temporal UI browser test,
+# driven by Playwright without a browser download), buildah (the build steps' daemonless image builder),
+# docker-registry (the stack's image registry), git and openssl (repositories and the stack's PKI).
+SYSTEM_PACKAGES := groovy:groovy chromium:chromium buildah:buildah docker-registry:docker-registry \
+  git:git openssl:openssl
 
 .PHONY: system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
 
@@ -23,7 +26,8 @@ $(STAMP): pyproject.toml
 	  rm -f $(VENV)/.installed-* && touch $(STAMP))
 
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(call timed,apt-get install$$missing,\
 	    { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; } && \
@@ -36,7 +40,7 @@ lint: install
 	@$(call timed,import-linter,$(VENV)/bin/lint-imports)
 
 testbin: install
-	@$(call timed,testbin (kube-apiserver + etcd from Go modules),$(PY) -m devstack.testbin)
+	@$(call timed,testbin (the stack's Go binaries from Go modules),$(PY) -m devstack.testbin)
 
 # Everything: lint, unit, contract, integration and end-to-end tests against the local stack.
 test: system-deps lint testbin
@@ -55,7 +59,7 @@ generate-crd: install
 check-crd: install
 	$(PY) -m crds.generate --check
 
-stack-up: install testbin
+stack-up: install system-deps testbin
 	$(PY) -m devstack up
 
 stack-down: install
@@ -64,13 +68,13 @@ stack-down: install
 stack-status: install
 	$(PY) -m devstack status
 
-demo: install testbin
+demo: install system-deps testbin
 	@$(PY) -m devstack.demo
 
 demo-stop: install
 	@$(PY) -m devstack.demo --stop
 
-bench: install testbin
+bench: install system-deps testbin
 	@$(PY) -m devstack.bench
 
 clean:

@@ -6,7 +6,7 @@ ratios, since this machine is noisy), never by timed assertions in tests. See do
 The bench brings the local stack up (reusing one already up; a stack it started is stopped at the
 end unless another process holds a lease on it), installs the CRDs, starts its own ``python -m
 worker`` (unique task queue, watching only the bench's namespaces, its own health port, log in
-``bench-output/``) and devstack's kubelet stand-in, then measures:
+``bench-output/``), then measures:
 
 1. workflow history events of a short and a long build (and of 1, 4, 8 parallel steps);
 2. cancel latency, in poll intervals;
@@ -55,7 +55,6 @@ from crds.pipeline import Pipeline, PipelineSpec
 from crds.reasons import ExecutionPhase, StageState
 from devstack import proc as devproc
 from devstack.gitrepo import make_git_repo
-from devstack.kubelet_sim import DeploymentReadiness
 from devstack.project import apply_project
 from devstack.stack import Stack, StackError
 from worker.bridge import TASK_QUEUE_ANNOTATION
@@ -127,7 +126,6 @@ class Bench:
     env: dict[str, str]
     api: Any
     kube: Kube
-    readiness: DeploymentReadiness
     runner: asyncio.Runner
     temporal: Client
     repos: Path
@@ -145,7 +143,6 @@ class Bench:
     # project namespaces ------------------------------------------------------------------------------
 
     def project(self, name: str, *, poll_interval: str, executor_quota: int) -> str:
-        self.readiness.add_project(name)
         apply_project(self.kube, name, self.env, executor_quota=executor_quota, poll_interval=poll_interval)
         return name
 
@@ -669,12 +666,10 @@ def main() -> int:
                     data_converter=pydantic_data_converter,
                 )
             )
-            readiness = DeploymentReadiness(api).start()
             b = Bench(
                 env=env,
                 api=api,
                 kube=kube,
-                readiness=readiness,
                 runner=runner,
                 temporal=temporal,
                 repos=Path(repos),
@@ -692,7 +687,6 @@ def main() -> int:
                 figure_logs(b)
                 figure_rolebindings(b)
             finally:
-                readiness.stop()
                 api.close()
     except (BenchError, StackError) as err:
         if rows:

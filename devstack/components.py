@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
 import importlib.util
 import json
 import os
-import ssl
-import subprocess
 import sys
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
 
-from devstack.pki import Pki
+from devstack.component import (
+    Component,
+    Context,
+    Unhealthy,
+    binaries,
+    file_lock,
+    http_get,
+    run_async,
+)
+from devstack.control_plane import KubeControllerManager, KubeScheduler
+from devstack.kwok import Kwok
+from devstack.object_store import MinIO
 from devstack.proc import LOOPBACK
-from devstack.state import Credentials
-from devstack.testbin import Binaries, ensure_binaries
+from devstack.registry import Registry
 
-T = TypeVar("T")
+__all__ = [
+    "BY_NAME",
+    "COMPONENTS",
+    "Component",
+    "Context",
+    "Unhealthy",
+    "file_lock",
+    "http_get",
+    "tools_env",
+]
 
 # Registered on the Temporal dev server at start (`--search-attribute Name=Type`).
 SEARCH_ATTRIBUTES: dict[str, str] = {
@@ -39,91 +47,6 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "DevopsRun": "Int",
 }
 TEMPORAL_NAMESPACE = "default"
-S3_REGION = "us-east-1"
-# moto's server in its own virtualenv: botocore pins python-dateutil<3, kubernetes 37 needs >=3.
-MOTO_REQUIREMENTS = ("moto[s3]==5.2.5", "flask~=3.1", "flask-cors~=6.0")
-
-
-class Unhealthy(Exception):
-    """A health check did not pass (yet)."""
-
-
-@dataclass
-class Context:
-    """What components need from the stack: folder, secrets, PKI and everyone's ports."""
-
-    dir: Path
-    creds: Credentials
-    pki: Pki
-    ports: dict[str, dict[str, int]] = field(default_factory=dict)
-    log: Callable[[str], None] = print
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
-
-
-def http_get(url: str, *, context: ssl.SSLContext | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
-    """GET ``url`` bypassing any proxy settings (everything here is loopback)."""
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-    if context is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=context))
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-    except (urllib.error.URLError, OSError) as err:
-        raise Unhealthy(f"GET {url}: {err}") from err
-
-
-def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion on a private loop in a private thread (safe inside any loop)."""
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(factory()))
-        except BaseException as exc:
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name="devstack-async", daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
-
-
-class Component:
-    name: str = ""
-    port_names: tuple[str, ...] = ("main",)
-    deps: tuple[str, ...] = ()
-    startup_timeout: float = 90.0
-
-    def unavailable(self) -> str | None:
-        """Why this component cannot run on this checkout (None when it can)."""
-        return None
-
-    def prepare(self, ctx: Context) -> None:
-        """Slow one-off set-up (binaries, virtualenvs); runs before :meth:`command`."""
-
-    def command(self, ctx: Context, ports: dict[str, int]) -> list[str]:
-        raise NotImplementedError
-
-    def child_env(self, ctx: Context) -> dict[str, str] | None:
-        return None
-
-    def url(self, ports: dict[str, int]) -> str:
-        return f"http://{LOOPBACK}:{ports['main']}"
-
-    def check(self, ctx: Context, ports: dict[str, int]) -> None:
-        raise NotImplementedError
-
-    def env(self, ctx: Context, ports: dict[str, int]) -> dict[str, str]:
-        return {}
 
 
 class Etcd(Component):
@@ -131,12 +54,12 @@ class Etcd(Component):
     startup_timeout = 60.0
 
     def prepare(self, ctx: Context) -> None:
-        _binaries(ctx)
+        binaries(ctx)
 
     def command(self, ctx: Context, ports: dict[str, int]) -> list[str]:
         client_url = self.url(ports)
         return [
-            str(_binaries(ctx).etcd),
+            str(binaries(ctx).etcd),
             "--name=devstack",
             f"--data-dir={ctx.dir / 'etcd-data'}",
             f"--listen-client-urls={client_url}",
@@ -158,7 +81,7 @@ class KubeApiserver(Component):
     startup_timeout = 90.0
 
     def prepare(self, ctx: Context) -> None:
-        _binaries(ctx)
+        binaries(ctx)
 
     def url(self, ports: dict[str, int]) -> str:
         return f"https://{LOOPBACK}:{ports['main']}"
@@ -167,7 +90,7 @@ class KubeApiserver(Component):
         pki = ctx.pki
         etcd = ctx.ports["etcd"]["main"]
         return [
-            str(_binaries(ctx).kube_apiserver),
+            str(binaries(ctx).kube_apiserver),
             f"--etcd-servers=http://{LOOPBACK}:{etcd}",
             f"--cert-dir={ctx.dir / 'apiserver-certs'}",
             f"--secure-port={ports['main']}",
@@ -180,7 +103,7 @@ class KubeApiserver(Component):
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
-            "--disable-admission-plugins=ServiceAccount",
+            # The ServiceAccount admission plugin stays on (the controller-manager creates `default`).
             # /16: every pipeline namespace has Services, and a long-lived dev stack runs many projects.
             "--service-cluster-ip-range=10.0.0.0/16",
             "--allow-privileged=true",
@@ -188,13 +111,8 @@ class KubeApiserver(Component):
             "--v=1",
         ]
 
-    def ssl_context(self, ctx: Context) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(ctx.pki.ca_cert))
-        context.load_cert_chain(str(ctx.pki.admin_cert), str(ctx.pki.admin_key))
-        return context
-
     def check(self, ctx: Context, ports: dict[str, int]) -> None:
-        status, body = http_get(f"{self.url(ports)}/readyz", context=self.ssl_context(ctx))
+        status, body = http_get(f"{self.url(ports)}/readyz", context=ctx.admin_ssl_context())
         if status != 200:
             raise Unhealthy(f"kube-apiserver /readyz: {status} {body[-300:]!r}")
 
@@ -288,68 +206,6 @@ async def _temporal_missing_attributes(address: str) -> list[str]:
     ]
 
 
-def moto_venv_dir(ctx: Context) -> Path:
-    """``$DEVSTACK_MOTO_VENV`` (to share one between state folders), else ``<state>/moto-venv``."""
-    explicit = os.environ.get("DEVSTACK_MOTO_VENV")
-    return Path(explicit).resolve() if explicit else ctx.dir / "moto-venv"
-
-
-class S3(Component):
-    name = "s3"
-    startup_timeout = 60.0
-
-    def prepare(self, ctx: Context) -> None:
-        venv = moto_venv_dir(ctx)
-        stamp = venv / (".devstack-" + hashlib.sha256(" ".join(MOTO_REQUIREMENTS).encode()).hexdigest()[:12])
-        if stamp.is_file():
-            return
-        with file_lock(venv.parent / f".{venv.name}.lock"):
-            if stamp.is_file():
-                return
-            ctx.log(f"s3: creating {venv} with {' '.join(MOTO_REQUIREMENTS)} (first run only) ...")
-            base = getattr(sys, "_base_executable", sys.executable)
-            _run([base, "-m", "venv", "--clear", str(venv)])
-            _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *MOTO_REQUIREMENTS])
-            stamp.touch()
-
-    def command(self, ctx: Context, ports: dict[str, int]) -> list[str]:
-        python = moto_venv_dir(ctx) / "bin" / "python"
-        return [str(python), "-m", "moto.server", "-H", LOOPBACK, "-p", str(ports["main"])]
-
-    def child_env(self, ctx: Context) -> dict[str, str] | None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
-    def check(self, ctx: Context, ports: dict[str, int]) -> None:
-        import urllib3
-        from minio import Minio
-
-        client = Minio(
-            f"{LOOPBACK}:{ports['main']}",
-            access_key=ctx.creds.s3_access_key,
-            secret_key=ctx.creds.s3_secret_key,
-            secure=False,
-            region=S3_REGION,
-            http_client=urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=2, read=3), retries=urllib3.Retry(total=0)
-            ),
-        )
-        try:
-            client.list_buckets()
-        except Exception as err:
-            raise Unhealthy(f"s3 list_buckets: {err}") from err
-
-    def env(self, ctx: Context, ports: dict[str, int]) -> dict[str, str]:
-        return {
-            "S3_ENDPOINT": f"{LOOPBACK}:{ports['main']}",
-            "S3_SECURE": "false",
-            "S3_REGION": S3_REGION,
-            "S3_ACCESS_KEY": ctx.creds.s3_access_key,
-            "S3_SECRET_KEY": ctx.creds.s3_secret_key,
-        }
-
-
 class JenkinsLite(Component):
     name = "jenkins"
     startup_timeout = 60.0
@@ -388,31 +244,34 @@ class JenkinsLite(Component):
         }
 
 
-def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+def tools_env(ctx: Context) -> dict[str, str]:
+    """``kubectl`` and ``helm`` for build steps: their paths, and a folder holding both for ``PATH``."""
+    found = binaries(ctx)
+    ctx.bin_dir.mkdir(exist_ok=True)
+    for name, target in (("kubectl", found.kubectl), ("helm", found.helm)):
+        link = ctx.bin_dir / name
+        if link.is_symlink() and link.readlink() == target:
+            continue
+        tmp = ctx.bin_dir / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        tmp.replace(link)
+    return {
+        "KUBECTL": str(ctx.bin_dir / "kubectl"),
+        "HELM": str(ctx.bin_dir / "helm"),
+        "DEVSTACK_BIN": str(ctx.bin_dir),
+    }
 
 
-_BINARIES_LOCK = threading.Lock()
-
-
-def _binaries(ctx: Context) -> Binaries:
-    with _BINARIES_LOCK:
-        return ensure_binaries(log=ctx.log)
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created if missing) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-COMPONENTS: tuple[Component, ...] = (Etcd(), KubeApiserver(), Temporal(), S3(), JenkinsLite())
+COMPONENTS: tuple[Component, ...] = (
+    Etcd(),
+    KubeApiserver(),
+    KubeControllerManager(),
+    KubeScheduler(),
+    Kwok(),
+    Temporal(),
+    MinIO(),
+    Registry(),
+    JenkinsLite(),
+)
 BY_NAME: dict[str, Component] = {c.name: c for c in COMPONENTS}

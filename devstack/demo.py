@@ -21,14 +21,12 @@ when the run succeeded.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,24 +231,6 @@ def install_crds(env: dict[str, str]) -> None:
         api_client.close()
 
 
-@contextlib.contextmanager
-def kubelet_stand_in(env: dict[str, str]) -> Iterator[None]:
-    """The local stack has no kubelet: mark the demo's pipeline-namespace Deployments ready while it runs
-    (their status stays ready afterwards, so later runs started by hand find them ready too)."""
-    from kubernetes import config as k8s_config
-
-    from devstack.kubelet_sim import DeploymentReadiness
-
-    api_client = k8s_config.new_client_from_config(config_file=env["KUBECONFIG"])  # type: ignore[no-untyped-call]
-    sim = DeploymentReadiness(api_client).start()
-    sim.add_project(NAMESPACE)
-    try:
-        yield
-    finally:
-        sim.stop()
-        api_client.close()
-
-
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -278,8 +258,7 @@ def run_demo(stack: Stack) -> int:
     print(flush=True)
 
     settings = WorkerSettings.load(stack.env_path)
-    with kubelet_stand_in(env):
-        code = cli.main(["run", PIPELINE, "-n", NAMESPACE, "--commit", sha, "--wait"], settings=settings)
+    code = cli.main(["run", PIPELINE, "-n", NAMESPACE, "--commit", sha, "--wait"], settings=settings)
     print(flush=True)
     if code != cli.EXIT_OK:
         say(f"the run did not succeed (exit {code}); worker log: {worker_paths(stack)[1]}")

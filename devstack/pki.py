@@ -1,12 +1,18 @@
-"""The local apiserver's PKI, made with the ``openssl`` CLI (no Python crypto dependency).
+"""The local cluster's PKI, made with the ``openssl`` CLI (no Python crypto dependency).
 
 Everything is ECDSA P-256 (fast to generate) and made once per state folder, then reused, so the
-kubeconfig and minted ServiceAccount tokens stay valid across ``down``/``up``.
+kubeconfigs and minted ServiceAccount tokens stay valid across ``down``/``up``. A certificate added by a
+newer version of this module is made next to the existing ones (the CA is kept).
+
+Client certificates carry the identities a kubeadm cluster gives its components (CN
+``system:kube-controller-manager`` and ``system:kube-scheduler``, which the apiserver's bootstrap RBAC
+policy binds), so RBAC decides what each may do, as in a cluster.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +21,29 @@ from pathlib import Path
 import yaml
 
 DAYS = "3650"
+_LOOPBACK_SANS = "IP:127.0.0.1,DNS:localhost"
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """A client certificate's subject: the user name (CN) and groups (O) the apiserver sees."""
+
+    file_stem: str
+    user: str
+    groups: tuple[str, ...] = ()
+
+    def subject(self) -> str:
+        return "".join(f"/O={group}" for group in self.groups) + f"/CN={self.user}"
+
+
+ADMIN = ClientIdentity("admin", "devstack-admin", ("system:masters",))
+CONTROLLER_MANAGER = ClientIdentity("kube-controller-manager", "system:kube-controller-manager")
+SCHEDULER = ClientIdentity("kube-scheduler", "system:kube-scheduler")
+# Bound by devstack to its own ClusterRole (devstack.kwok.KWOK_CLUSTER_ROLE), not to system:masters.
+KWOK = ClientIdentity("kwok", "devstack:kwok")
+CLIENTS: tuple[ClientIdentity, ...] = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK)
+# Serving certificates of the components with a secure port besides the apiserver (loopback names only).
+SERVING: tuple[str, ...] = ("kube-controller-manager-serving", "kube-scheduler-serving")
 
 
 @dataclass(frozen=True)
@@ -39,11 +68,23 @@ class Pki:
 
     @property
     def admin_cert(self) -> Path:
-        return self.dir / "admin.crt"
+        return self.client_cert(ADMIN)
 
     @property
     def admin_key(self) -> Path:
-        return self.dir / "admin.key"
+        return self.client_key(ADMIN)
+
+    def client_cert(self, identity: ClientIdentity) -> Path:
+        return self.dir / f"{identity.file_stem}.crt"
+
+    def client_key(self, identity: ClientIdentity) -> Path:
+        return self.dir / f"{identity.file_stem}.key"
+
+    def cert(self, stem: str) -> Path:
+        return self.dir / f"{stem}.crt"
+
+    def key(self, stem: str) -> Path:
+        return self.dir / f"{stem}.key"
 
     @property
     def sa_key(self) -> Path:
@@ -54,16 +95,12 @@ class Pki:
         return self.dir / "sa.pub"
 
     def files(self) -> list[Path]:
-        return [
-            self.ca_cert,
-            self.ca_key,
-            self.serving_cert,
-            self.serving_key,
-            self.admin_cert,
-            self.admin_key,
-            self.sa_key,
-            self.sa_pub,
-        ]
+        files = [self.ca_cert, self.ca_key, self.serving_cert, self.serving_key, self.sa_key, self.sa_pub]
+        for identity in CLIENTS:
+            files += [self.client_cert(identity), self.client_key(identity)]
+        for stem in SERVING:
+            files += [self.cert(stem), self.key(stem)]
+        return files
 
     def complete(self) -> bool:
         return all(path.is_file() for path in self.files())
@@ -98,50 +135,62 @@ def _sign(pki: Pki, key: Path, cert: Path, subject: str, extensions: str) -> Non
         ext.unlink(missing_ok=True)
 
 
+_CLIENT_EXTENSIONS = (
+    "basicConstraints=CA:FALSE\n"
+    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage=clientAuth\n"
+)
+
+
+def _serving_extensions(sans: str) -> str:
+    return (
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n"
+    )
+
+
 def ensure_pki(directory: Path) -> Pki:
-    """Create (once) the CA, apiserver serving cert, admin client cert and ServiceAccount key pair."""
+    """Create what is missing: the CA, the serving certs, the client certs and the ServiceAccount keys."""
     pki = Pki(directory)
     if pki.complete():
         return pki
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    _ec_key(pki.ca_key)
-    _openssl(
-        "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", "/CN=devstack-ca", "-days", DAYS,
-        "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", str(pki.ca_cert),
-    )  # fmt: skip
-    _ec_key(pki.serving_key)
-    sans = ",".join(
-        [
-            "IP:127.0.0.1",
-            "IP:10.0.0.1",
-            "DNS:localhost",
-            "DNS:kubernetes",
-            "DNS:kubernetes.default",
-            "DNS:kubernetes.default.svc",
-            "DNS:kubernetes.default.svc.cluster.local",
-        ]
-    )
-    _sign(
-        pki,
-        pki.serving_key,
-        pki.serving_cert,
-        "/CN=kube-apiserver",
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n",
-    )
-    _ec_key(pki.admin_key)
-    _sign(
-        pki,
-        pki.admin_key,
-        pki.admin_cert,
-        "/O=system:masters/CN=devstack-admin",
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=clientAuth\n",
-    )
-    _ec_key(pki.sa_key)
-    _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
+    if not (pki.ca_cert.is_file() and pki.ca_key.is_file()):
+        # A new CA: nothing signed by an earlier one may survive.
+        for path in pki.files():
+            path.unlink(missing_ok=True)
+        _ec_key(pki.ca_key)
+        _openssl(
+            "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", "/CN=devstack-ca", "-days", DAYS,
+            "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", str(pki.ca_cert),
+        )  # fmt: skip
+    if not (pki.serving_cert.is_file() and pki.serving_key.is_file()):
+        sans = ",".join(
+            [
+                _LOOPBACK_SANS,
+                "IP:10.0.0.1",
+                "DNS:kubernetes",
+                "DNS:kubernetes.default",
+                "DNS:kubernetes.default.svc",
+                "DNS:kubernetes.default.svc.cluster.local",
+            ]
+        )
+        _ec_key(pki.serving_key)
+        _sign(pki, pki.serving_key, pki.serving_cert, "/CN=kube-apiserver", _serving_extensions(sans))
+    for stem in SERVING:
+        if not (pki.cert(stem).is_file() and pki.key(stem).is_file()):
+            _ec_key(pki.key(stem))
+            _sign(pki, pki.key(stem), pki.cert(stem), f"/CN={stem}", _serving_extensions(_LOOPBACK_SANS))
+    for identity in CLIENTS:
+        cert, key = pki.client_cert(identity), pki.client_key(identity)
+        if not (cert.is_file() and key.is_file()):
+            _ec_key(key)
+            _sign(pki, key, cert, identity.subject(), _CLIENT_EXTENSIONS)
+    if not (pki.sa_key.is_file() and pki.sa_pub.is_file()):
+        _ec_key(pki.sa_key)
+        _openssl("pkey", "-in", str(pki.sa_key), "-pubout", "-out", str(pki.sa_pub))
     return pki
 
 
@@ -149,8 +198,8 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def write_kubeconfig(pki: Pki, server: str, path: Path) -> None:
-    """An admin kubeconfig with the CA and client certificate embedded (self-contained)."""
+def write_kubeconfig(pki: Pki, server: str, path: Path, identity: ClientIdentity = ADMIN) -> None:
+    """A kubeconfig for ``identity`` with the CA and client certificate embedded (self-contained)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -162,18 +211,18 @@ def write_kubeconfig(pki: Pki, server: str, path: Path) -> None:
         ],
         "users": [
             {
-                "name": "devstack-admin",
+                "name": identity.user,
                 "user": {
-                    "client-certificate-data": _b64(pki.admin_cert),
-                    "client-key-data": _b64(pki.admin_key),
+                    "client-certificate-data": _b64(pki.client_cert(identity)),
+                    "client-key-data": _b64(pki.client_key(identity)),
                 },
             }
         ],
-        "contexts": [{"name": "devstack", "context": {"cluster": "devstack", "user": "devstack-admin"}}],
+        "contexts": [{"name": "devstack", "context": {"cluster": "devstack", "user": identity.user}}],
         "current-context": "devstack",
         "preferences": {},
     }
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     tmp.chmod(0o600)
     tmp.replace(path)

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.components import BY_NAME, COMPONENTS, Component, Context, Unhealthy, file_lock
+from devstack.components import BY_NAME, COMPONENTS, Component, Context, Unhealthy, file_lock, tools_env
 from devstack.pki import Pki, ensure_pki, write_kubeconfig
 from devstack.proc import free_port, is_running, port_is_free, proc_start_time, spawn, tail, terminate
 from devstack.state import (
@@ -67,7 +67,7 @@ class ComponentStatus:
         health = "healthy" if self.healthy else ("UNHEALTHY" if self.running else "DOWN")
         if not self.available:
             health = "n/a"
-        text = f"{self.name:<15} {health:<9} pid {pid:<8} {self.url}"
+        text = f"{self.name:<23} {health:<9} pid {pid:<8} {self.url}"
         return f"{text}  ({self.detail})" if self.detail else text
 
 
@@ -117,7 +117,7 @@ class Stack:
             for component in COMPONENTS:
                 reason = component.unavailable()
                 if reason:
-                    self.log(f"{component.name:<15} skipped: {reason}")
+                    self.log(f"{component.name:<23} skipped: {reason}")
             running = {
                 c.name for c in wanted if c.name in state.components and state.components[c.name].running()
             }
@@ -158,7 +158,7 @@ class Stack:
                 if entry is None:
                     continue
                 outcome = terminate(entry.pid, entry.start_time, STOP_GRACE_SECONDS)
-                reports.append(f"{component.name:<15} pid {entry.pid:<8} {outcome}")
+                reports.append(f"{component.name:<23} pid {entry.pid:<8} {outcome}")
                 self.log(reports[-1])
             save_state(self.state_path, state)  # ports are remembered for the next `up`
         if purge:
@@ -220,7 +220,7 @@ class Stack:
             if entry is None:
                 return "not running"
             outcome = terminate(entry.pid, entry.start_time, STOP_GRACE_SECONDS)
-            self.log(f"{name:<15} pid {entry.pid:<8} {outcome}")
+            self.log(f"{name:<23} pid {entry.pid:<8} {outcome}")
             return outcome
 
     def start_component(self, name: str) -> None:
@@ -310,7 +310,8 @@ class Stack:
             ports: dict[str, int] = {}
             for port_name in component.port_names:
                 port = previous.get(port_name)
-                if port is None or port in taken or not _wait_port_free(port, 3.0):
+                listens = port_name not in component.target_ports
+                if port is None or port in taken or (listens and not _wait_port_free(port, 3.0)):
                     port = free_port(exclude=taken)
                 ports[port_name] = port
                 taken.add(port)
@@ -370,7 +371,7 @@ class Stack:
                     )
                 time.sleep(0.2)
             took = time.monotonic() - began
-            self.log(f"{component.name:<15} healthy   pid {entry.pid:<8} {entry.url}  ({took:.1f}s)")
+            self.log(f"{component.name:<23} healthy   pid {entry.pid:<8} {entry.url}  ({took:.1f}s)")
 
         with ThreadPoolExecutor(max_workers=len(components), thread_name_prefix="devstack-up") as pool:
             for component in components:
@@ -384,7 +385,7 @@ class Stack:
         if failures:
             for name, entry in started.items():
                 outcome = terminate(entry.pid, entry.start_time, STOP_GRACE_SECONDS)
-                self.log(f"{name:<15} pid {entry.pid:<8} {outcome} (start-up failed)")
+                self.log(f"{name:<23} pid {entry.pid:<8} {outcome} (start-up failed)")
             # Keep the ports of what did start, so a retry reuses them; nothing of ours runs now.
             state.components.update(started)
             save_state(self.state_path, state)
@@ -412,7 +413,7 @@ class Stack:
         return problems
 
     def _write_outputs(self, ctx: Context, state: StackState) -> None:
-        env: dict[str, str] = {"DEVSTACK_DIR": str(self.dir)}
+        env: dict[str, str] = {"DEVSTACK_DIR": str(self.dir), **tools_env(ctx)}
         for component in COMPONENTS:
             if component.name in ctx.ports and component.name in state.components:
                 env.update(component.env(ctx, ctx.ports[component.name]))

@@ -1,10 +1,13 @@
-"""A real kube-apiserver and etcd for tests, built from their Go modules and cached by version.
+"""The stack's Go binaries, built from their Go modules and cached by version.
 
-The wrapper modules in ``devstack/testbin/{kube-apiserver,etcd}`` pin every dependency (committed
-``go.mod``/``go.sum``), so a cold machine needs only a Go toolchain (>= 1.24) and access to the Go
-module proxy; a warm machine finds both binaries in :func:`cache_dir` and builds nothing.
+Each wrapper module in ``devstack/testbin/<module>`` pins every dependency (committed
+``go.mod``/``go.sum``), so a cold machine needs only a Go toolchain (>= 1.26) and access to the Go
+module proxy; a warm machine finds every binary in :func:`cache_dir` and builds nothing.
 
-``python -m devstack.testbin`` builds (if needed) and prints the two paths.
+``python -m devstack.testbin`` builds (if needed) and prints the paths.
+
+MinIO (AGPL) is built here as a development server for the local stack only: nothing in the product
+imports or ships it.
 """
 
 from __future__ import annotations
@@ -21,16 +24,134 @@ from pathlib import Path
 
 KUBE_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.4"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"
+# The module proxy's pseudo-version of github.com/minio/minio (the project publishes no module tags).
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+MINIO_RELEASE = "2026-02-12T20:18:48Z"  # the commit time of MINIO_VERSION, in MinIO's release format
 
-_KUBE_PACKAGE = "k8s.io/kubernetes/cmd/kube-apiserver"
-_ETCD_PACKAGE = "go.etcd.io/etcd/server/v3"
 _MODULES_DIR = Path(__file__).resolve().parent / "testbin"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One binary: which wrapper module builds which package, and how to tell the result is right."""
+
+    name: str
+    version: str
+    module: str
+    package: str
+    ldflags: str
+    tags: tuple[str, ...] = ()
+    version_args: tuple[str, ...] = ("--version",)
+    version_text: str = ""  # what ``version_args`` must print (default: the version without its "v")
+
+    def path(self, cache: Path) -> Path:
+        return cache / f"{self.name}-{self.version}" / self.name
+
+    def expected_version_text(self) -> str:
+        return self.version_text or self.version.removeprefix("v")
+
+
+def _kube_ldflags() -> str:
+    major, minor = KUBE_VERSION.removeprefix("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return (
+        f"-s -w -X {pkg}.gitVersion={KUBE_VERSION} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor} "
+        f"-X {pkg}.gitTreeState=clean"
+    )
+
+
+def _kube(name: str) -> Tool:
+    # The same flags for every k8s.io/kubernetes command, so they share the Go build cache.
+    return Tool(
+        name=name,
+        version=KUBE_VERSION,
+        module="kubernetes",
+        package=f"k8s.io/kubernetes/cmd/{name}",
+        ldflags=_kube_ldflags(),
+        tags=("notest",),
+        version_args=("version", "--client") if name == "kubectl" else ("--version",),
+    )
+
+
+def _helm_ldflags() -> str:
+    pkg = "helm.sh/helm/v3"
+    # As helm's Makefile: the Kubernetes version helm assumes offline is its client-go's (v0.37 -> 1.37).
+    return (
+        f"-s -w -X {pkg}/internal/version.version={HELM_VERSION} "
+        f"-X {pkg}/internal/version.gitTreeState=clean "
+        f"-X {pkg}/pkg/lint/rules.k8sVersionMajor=1 -X {pkg}/pkg/lint/rules.k8sVersionMinor=37 "
+        f"-X {pkg}/pkg/chartutil.k8sVersionMajor=1 -X {pkg}/pkg/chartutil.k8sVersionMinor=37"
+    )
+
+
+def _minio_ldflags() -> str:
+    pkg = "github.com/minio/minio/cmd"
+    commit = MINIO_VERSION.rsplit("-", 1)[1]
+    tag = "RELEASE." + MINIO_RELEASE.replace(":", "-")
+    return (
+        f"-s -w -X {pkg}.Version={MINIO_RELEASE} -X {pkg}.ReleaseTag={tag} "
+        f"-X {pkg}.CommitID={commit} -X {pkg}.ShortCommitID={commit}"
+    )
+
+
+KUBE_APISERVER = _kube("kube-apiserver")
+KUBE_CONTROLLER_MANAGER = _kube("kube-controller-manager")
+KUBE_SCHEDULER = _kube("kube-scheduler")
+KUBECTL = _kube("kubectl")
+ETCD = Tool(
+    name="etcd", version=ETCD_VERSION, module="etcd", package="go.etcd.io/etcd/server/v3", ldflags="-s -w"
+)
+KWOK = Tool(
+    name="kwok",
+    version=KWOK_VERSION,
+    module="kwok",
+    package="sigs.k8s.io/kwok/cmd/kwok",
+    ldflags=f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION.removeprefix('v')}",
+)
+HELM = Tool(
+    name="helm",
+    version=HELM_VERSION,
+    module="helm",
+    package="helm.sh/helm/v3/cmd/helm",
+    ldflags=_helm_ldflags(),
+    version_args=("version", "--short"),
+    version_text=HELM_VERSION,
+)
+MINIO = Tool(
+    name="minio",
+    version=MINIO_VERSION,
+    module="minio",
+    package="github.com/minio/minio",
+    ldflags=_minio_ldflags(),
+    version_text="RELEASE." + MINIO_RELEASE.replace(":", "-"),
+)
+
+# Build order on a cold machine: the apiserver first (it fills most of the Go build cache the other
+# Kubernetes commands reuse), then what the stack needs to start, then the tools.
+TOOLS: tuple[Tool, ...] = (
+    KUBE_APISERVER,
+    ETCD,
+    KUBE_CONTROLLER_MANAGER,
+    KUBE_SCHEDULER,
+    KWOK,
+    KUBECTL,
+    MINIO,
+    HELM,
+)
 
 
 @dataclass(frozen=True)
 class Binaries:
     etcd: Path
     kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    kwok: Path
+    helm: Path
+    minio: Path
 
 
 def cache_dir() -> Path:
@@ -43,14 +164,6 @@ def cache_dir() -> Path:
     return base / "cubepaas-devstack" / "bin"
 
 
-def _kube_apiserver_path(cache: Path) -> Path:
-    return cache / f"kube-apiserver-{KUBE_VERSION}" / "kube-apiserver"
-
-
-def _etcd_path(cache: Path) -> Path:
-    return cache / f"etcd-{ETCD_VERSION}" / "etcd"
-
-
 def _ready(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
@@ -58,51 +171,18 @@ def _ready(path: Path) -> bool:
 def ensure_binaries(log: Callable[[str], None] = print) -> Binaries:
     """Return the cached binaries, building whichever is missing (once, under a file lock)."""
     cache = cache_dir()
-    binaries = Binaries(etcd=_etcd_path(cache), kube_apiserver=_kube_apiserver_path(cache))
-    if _ready(binaries.etcd) and _ready(binaries.kube_apiserver):
+    binaries = Binaries(**{tool.name.replace("-", "_"): tool.path(cache) for tool in TOOLS})
+    missing = [tool for tool in TOOLS if not _ready(tool.path(cache))]
+    if not missing:
         return binaries
 
     cache.mkdir(parents=True, exist_ok=True)
     with _locked(cache / ".build.lock", log):
-        # Another process may have built them while we waited for the lock.
-        if not _ready(binaries.kube_apiserver):
-            _build(
-                name="kube-apiserver",
-                version=KUBE_VERSION,
-                module_dir=_MODULES_DIR / "kube-apiserver",
-                package=_KUBE_PACKAGE,
-                extra_args=["-tags", "notest"],
-                ldflags=_kube_ldflags(),
-                dest=binaries.kube_apiserver,
-                log=log,
-            )
-        if not _ready(binaries.etcd):
-            _build(
-                name="etcd",
-                version=ETCD_VERSION,
-                module_dir=_MODULES_DIR / "etcd",
-                package=_ETCD_PACKAGE,
-                extra_args=[],
-                ldflags="-s -w",
-                dest=binaries.etcd,
-                log=log,
-            )
+        # Another process may have built some while we waited for the lock.
+        for tool in missing:
+            if not _ready(tool.path(cache)):
+                _build(tool, tool.path(cache), log)
     return binaries
-
-
-def _kube_ldflags() -> str:
-    major, minor = KUBE_VERSION.removeprefix("v").split(".")[:2]
-    pkg = "k8s.io/component-base/version"
-    return " ".join(
-        [
-            "-s",
-            "-w",
-            f"-X {pkg}.gitVersion={KUBE_VERSION}",
-            f"-X {pkg}.gitMajor={major}",
-            f"-X {pkg}.gitMinor={minor}",
-            f"-X {pkg}.gitTreeState=clean",
-        ]
-    )
 
 
 @contextmanager
@@ -119,63 +199,59 @@ def _locked(lock_path: Path, log: Callable[[str], None]) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _build(
-    *,
-    name: str,
-    version: str,
-    module_dir: Path,
-    package: str,
-    extra_args: list[str],
-    ldflags: str,
-    dest: Path,
-    log: Callable[[str], None],
-) -> None:
+def _build(tool: Tool, dest: Path, log: Callable[[str], None]) -> None:
     go = shutil.which("go")
     if go is None:
         raise RuntimeError(
-            f"testbin: {name} {version} is not cached in {dest.parent} and no `go` is on PATH; "
-            "install Go >= 1.24 (it needs proxy.golang.org) or point CUBEPAAS_TESTBIN_CACHE at a "
+            f"testbin: {tool.name} {tool.version} is not cached in {dest.parent} and no `go` is on PATH; "
+            "install Go >= 1.26 (it needs proxy.golang.org) or point CUBEPAAS_TESTBIN_CACHE at a "
             "directory holding the prebuilt binaries"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     env = dict(os.environ, CGO_ENABLED="0", GOWORK="off")
+    tags = ["-tags", ",".join(tool.tags)] if tool.tags else []
     cmd = [
         go,
         "build",
         "-mod=readonly",  # the committed go.sum is the source of truth
         "-trimpath",
-        *extra_args,
+        *tags,
         "-ldflags",
-        ldflags,
+        tool.ldflags,
         "-o",
         str(tmp),
-        package,
+        tool.package,
     ]
-    log(f"testbin: building {name} {version} (a cold build takes minutes) ...")
+    log(f"testbin: building {tool.name} {tool.version} (a cold build takes minutes) ...")
     started = time.monotonic()
     try:
-        result = subprocess.run(cmd, cwd=module_dir, env=env, check=False)
+        result = subprocess.run(cmd, cwd=_MODULES_DIR / tool.module, env=env, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"testbin: `go build` of {name} {version} failed (exit {result.returncode})")
-        check = subprocess.run(
-            [str(tmp), "--version"], capture_output=True, text=True, check=False, timeout=60
-        )
-        if check.returncode != 0 or version.removeprefix("v") not in check.stdout:
             raise RuntimeError(
-                f"testbin: built {name} does not report {version}: {check.stdout!r} {check.stderr!r}"
+                f"testbin: `go build` of {tool.name} {tool.version} failed (exit {result.returncode})"
+            )
+        check = subprocess.run(
+            [str(tmp), *tool.version_args], capture_output=True, text=True, check=False, timeout=60
+        )
+        if check.returncode != 0 or tool.expected_version_text() not in check.stdout + check.stderr:
+            raise RuntimeError(
+                f"testbin: built {tool.name} does not report {tool.expected_version_text()}: "
+                f"{check.stdout!r} {check.stderr!r}"
             )
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     size_mb = dest.stat().st_size / 1e6
-    log(f"testbin: built {name} {version} in {time.monotonic() - started:.0f}s ({size_mb:.0f} MB) -> {dest}")
+    took = time.monotonic() - started
+    log(f"testbin: built {tool.name} {tool.version} in {took:.0f}s ({size_mb:.0f} MB) -> {dest}")
 
 
 def main() -> int:
-    binaries = ensure_binaries()
-    print(f"kube-apiserver {KUBE_VERSION}: {binaries.kube_apiserver}")
-    print(f"etcd {ETCD_VERSION}: {binaries.etcd}")
+    cache = cache_dir()
+    ensure_binaries()
+    for tool in TOOLS:
+        print(f"{tool.name} {tool.version}: {tool.path(cache)}")
     return 0
 
 

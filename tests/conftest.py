@@ -180,7 +180,7 @@ def kube(kube_api_client: Any, crds_installed: None) -> Any:
 
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, kube_api_client: Any) -> Iterator[str]:
-    """A fresh namespace named after the test module (namespaces stay Terminating: no controllers run)."""
+    """A fresh namespace named after the test module, deleted (and finalized by the namespace controller)."""
     import uuid
 
     from activities.kube import Kube

@@ -5,12 +5,8 @@ Fixtures:
                       health/metrics ports; log in test-output/worker.log), waits for /readyz, and stops
                       it with SIGTERM at the end. Yields the ``subprocess.Popen``.
   kube                session: ``activities.kube.Kube`` on the stack's apiserver (admin).
-  deployment_readiness session: devstack's kubelet stand-in (marks the Deployments of registered projects'
-                      pipeline namespaces ready; the local stack has no kubelet).
   project_namespace   factory ``(prefix="e2e", *, executor_quota=2, poll_interval="1s",
-                      keep_jenkins_jobs=0, ready_deployments=True) -> namespace``: a fresh namespace
-                      (registered with ``deployment_readiness`` unless ``ready_deployments=False``)
-                      with the Secrets
+                      keep_jenkins_jobs=0) -> namespace``: a fresh namespace with the Secrets
                       ``jenkins-credentials`` (username/token) and ``pipeline-logs-s3`` (accessKey/secretKey)
                       and the PipelineSetting ``default`` (External Jenkins = the stack's jenkins-lite,
                       objectStore = the stack's MinIO, the given quota and poll interval).
@@ -135,29 +131,15 @@ def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[su
 
 
 @pytest.fixture(scope="session")
-def deployment_readiness(kube_api_client: Any) -> Iterator[Any]:
-    from devstack.kubelet_sim import DeploymentReadiness
-
-    sim = DeploymentReadiness(kube_api_client).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(scope="session")
-def project_namespace(
-    kube: Kube, stack_env: dict[str, str], crds_installed: None, deployment_readiness: Any
-) -> Callable[..., str]:
+def project_namespace(kube: Kube, stack_env: dict[str, str], crds_installed: None) -> Callable[..., str]:
     def factory(
         prefix: str = "e2e",
         *,
         executor_quota: int = 2,
         poll_interval: str = "1s",
         keep_jenkins_jobs: int = 0,
-        ready_deployments: bool = True,
     ) -> str:
         namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        if ready_deployments:
-            deployment_readiness.add_project(namespace)
         apply_project(
             kube,
             namespace,

@@ -18,7 +18,6 @@ import yaml
 from activities.kube import Kube
 from crds.execution import PipelineExecution
 from crds.reasons import ExecutionPhase
-from devstack.kubelet_sim import aggregate_cluster_roles
 from worker.runs import create_run
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +74,6 @@ def test_the_worker_runs_a_pipeline_with_only_the_permissions_of_its_shipped_clu
     }
     for doc in docs:
         kube.apply(doc)
-    aggregate_cluster_roles(kube_api_client)  # no controller-manager fills admin/edit here
 
     ns = project_namespace("rbac")
     team = f"{ns}-team"  # a project namespace: the worker must be allowed to grant `admin` there

@@ -48,7 +48,7 @@ stages:
 
 @pytest.fixture
 def project(project_namespace: Callable[..., str]) -> Callable[..., str]:
-    """A fresh project (its Deployments are marked ready by the session's kubelet stand-in)."""
+    """A fresh project (its Deployments become ready through the stack's controllers, scheduler and kwok)."""
 
     def make(**kwargs: Any) -> str:
         return project_namespace("core", **kwargs)

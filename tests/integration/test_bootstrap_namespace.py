@@ -1,12 +1,10 @@
-"""devops.namespace.bootstrap against the real kube-apiserver (no kubelet: the test plays the
-Deployment controller by writing each Deployment's status)."""
+"""devops.namespace.bootstrap against the local cluster: the real Deployment controller, scheduler and
+kwok nodes make its Deployments available; no test writes a status."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,10 +12,9 @@ from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.bootstrap import NamespaceActivities, deployment_readiness
+from activities.bootstrap import NamespaceActivities
 from activities.kube import Kube
 from crds.messages import BootstrapInput, BootstrapResult
-from devstack.kubelet_sim import aggregate_cluster_roles
 
 pytestmark = pytest.mark.integration
 
@@ -67,60 +64,15 @@ def _input(**overrides: Any) -> BootstrapInput:
     return BootstrapInput(**fields)
 
 
-def mark_deployments_ready(admin: Kube, namespace: str) -> int:
-    """Write what the Deployment controller would: the current generation is available."""
-    marked = 0
-    for deployment in admin.list_objects("apps/v1", "Deployment", namespace):
-        if deployment_readiness(deployment)[0]:
-            continue
-        replicas = deployment["spec"].get("replicas", 1)
-        status = {
-            "observedGeneration": deployment["metadata"]["generation"],
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-        }
-        admin.merge_patch_object(
-            "apps/v1",
-            "Deployment",
-            deployment["metadata"]["name"],
-            namespace,
-            {"status": status},
-            subresource="status",
-        )
-        marked += 1
-    return marked
-
-
-@contextmanager
-def deployments_become_ready(admin: Kube, namespace: str) -> Iterator[None]:
-    """A stand-in Deployment controller in a background thread while the activity runs."""
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def loop() -> None:
-        while not stop.wait(0.1):
-            try:
-                mark_deployments_ready(admin, namespace)
-            except Exception as err:  # the namespace may not exist yet
-                errors.append(err)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+# A node selector that none of the stack's nodes carries: the pod stays Pending, as in any cluster.
+UNSCHEDULABLE = {"devstack.cubepaas.io/no-such-node": "true"}
 
 
 def run(activities: NamespaceActivities, admin: Kube, inp: BootstrapInput) -> BootstrapResult:
     heartbeats: list[Any] = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: heartbeats.append(details)
-    with deployments_become_ready(admin, inp.pipeline_namespace):
-        return env.run(activities.bootstrap, inp)
+    return env.run(activities.bootstrap, inp)
 
 
 def test_first_run_creates_the_whole_pipeline_namespace(activities: NamespaceActivities, admin: Kube) -> None:
@@ -277,7 +229,13 @@ def test_persistent_volumes_are_claimed_when_asked_and_then_left_alone(
 def test_a_deployment_that_never_becomes_ready_fails_the_attempt_transiently_naming_it(
     activities: NamespaceActivities, admin: Kube
 ) -> None:
-    inp = _input(ready_timeout_seconds=1, ready_poll_seconds=0.2)
+    # Claims of a storage class that does not exist stay Pending, so no pod can be scheduled.
+    inp = _input(
+        ready_timeout_seconds=1,
+        ready_poll_seconds=0.2,
+        persistent_volumes=True,
+        storage_class="devstack-no-such-class",
+    )
     heartbeats: list[Any] = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: heartbeats.append(details)
@@ -296,13 +254,14 @@ def test_only_the_deployment_still_not_ready_is_named(activities: NamespaceActiv
     inp = _input()
     ns = inp.pipeline_namespace
     run(activities, admin, inp)
-    # MinIO's spec changes (a new generation) and no controller reports it.
+    # An operator pins MinIO to a node that does not exist: its new pod cannot be scheduled (the
+    # bootstrap does not own nodeSelector, so it leaves the change alone).
     admin.merge_patch_object(
         "apps/v1",
         "Deployment",
         "minio",
         ns,
-        {"spec": {"template": {"metadata": {"annotations": {"restartedAt": "now"}}}}},
+        {"spec": {"template": {"spec": {"nodeSelector": UNSCHEDULABLE}}}},
     )
     with pytest.raises(ApplicationError, match=f"Deployment {ns}/minio is not ready") as caught:
         ActivityEnvironment().run(activities.bootstrap, inp.model_copy(update={"ready_timeout_seconds": 1}))
@@ -313,7 +272,6 @@ def test_the_jenkins_service_account_may_run_agent_pods_in_its_own_namespace(
     activities: NamespaceActivities, admin: Kube, sa_client_factory: Callable[[str, str], k8s.ApiClient]
 ) -> None:
     """The jenkins ServiceAccount may manage agent pods in its own namespace (the agents RoleBinding)."""
-    aggregate_cluster_roles(admin.core.api_client)  # `edit` is aggregated; no controller-manager runs here
     inp = _input()
     ns = inp.pipeline_namespace
     run(activities, admin, inp)

@@ -13,7 +13,7 @@ from activities.bootstrap import NamespaceActivities
 from activities.errors import KubeForbiddenError
 from activities.kube import Kube
 from crds.messages import RoleBindingInput, RoleBindingResult
-from devstack.kubelet_sim import aggregate_cluster_roles
+from devstack.proc import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -192,24 +192,24 @@ def test_a_rolebinding_stripped_of_its_labels_is_relabelled_not_duplicated(
     assert rb is not None and rb["metadata"]["labels"][PROJECT_LABEL] == project.name
 
 
-def test_the_admin_cluster_role_exists_without_a_controller_manager_but_is_aggregated_by_one(
-    admin: Kube,
-) -> None:
+def test_the_admin_cluster_role_is_aggregated_by_the_controller_manager(admin: Kube) -> None:
     role = admin.read_object(RBAC, "ClusterRole", "admin")
     # Created by the apiserver's RBAC bootstrap policy, as an aggregated role...
     assert role["metadata"]["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults"
     selectors = role["aggregationRule"]["clusterRoleSelectors"]
     assert {"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}} in selectors
-    # ...whose rules the controller-manager fills in; the test stands in for it.
-    aggregate_cluster_roles(admin.core.api_client)
-    rules = admin.read_object(RBAC, "ClusterRole", "admin")["rules"]
-    assert any("configmaps" in r.get("resources", []) and "create" in r.get("verbs", []) for r in rules)
+    # ...whose rules the controller-manager's clusterrole-aggregation controller fills in.
+
+    def grants_configmap_create() -> bool:
+        rules = admin.read_object(RBAC, "ClusterRole", "admin").get("rules") or []
+        return any("configmaps" in r.get("resources", []) and "create" in r.get("verbs", []) for r in rules)
+
+    assert wait_for(grants_configmap_create, 30, "the aggregated rules of ClusterRole admin")
 
 
 def test_the_jenkins_service_account_can_then_work_in_project_namespaces_only(
     activities: NamespaceActivities, admin: Kube, sa_client_factory: Callable[[str, str], k8s.ApiClient]
 ) -> None:
-    aggregate_cluster_roles(admin.core.api_client)
     project = Project(admin, members=1)
     reconcile(activities, project.input())
     jenkins = Kube(sa_client_factory(project.pipeline, "jenkins"))

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from devstack import testbin
-from devstack.proc import is_running
-from devstack.stack import Stack, default_dir
+from devstack.components import BY_NAME
+from devstack.proc import is_running, port_is_free
+from devstack.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _devstack(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DEVSTACK_DIR=str(state_dir))
-    # Share the session stack's moto virtualenv (created once, under a lock) instead of building another.
-    env.setdefault("DEVSTACK_MOTO_VENV", str(default_dir() / "moto-venv"))
     return subprocess.run(
         [sys.executable, "-m", "devstack", *args],
         cwd=REPO,
@@ -68,7 +67,16 @@ def test_up_then_down_leaves_none_of_its_processes_running(tmp_path: Path) -> No
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((state_dir / "state.json").read_text())["components"]
-        assert set(state) >= {"etcd", "kube-apiserver", "temporal", "s3"}
+        assert set(state) >= {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "temporal",
+            "minio",
+            "registry",
+        }
         started = {name: (c["pid"], c["start_time"]) for name, c in state.items()}
         assert all(is_running(pid, start) for pid, start in started.values()), started
         env_text = (state_dir / "env").read_text()
@@ -78,12 +86,18 @@ def test_up_then_down_leaves_none_of_its_processes_running(tmp_path: Path) -> No
             "TEMPORAL_NAMESPACE",
             "TEMPORAL_UI_URL",
             "S3_ENDPOINT",
+            "REGISTRY_URL",
+            "CUBEPAAS_WEBHOOK_PORT",
+            "KUBECTL",
+            "HELM",
+            "DEVSTACK_BIN",
         ):
             assert f"export {name}=" in env_text
 
         status = _devstack(state_dir, "status")
         assert status.returncode == 0, status.stdout + status.stderr
-        assert "healthy" in status.stdout
+        lines = {line.split()[0]: line for line in status.stdout.splitlines() if line.strip()}
+        assert {name for name, line in lines.items() if line.split()[1] == "healthy"} >= set(state)
 
         again = _devstack(state_dir, "up")
         assert again.returncode == 0, again.stdout + again.stderr
@@ -108,6 +122,13 @@ def test_up_then_down_leaves_none_of_its_processes_running(tmp_path: Path) -> No
     assert not [name for name, (pid, start) in started.items() if is_running(pid, start)]
     assert not [pid for pid, _ in started.values() if _group_members(pid)]  # no children left either
     assert _processes_mentioning(str(state_dir)) == []
+    listened = {
+        port
+        for name, c in after.items()
+        for port_name, port in c["ports"].items()
+        if port_name not in BY_NAME[name].target_ports
+    }
+    assert [port for port in sorted(listened) if not port_is_free(port)] == []
 
     status = _devstack(state_dir, "status")
     assert status.returncode == 1  # everything is down now
@@ -119,14 +140,13 @@ def test_up_then_down_leaves_none_of_its_processes_running(tmp_path: Path) -> No
 
 def test_a_component_that_fails_to_start_shows_its_log_and_up_stops_what_it_started(tmp_path: Path) -> None:
     cache = tmp_path / "testbin-cache"
-    for name, version in (("etcd", testbin.ETCD_VERSION), ("kube-apiserver", testbin.KUBE_VERSION)):
-        fake = cache / f"{name}-{version}" / name
+    for tool in testbin.TOOLS:
+        fake = tool.path(cache)
         fake.parent.mkdir(parents=True)
-        fake.write_text(f"#!/bin/sh\necho '{name}: simulated start-up failure' >&2\nexit 3\n")
+        fake.write_text(f"#!/bin/sh\necho '{tool.name}: simulated start-up failure' >&2\nexit 3\n")
         fake.chmod(0o755)
     state_dir = tmp_path / "devstack"
     env = dict(os.environ, CUBEPAAS_TESTBIN_CACHE=str(cache))
-    env.setdefault("DEVSTACK_MOTO_VENV", str(default_dir() / "moto-venv"))
 
     up = subprocess.run(
         [sys.executable, "-m", "devstack", "--dir", str(state_dir), "up"],

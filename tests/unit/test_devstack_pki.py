@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from devstack.pki import ensure_pki, write_kubeconfig
+from devstack.pki import SCHEDULER, SERVING, ensure_pki, write_kubeconfig
 
 
 def _openssl(*args: str) -> str:
@@ -39,3 +39,25 @@ def test_the_kubeconfig_is_self_contained_and_loads_in_the_kubernetes_client(tmp
         assert Path(api_client.configuration.ssl_ca_cert).read_bytes() == pki.ca_cert.read_bytes()
     finally:
         api_client.close()
+
+
+def test_a_missing_certificate_is_made_again_under_the_existing_ca(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path / "pki")
+    ca_before = pki.ca_cert.read_bytes()
+    admin_before = pki.admin_cert.read_bytes()
+    pki.client_cert(SCHEDULER).unlink()
+    ensure_pki(tmp_path / "pki")
+    assert pki.ca_cert.read_bytes() == ca_before and pki.admin_cert.read_bytes() == admin_before
+    assert "OK" in _openssl("verify", "-CAfile", str(pki.ca_cert), str(pki.client_cert(SCHEDULER)))
+    subject = _openssl("x509", "-in", str(pki.client_cert(SCHEDULER)), "-noout", "-subject")
+    assert "CN = system:kube-scheduler" in subject
+
+
+def test_the_serving_certificates_of_the_control_plane_chain_to_the_ca_and_name_loopback(
+    tmp_path: Path,
+) -> None:
+    pki = ensure_pki(tmp_path / "pki")
+    for stem in SERVING:
+        assert "OK" in _openssl("verify", "-CAfile", str(pki.ca_cert), str(pki.cert(stem)))
+        sans = _openssl("x509", "-in", str(pki.cert(stem)), "-noout", "-ext", "subjectAltName")
+        assert "IP Address:127.0.0.1" in sans

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from devstack import components
+from devstack import component
 from devstack.components import BY_NAME, Context, temporal_binary
-from devstack.pki import Pki
+from devstack.kwok import node_specs
+from devstack.pki import CONTROLLER_MANAGER, Pki, ensure_pki
+from devstack.registry import registry_config
 from devstack.stack import Stack
 from devstack.state import Credentials
-from devstack.testbin import Binaries
+from devstack.testbin import TOOLS, Binaries
 
 
 @pytest.fixture
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
-    fake = Binaries(etcd=tmp_path / "bin" / "etcd", kube_apiserver=tmp_path / "bin" / "kube-apiserver")
-    monkeypatch.setattr(components, "ensure_binaries", lambda log=print: fake)
+    fake = Binaries(**{tool.name.replace("-", "_"): tmp_path / "bin" / tool.name for tool in TOOLS})
+    monkeypatch.setattr(component, "ensure_binaries", lambda log=print: fake)
     context = Context(dir=tmp_path, creds=Credentials("ak", "sk", "admin", "tok"), pki=Pki(tmp_path / "pki"))
     context.ports = {"etcd": {"main": 2379}, "kube-apiserver": {"main": 6443}}
     return context
@@ -39,7 +42,6 @@ def test_the_apiserver_runs_rbac_with_service_account_signing_on_loopback(ctx: C
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
         "--authorization-mode=RBAC",
-        "--disable-admission-plugins=ServiceAccount",
         "--service-cluster-ip-range=10.0.0.0/16",
         "--allow-privileged=true",
         f"--service-account-signing-key-file={ctx.pki.sa_key}",
@@ -62,8 +64,8 @@ def test_temporal_persists_to_sqlite_and_registers_the_search_attributes(ctx: Co
     assert BY_NAME["temporal"].env(ctx, ports)["TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
 
 
-def test_s3_env_is_in_the_form_the_minio_client_wants(ctx: Context) -> None:
-    env = BY_NAME["s3"].env(ctx, {"main": 9000})
+def test_the_object_store_env_is_in_the_form_the_minio_client_wants(ctx: Context) -> None:
+    env = BY_NAME["minio"].env(ctx, {"main": 9000})
     assert env["S3_ENDPOINT"] == "127.0.0.1:9000"
     assert env["S3_SECURE"] == "false"
     assert (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]) == ("ak", "sk")
@@ -82,3 +84,95 @@ def test_status_of_a_stack_never_started_creates_nothing(tmp_path: Path) -> None
 def test_devstack_dir_overrides_the_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEVSTACK_DIR", str(tmp_path / "elsewhere"))
     assert Stack().dir == tmp_path / "elsewhere"
+
+
+def test_the_apiserver_keeps_the_service_account_admission_plugin(ctx: Context) -> None:
+    cmd = BY_NAME["kube-apiserver"].command(ctx, {"main": 6443})
+    assert not [flag for flag in cmd if flag.startswith("--disable-admission-plugins")]
+
+
+def test_the_controller_manager_runs_every_default_controller_with_its_own_identity(
+    ctx: Context, tmp_path: Path
+) -> None:
+    import yaml
+
+    ensure_pki(ctx.pki.dir)
+    cmd = BY_NAME["kube-controller-manager"].command(ctx, {"main": 10257})
+    for flag in (
+        "--controllers=*",
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={ctx.pki.sa_key}",
+        "--bind-address=127.0.0.1",
+        "--secure-port=10257",
+        "--leader-elect=false",
+    ):
+        assert flag in cmd
+    kubeconfig = Path(next(f for f in cmd if f.startswith("--kubeconfig=")).split("=", 1)[1])
+    config = yaml.safe_load(kubeconfig.read_text())
+    assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+    assert config["users"][0]["name"] == "system:kube-controller-manager"
+    subject = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject", "-in", str(ctx.pki.client_cert(CONTROLLER_MANAGER))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "CN = system:kube-controller-manager" in subject and "system:masters" not in subject
+
+
+def test_the_scheduler_authenticates_as_system_kube_scheduler(ctx: Context) -> None:
+    import yaml
+
+    ensure_pki(ctx.pki.dir)
+    cmd = BY_NAME["kube-scheduler"].command(ctx, {"main": 10259})
+    assert "--secure-port=10259" in cmd and "--bind-address=127.0.0.1" in cmd
+    kubeconfig = Path(next(f for f in cmd if f.startswith("--kubeconfig=")).split("=", 1)[1])
+    assert yaml.safe_load(kubeconfig.read_text())["users"][0]["name"] == "system:kube-scheduler"
+
+
+def test_kwok_manages_only_annotated_nodes_with_the_stacks_stages(ctx: Context) -> None:
+    import yaml
+
+    ensure_pki(ctx.pki.dir)
+    cmd = BY_NAME["kwok"].command(ctx, {"main": 10247})
+    assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in cmd
+    assert "--server-address=127.0.0.1:10247" in cmd
+    stages = Path(next(f for f in cmd if f.startswith("--config=")).split("=", 1)[1])
+    names = {doc["metadata"]["name"] for doc in yaml.safe_load_all(stages.read_text())}
+    assert {"node-ready", "node-heartbeat", "pod-running", "pod-succeeded", "pod-deleted"} <= names
+    assert {"pvc-provisioned", "pv-bound", "pv-deleted"} <= names
+
+
+def test_three_nodes_by_default_each_with_its_hostname_a_zone_and_capacity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DEVSTACK_KWOK_NODES", raising=False)
+    nodes = [spec.manifest() for spec in node_specs()]
+    assert [n["metadata"]["name"] for n in nodes] == ["node-1", "node-2", "node-3"]
+    for node in nodes:
+        labels = node["metadata"]["labels"]
+        assert labels["kubernetes.io/hostname"] == node["metadata"]["name"]
+        assert labels["topology.kubernetes.io/zone"].startswith("zone-")
+        assert node["status"]["capacity"]["cpu"] == "8"
+    monkeypatch.setenv("DEVSTACK_KWOK_NODES", "none")
+    with pytest.raises(ValueError, match="DEVSTACK_KWOK_NODES"):
+        node_specs()
+
+
+def test_minio_keeps_its_data_in_the_state_folder_on_loopback(ctx: Context) -> None:
+    cmd = BY_NAME["minio"].command(ctx, {"main": 9000})
+    assert cmd[1:3] == ["server", str(ctx.dir / "minio-data")]
+    assert "127.0.0.1:9000" in cmd
+    env = BY_NAME["minio"].child_env(ctx) or {}
+    assert (env["MINIO_ROOT_USER"], env["MINIO_ROOT_PASSWORD"]) == ("ak", "sk")
+
+
+def test_the_registry_notifies_the_webhook_port_and_advertises_its_url(ctx: Context) -> None:
+    ports = {"main": 5000, "webhook": 5001}
+    config = registry_config(ctx, ports)
+    assert config["http"]["addr"] == "127.0.0.1:5000"
+    assert config["notifications"]["endpoints"][0]["url"] == "http://127.0.0.1:5001/hooks/registry"
+    env = BY_NAME["registry"].env(ctx, ports)
+    assert env["REGISTRY_URL"] == "http://127.0.0.1:5000"
+    assert env["CUBEPAAS_WEBHOOK_PORT"] == "5001"
+    assert BY_NAME["registry"].target_ports == ("webhook",)

@@ -13,9 +13,8 @@ from devstack import testbin
 
 @pytest.mark.unit
 def test_populated_cache_builds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kube = tmp_path / f"kube-apiserver-{testbin.KUBE_VERSION}" / "kube-apiserver"
-    etcd = tmp_path / f"etcd-{testbin.ETCD_VERSION}" / "etcd"
-    for path in (kube, etcd):
+    paths = {tool.name: tmp_path / f"{tool.name}-{tool.version}" / tool.name for tool in testbin.TOOLS}
+    for path in paths.values():
         path.parent.mkdir(parents=True)
         path.write_text("#!/bin/sh\n")
         path.chmod(0o755)
@@ -28,7 +27,9 @@ def test_populated_cache_builds_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     logged: list[str] = []
 
     assert testbin.cache_dir() == tmp_path
-    assert testbin.ensure_binaries(log=logged.append) == testbin.Binaries(etcd=etcd, kube_apiserver=kube)
+    binaries = testbin.ensure_binaries(log=logged.append)
+    assert binaries.kube_apiserver == paths["kube-apiserver"] and binaries.minio == paths["minio"]
+    assert binaries == testbin.Binaries(**{name.replace("-", "_"): path for name, path in paths.items()})
     assert logged == []
 
 

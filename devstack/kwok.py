@@ -1,0 +1,197 @@
+"""kwok ("Kubernetes WithOut Kubelet") and the fake Nodes it keeps, as the stack's `kwok` component.
+
+Before kwok starts, the stack registers the Nodes (as kubelets would register themselves) and gives
+kwok's own identity (client certificate CN ``devstack:kwok``) the RBAC of kwok's published
+ClusterRole, limited to what the Stages in ``kwok_stages.yaml`` use. kwok then reports them Ready,
+renews their Leases, and moves the Pods the scheduler binds to them through their lifecycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack.component import Component, Context, Unhealthy, binaries, http_get
+from devstack.pki import KWOK
+from devstack.proc import LOOPBACK
+
+STAGES_FILE = Path(__file__).resolve().parent / "kwok_stages.yaml"
+# kwok manages the Nodes carrying this annotation (kwok's own convention), and no other.
+MANAGED_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+ZONE_LABEL = "topology.kubernetes.io/zone"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+ZONES = ("zone-a", "zone-b")  # cycled, so that two of the default three Nodes share a zone
+DEFAULT_NODE_COUNT = 3
+# Pod IPs kwok hands out: outside the Service range (10.0.0.0/16) and the loopback range.
+POD_CIDR = "10.244.0.0/16"
+NODE_IP = "10.89.0.1"
+CLUSTER_ROLE = "devstack:kwok"
+STORAGE_CLASS = "devstack-local"  # the default class; kwok's Stages provision its volumes
+_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["nodes/status", "pods/status"], "verbs": ["patch", "update"]},
+    {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "verbs": ["get", "list", "watch", "delete", "patch", "update"],
+    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    {
+        "apiGroups": [""],
+        "resources": ["persistentvolumes"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["persistentvolumes/status"], "verbs": ["patch", "update"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims/status"], "verbs": ["patch", "update"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update"],
+    },
+]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    zone: str
+    cpu: str = "8"
+    memory: str = "32Gi"
+    pods: str = "500"  # generous: a long-lived dev stack accumulates the pods of many tests
+
+    def manifest(self) -> dict[str, Any]:
+        capacity = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods, "ephemeral-storage": "100Gi"}
+        key, value = MANAGED_ANNOTATION
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {
+                    HOSTNAME_LABEL: self.name,
+                    ZONE_LABEL: self.zone,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+                "annotations": {key: value},
+            },
+            "status": {"capacity": capacity, "allocatable": capacity},
+        }
+
+
+def node_specs() -> list[NodeSpec]:
+    """``node-1..N`` (``$DEVSTACK_KWOK_NODES``, default 3), zones cycled through :data:`ZONES`."""
+    raw = os.environ.get("DEVSTACK_KWOK_NODES", str(DEFAULT_NODE_COUNT))
+    try:
+        count = int(raw)
+    except ValueError as err:
+        raise ValueError(f"DEVSTACK_KWOK_NODES must be a whole number, not {raw!r}") from err
+    if count < 1:
+        raise ValueError(f"DEVSTACK_KWOK_NODES must be at least 1, not {count}")
+    return [NodeSpec(f"node-{i}", ZONES[(i - 1) % len(ZONES)]) for i in range(1, count + 1)]
+
+
+def admin_api_client(ctx: Context) -> Any:
+    """A ``kubernetes.client.ApiClient`` for the stack's admin (no kubeconfig file needed)."""
+    from kubernetes import client
+
+    config = client.Configuration()
+    config.host = ctx.apiserver_url()
+    config.ssl_ca_cert = str(ctx.pki.ca_cert)
+    config.cert_file = str(ctx.pki.admin_cert)
+    config.key_file = str(ctx.pki.admin_key)
+    return client.ApiClient(config)
+
+
+def _create_unless_present(create: Any, *args: Any) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        create(*args)
+    except ApiException as err:
+        if err.status != 409:
+            raise
+
+
+def register(ctx: Context) -> None:
+    """Apply kwok's RBAC, the default StorageClass, and register the Nodes that are missing (existing
+    ones are left as they are)."""
+    from kubernetes import client
+
+    with admin_api_client(ctx) as api:
+        rbac = client.RbacAuthorizationV1Api(api)
+        role = {"metadata": {"name": CLUSTER_ROLE}, "rules": _RULES}
+        _create_unless_present(rbac.create_cluster_role, role)
+        rbac.patch_cluster_role(CLUSTER_ROLE, {"rules": _RULES})
+        binding = {
+            "metadata": {"name": CLUSTER_ROLE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KWOK.user}],
+        }
+        _create_unless_present(rbac.create_cluster_role_binding, binding)
+        storage_class = {
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": "kwok.x-k8s.io/volume",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        }
+        _create_unless_present(client.StorageV1Api(api).create_storage_class, storage_class)
+        core = client.CoreV1Api(api)
+        for spec in node_specs():
+            _create_unless_present(core.create_node, spec.manifest())
+
+
+def not_ready_nodes(ctx: Context) -> list[str]:
+    """The names of the stack's Nodes that are missing or not Ready."""
+    wanted = {spec.name for spec in node_specs()}
+    status, body = http_get(f"{ctx.apiserver_url()}/api/v1/nodes", context=ctx.admin_ssl_context())
+    if status != 200:
+        raise Unhealthy(f"list nodes: HTTP {status} {body[-200:]!r}")
+    ready = set()
+    for node in json.loads(body).get("items", []):
+        conditions = node.get("status", {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            ready.add(node["metadata"]["name"])
+    return sorted(wanted - ready)
+
+
+class Kwok(Component):
+    name = "kwok"
+    deps = ("kube-apiserver",)
+    startup_timeout = 60.0
+
+    def prepare(self, ctx: Context) -> None:
+        binaries(ctx)
+        register(ctx)
+
+    def command(self, ctx: Context, ports: dict[str, int]) -> list[str]:
+        key, value = MANAGED_ANNOTATION
+        return [
+            str(binaries(ctx).kwok),
+            f"--kubeconfig={ctx.component_kubeconfig(KWOK)}",
+            f"--config={STAGES_FILE}",
+            f"--manage-nodes-with-annotation-selector={key}={value}",
+            f"--server-address={LOOPBACK}:{ports['main']}",
+            f"--cidr={POD_CIDR}",
+            f"--node-ip={NODE_IP}",
+            "--node-lease-duration-seconds=40",
+        ]
+
+    def check(self, ctx: Context, ports: dict[str, int]) -> None:
+        status, body = http_get(f"{self.url(ports)}/healthz")
+        if status != 200:
+            raise Unhealthy(f"kwok /healthz: {status} {body[-200:]!r}")
+        missing = not_ready_nodes(ctx)
+        if missing:
+            raise Unhealthy(f"kwok: nodes not Ready yet: {', '.join(missing)}")
+
+    def env(self, ctx: Context, ports: dict[str, int]) -> dict[str, str]:
+        return {"DEVSTACK_NODES": ",".join(spec.name for spec in node_specs())}
