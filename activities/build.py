@@ -36,7 +36,7 @@ from activities.jenkins.jenkinsfile import (
     credential_id,
     env_from_key,
     execution_label_value,
-    image_reference,
+    image_registry,
     render_jenkinsfile,
 )
 from activities.jenkins.logs import last_line
@@ -227,13 +227,11 @@ class BuildActivities:
 
     def _registry_logins(self, ctx: ExecutionContext, local: str) -> dict[str, RegistryLogin]:
         """Logins for the registries this run's publishImage steps push to (none when it has no such step)."""
-        hosts: set[str] = set()
-        for _, _, _, step in ctx.config.iter_steps():
-            if isinstance(step.config, PublishImageConfig):
-                try:
-                    hosts.add(image_reference(step.config, {"CICD_LOCAL_REGISTRY": local})[0])
-                except JenkinsfileError:
-                    continue  # reported, with its place, when the Jenkinsfile is generated
+        hosts = {
+            image_registry(step.config, local)
+            for _, _, _, step in ctx.config.iter_steps()
+            if isinstance(step.config, PublishImageConfig)
+        }
         if not hosts:
             return {}
         ref = ctx.setting.registry.credentials_secret_ref

@@ -481,6 +481,11 @@ def run_script(cfg: RunScriptConfig) -> str:
     return "set -e\n" + published_image_prelude() + script + ("" if script.endswith("\n") else "\n")
 
 
+def image_registry(cfg: PublishImageConfig, local_registry: str) -> str:
+    """The registry host a publishImage step pushes to: `registry` when pushRemote, else the project's."""
+    return ((cfg.registry or "") if cfg.push_remote else local_registry).rstrip("/")
+
+
 def image_reference(cfg: PublishImageConfig, variables: dict[str, str]) -> tuple[str, str, str]:
     """``(registry, repository, tag)`` a publishImage step pushes (the repository includes the registry).
 
@@ -488,9 +493,7 @@ def image_reference(cfg: PublishImageConfig, variables: dict[str, str]) -> tuple
     when ``pushRemote``; a tag that already starts with that registry is taken as is.
     """
     tag = substitute(cfg.tag, variables)
-    registry = ((cfg.registry or "") if cfg.push_remote else variables.get("CICD_LOCAL_REGISTRY", "")).rstrip(
-        "/"
-    )
+    registry = image_registry(cfg, variables.get("CICD_LOCAL_REGISTRY", ""))
     if not registry:
         raise JenkinsfileError(
             "publishImageConfig: no registry to push to (pushRemote needs registry; the project has no local"

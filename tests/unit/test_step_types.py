@@ -383,3 +383,14 @@ def test_the_consoles_error_keeps_the_lines_that_continue_it() -> None:
         'pods "agent-x" is forbidden: exceeded quota: cubepaas-executors, requested: pods=1'
     )
     assert console_failure("Finished: SUCCESS\n") is None
+
+
+def test_the_registry_of_a_step_is_known_before_its_tags_variables_are() -> None:
+    from activities.jenkins.jenkinsfile import image_registry
+
+    # The login is bound when the job is written, from the tag's registry alone (the tag may use variables).
+    step = PublishImageConfig(tag="demo/app:run-${CICD_EXECUTION_SEQUENCE}")
+    assert image_registry(step, "reg:5000") == "reg:5000"
+    assert image_registry(PublishImageConfig(tag="a", push_remote=True, registry="quay.example/"), "r") == (
+        "quay.example"
+    )
