@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import ssl
 import threading
 import urllib.error
@@ -76,6 +77,26 @@ def http_get(url: str, *, context: ssl.SSLContext | None = None, timeout: float 
         return int(err.code), err.read()
     except (urllib.error.URLError, OSError) as err:
         raise Unhealthy(f"GET {url}: {err}") from err
+
+
+def api_request(
+    ctx: Context, method: str, path: str, body: dict[str, Any], content_type: str = "application/json"
+) -> tuple[int, bytes]:
+    """One request to the stack's apiserver as admin (no client library: this runs on every ``up``)."""
+    request = urllib.request.Request(
+        f"{ctx.apiserver_url()}{path}",
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": content_type, "Accept": "application/json"},
+    )
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx.admin_ssl_context())
+    )
+    try:
+        with opener.open(request, timeout=10) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as err:
+        return int(err.code), err.read()
 
 
 def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

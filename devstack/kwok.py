@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.component import Component, Context, Unhealthy, binaries, http_get
+from devstack.component import Component, Context, Unhealthy, api_request, binaries, http_get
 from devstack.pki import KWOK
 from devstack.proc import LOOPBACK
 
@@ -96,57 +96,57 @@ def node_specs() -> list[NodeSpec]:
     return [NodeSpec(f"node-{i}", ZONES[(i - 1) % len(ZONES)]) for i in range(1, count + 1)]
 
 
-def admin_api_client(ctx: Context) -> Any:
-    """A ``kubernetes.client.ApiClient`` for the stack's admin (no kubeconfig file needed)."""
-    from kubernetes import client
-
-    config = client.Configuration()
-    config.host = ctx.apiserver_url()
-    config.ssl_ca_cert = str(ctx.pki.ca_cert)
-    config.cert_file = str(ctx.pki.admin_cert)
-    config.key_file = str(ctx.pki.admin_key)
-    return client.ApiClient(config)
-
-
-def _create_unless_present(create: Any, *args: Any) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        create(*args)
-    except ApiException as err:
-        if err.status != 409:
-            raise
+def _create_unless_present(ctx: Context, path: str, body: dict[str, Any]) -> bool:
+    """POST ``body`` to ``path``; False when it exists already."""
+    status, text = api_request(ctx, "POST", path, body)
+    if status == 409:
+        return False
+    if status >= 300:
+        raise RuntimeError(f"kwok set-up: POST {path}: HTTP {status} {text[-300:]!r}")
+    return True
 
 
 def register(ctx: Context) -> None:
     """Apply kwok's RBAC, the default StorageClass, and register the Nodes that are missing (existing
     ones are left as they are)."""
-    from kubernetes import client
-
-    with admin_api_client(ctx) as api:
-        rbac = client.RbacAuthorizationV1Api(api)
-        role = {"metadata": {"name": CLUSTER_ROLE}, "rules": _RULES}
-        _create_unless_present(rbac.create_cluster_role, role)
-        rbac.patch_cluster_role(CLUSTER_ROLE, {"rules": _RULES})
-        binding = {
-            "metadata": {"name": CLUSTER_ROLE},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KWOK.user}],
-        }
-        _create_unless_present(rbac.create_cluster_role_binding, binding)
-        storage_class = {
-            "metadata": {
-                "name": STORAGE_CLASS,
-                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-            },
-            "provisioner": "kwok.x-k8s.io/volume",
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-        }
-        _create_unless_present(client.StorageV1Api(api).create_storage_class, storage_class)
-        core = client.CoreV1Api(api)
-        for spec in node_specs():
-            _create_unless_present(core.create_node, spec.manifest())
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role: dict[str, Any] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": CLUSTER_ROLE},
+        "rules": _RULES,
+    }
+    if not _create_unless_present(ctx, f"{rbac}/clusterroles", role):
+        patch = "application/merge-patch+json"
+        status, text = api_request(
+            ctx, "PATCH", f"{rbac}/clusterroles/{CLUSTER_ROLE}", {"rules": _RULES}, patch
+        )
+        if status >= 300:
+            raise RuntimeError(
+                f"kwok set-up: PATCH ClusterRole {CLUSTER_ROLE}: HTTP {status} {text[-300:]!r}"
+            )
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": CLUSTER_ROLE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KWOK.user}],
+    }
+    _create_unless_present(ctx, f"{rbac}/clusterrolebindings", binding)
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kwok.x-k8s.io/volume",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }
+    _create_unless_present(ctx, "/apis/storage.k8s.io/v1/storageclasses", storage_class)
+    for spec in node_specs():
+        _create_unless_present(ctx, "/api/v1/nodes", spec.manifest())
 
 
 def not_ready_nodes(ctx: Context) -> list[str]:

@@ -92,7 +92,8 @@ def _minio_ldflags() -> str:
     tag = "RELEASE." + MINIO_RELEASE.replace(":", "-")
     return (
         f"-s -w -X {pkg}.Version={MINIO_RELEASE} -X {pkg}.ReleaseTag={tag} "
-        f"-X {pkg}.CommitID={commit} -X {pkg}.ShortCommitID={commit}"
+        f"-X {pkg}.CommitID={commit} -X {pkg}.ShortCommitID={commit} "
+        f"-X {pkg}.CopyrightYear={MINIO_RELEASE[:4]}"
     )
 
 

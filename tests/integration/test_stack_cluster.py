@@ -6,13 +6,15 @@ kube-scheduler or kwok.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import ssl
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from kubernetes import client as k8s
@@ -286,7 +288,22 @@ def test_the_control_plane_serves_healthz_and_authenticates_callers_by_the_stack
     assert http_get(f"{state.url}/metrics", context=ctx.admin_ssl_context())[0] == 200
 
 
-def test_buildah_builds_without_a_daemon_and_pushes_to_the_stacks_registry(
+class _Notifications(http.server.BaseHTTPRequestHandler):
+    """Collects the registry's notification envelopes (what the triggers' receiver will get)."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.received.extend(json.loads(body).get("events", []))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_buildah_pushes_to_the_stacks_registry_which_announces_the_push_to_the_webhook_port(
     stack_env: dict[str, str], tmp_path: Any
 ) -> None:
     storage = [
@@ -305,13 +322,34 @@ def test_buildah_builds_without_a_daemon_and_pushes_to_the_stacks_registry(
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    (tmp_path / "hello.txt").write_text("hello from a build step\n")
-    container = buildah("from", "scratch")
-    buildah("copy", container, str(tmp_path / "hello.txt"), "/hello.txt")
-    buildah("commit", "--quiet", container, "localhost/devstack-test:1")
-    repository = f"devstack-test/{uuid.uuid4().hex[:8]}"
-    target = f"docker://{stack_env['REGISTRY_HOST']}/{repository}:1"
-    buildah("push", "--tls-verify=false", "localhost/devstack-test:1", target)
+    receiver = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", int(stack_env["CUBEPAAS_WEBHOOK_PORT"])), _Notifications
+    )
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "hello.txt").write_text("hello from a build step\n")
+        container = buildah("from", "scratch")
+        buildah("copy", container, str(tmp_path / "hello.txt"), "/hello.txt")
+        buildah("commit", "--quiet", container, "localhost/devstack-test:1")
+        repository = f"devstack-test/{uuid.uuid4().hex[:8]}"
+        target = f"docker://{stack_env['REGISTRY_HOST']}/{repository}:1"
+        buildah("push", "--tls-verify=false", "localhost/devstack-test:1", target)
 
-    status, body = http_get(f"{stack_env['REGISTRY_URL']}/v2/{repository}/tags/list")
-    assert status == 200 and json.loads(body) == {"name": repository, "tags": ["1"]}
+        status, body = http_get(f"{stack_env['REGISTRY_URL']}/v2/{repository}/tags/list")
+        assert status == 200 and json.loads(body) == {"name": repository, "tags": ["1"]}
+
+        def push_event() -> dict[str, Any] | None:
+            return next(
+                (
+                    e
+                    for e in list(_Notifications.received)
+                    if e.get("action") == "push" and e.get("target", {}).get("repository") == repository
+                ),
+                None,
+            )
+
+        event = wait_for(push_event, 60, f"the registry's push notification for {repository}")
+        assert event["target"]["tag"] == "1"
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
