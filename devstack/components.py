@@ -23,6 +23,7 @@ from devstack.component import (
 from devstack.control_plane import KubeControllerManager, KubeScheduler
 from devstack.kwok import Kwok
 from devstack.object_store import MinIO
+from devstack.pki import ADMIN
 from devstack.proc import LOOPBACK
 from devstack.registry import Registry
 
@@ -223,10 +224,16 @@ class JenkinsLite(Component):
             "--home", str(ctx.dir / "jenkins"),
             "--user", ctx.creds.jenkins_user,
             "--token", ctx.creds.jenkins_token,
+            # The Kubernetes cloud of podTemplate builds: only asks for service-account tokens, as a
+            # kubelet does (docs/jenkins-lite.md "Agent pods"); hostPath volumes live in nodes/<node>/.
+            "--kubeconfig", str(ctx.component_kubeconfig(ADMIN)),
+            "--nodes-dir", str(ctx.dir / "nodes"),
         ]  # fmt: skip
 
     def child_env(self, ctx: Context) -> dict[str, str] | None:
-        return dict(os.environ, PYTHONUNBUFFERED="1")
+        # Build steps run on this host: the stack's kubectl and helm come first on their PATH.
+        path = os.pathsep.join([str(ctx.bin_dir), os.environ.get("PATH", os.defpath)])
+        return dict(os.environ, PYTHONUNBUFFERED="1", PATH=path)
 
     def url(self, ports: dict[str, int]) -> str:
         return f"http://{LOOPBACK}:{ports['main']}/"

@@ -20,15 +20,18 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from activities.jenkins.jenkinsfile import cache_host_path
 from activities.kube import Kube
 from crds.execution import PipelineExecution
 from crds.reasons import ExecutionPhase, StageState
+from crds.setting import CacheSettings
 from worker.runs import create_run
 
 pytestmark = pytest.mark.e2e
 
 TERMINAL = {p.value for p in ExecutionPhase if p.is_terminal}
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+CACHE_ROOT = CacheSettings().host_path_root
 
 THREE_STAGES = """
 stages:
@@ -633,67 +636,85 @@ class TestLongHistories:
             assert log.strip().splitlines()[0] == text
 
 
-CACHED = """
+CACHE_DIR = "/root/.cache/go-build"
+CACHED = f"""
 stages:
 - name: Build
   steps:
-  - runScriptConfig: {image: golang, shellScript: "sleep 3; echo built"}
-    cache: {paths: [/root/.cache/go-build]}
+  - runScriptConfig:
+      image: golang
+      shellScript: |
+        echo "node: $(kubectl get pod "$NODE_NAME" -o 'jsonpath={{.spec.nodeName}}')"
+        if [ -e {CACHE_DIR}/marker ]
+        then echo "cache: $(cat {CACHE_DIR}/marker)"
+        else echo "cache: empty"
+        fi
+        echo "run $CICD_EXECUTION_SEQUENCE" > {CACHE_DIR}/marker
+    cache: {{paths: [{CACHE_DIR}]}}
 """
 
 
 class TestBuildCaches:
-    def test_the_node_a_run_used_becomes_the_first_cache_node_and_the_next_run_prefers_it(
+    def test_a_cache_is_seen_by_the_next_run_on_the_same_node_and_not_by_one_the_scheduler_put_elsewhere(
         self,
         worker_process: Any,
+        stack: Any,
+        stack_env: dict[str, str],
         kube: Kube,
         kube_api_client: Any,
         project: Callable[..., str],
         pipeline_factory: Callable[..., Any],
         git_repo: Callable[..., tuple[str, str]],
         jenkins_client: Any,
+        s3_client: Any,
     ) -> None:
+        import subprocess
+
         from crds.pipeline import Pipeline
 
         ns = project(keep_jenkins_jobs=5)
         url, sha = git_repo(CACHED)
         pipeline_factory(ns, "app", url)
-        kube.patch_status(Pipeline, ns, "app", {"cacheNodes": [{"nodeName": "node-a"}]})
 
-        def run_on(node: str) -> str:
+        def run() -> tuple[str, str, str]:
+            """(the node the step saw its pod on, what it found in the cache, the job's Jenkinsfile)."""
             pe = create_run(kube_api_client, ns, "app", commit=sha)
-            wait_step_building(kube, ns, pe.name, 1)
-            # No kubelet or scheduler: stand in for the agent pod the kubernetes plugin would start there.
-            kube.core.create_namespaced_pod(
-                f"{ns}-pipeline",
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {
-                        "name": f"agent-{pe.name}",
-                        "labels": {"devops.cubepaas.io/execution": pe.name},
-                    },
-                    "spec": {
-                        "nodeName": node,
-                        "containers": [{"name": "jnlp", "image": "jenkins/inbound-agent"}],
-                    },
-                },
-            )
             st = wait_terminal(kube, ns, pe.name).status
             assert st is not None and st.jenkins is not None
             assert st.phase == ExecutionPhase.SUCCESS, st.message
-            return str(jenkins_client.get_job_config(st.jenkins.job))
+            log = s3_client.get_object("pipeline-logs", st.stages[1].steps[0].log_object).read().decode()
+            lines = dict(line.split(": ", 1) for line in log.splitlines() if ": " in line)
+            return lines["node"], lines["cache"], str(jenkins_client.get_job_config(st.jenkins.job))
 
-        first_job = run_on("node-b")
-        assert "hostPathVolume" in first_job and "/root/.cache/go-build" in first_job
-        assert "node-a" in first_job and "node-b" not in first_job  # the history before the run
-        status = kube.get(Pipeline, ns, "app").status
-        assert status is not None
-        assert [n.node_name for n in status.cache_nodes] == ["node-b", "node-a"]
-        assert status.cache_nodes[0].last_used is not None
+        def cache_nodes() -> list[str]:
+            status = kube.get(Pipeline, ns, "app").status
+            assert status is not None
+            return [n.node_name for n in status.cache_nodes]
 
-        second_job = run_on("node-a")
-        assert second_job.index("node-b") < second_job.index("node-a")  # newest first, highest weight
-        status = kube.get(Pipeline, ns, "app").status
-        assert status is not None
-        assert [n.node_name for n in status.cache_nodes] == ["node-a", "node-b"]
+        node, cache, first_job = run()
+        assert cache == "empty"
+        assert "hostPathVolume" in first_job and CACHE_DIR in first_job
+        assert "preferredDuringScheduling" not in first_job  # no history yet
+        assert cache_nodes() == [node]  # recorded from the pod the scheduler placed
+
+        again, cache, second_job = run()
+        assert "preferredDuringScheduling" in second_job and f"- {node}" in second_job
+        assert again == node, "the scheduler did not honour the preferred cache node"
+        assert cache == "run 1"  # written by run 1 on the same node
+        assert cache_nodes() == [node]
+
+        kubectl = [stack_env["KUBECTL"], "--kubeconfig", str(stack.kubeconfig_path)]
+        subprocess.run([*kubectl, "cordon", node], check=True, capture_output=True)
+        try:
+            elsewhere, cache, _ = run()
+        finally:
+            subprocess.run([*kubectl, "uncordon", node], check=True, capture_output=True)
+        assert elsewhere != node
+        assert cache == "empty"  # the other node has no cache of this pipeline
+        assert cache_nodes() == [elsewhere, node]
+        host_dirs = {
+            n: stack.dir / "nodes" / n / cache_host_path(CACHE_ROOT, ns, "app", CACHE_DIR).lstrip("/")
+            for n in (node, elsewhere)
+        }
+        assert (host_dirs[node] / "marker").read_text() == "run 2\n"
+        assert (host_dirs[elsewhere] / "marker").read_text() == "run 3\n"
