@@ -39,7 +39,11 @@ class QuotaActivities:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             start_signal=Signal.QUOTA_ACQUIRE,
-            start_signal_args=[QuotaRequest(workflow_id=inp.workflow_id, run=inp.run, capacity=inp.capacity)],
+            start_signal_args=[
+                QuotaRequest(
+                    workflow_id=inp.workflow_id, run=inp.run, capacity=inp.capacity, created=inp.created
+                )
+            ],
             static_summary=f"Executor quota of project {inp.project_namespace}",
         )
 

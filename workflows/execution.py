@@ -311,6 +311,8 @@ class PipelineExecutionWorkflow:
             JenkinsJob,
             summary="Jenkins credentials and job",
         )
+        if s.cancel is not None:  # no build for a run cancelled meanwhile (the job is cleaned up)
+            return
         build: BuildRef = await self._act(
             Activity.JENKINS_TRIGGER,
             TriggerInput(target=self._target(), execution_id=progress.execution_id(ctx)),

@@ -6,8 +6,9 @@ concurrent starts cannot race (there is no read-modify-write on shared state), a
 loses nothing: the holders and the waiting line are the workflow's own state, rebuilt by replay.
 
 - ``acquire`` (sent with signal-with-start by the ``devops.quota.acquire`` activity) puts an execution
-  in line; the line is ordered by run number, so executions start in order of ``run``. Sending it again
-  is harmless: a holder is granted again, a waiting one keeps its place.
+  in line; the line is ordered by arrival in the project, whatever the pipeline: when the
+  PipelineExecution was created, then (runs of one pipeline created within the same second) its run
+  number. Sending it again is harmless: a holder is granted again, a waiting one keeps its place.
 - When a slot is free the quota workflow signals ``slot_granted`` to the execution. If that execution
   is gone (completed or terminated), the signal fails and the slot is given to the next in line.
 - ``release`` gives the slot back (an execution sends it when it ends, however it ends; a cancelled
@@ -21,7 +22,7 @@ loses nothing: the holders and the waiting line are the workflow's own state, re
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import FailureError
@@ -43,6 +44,17 @@ with workflow.unsafe.imports_passed_through():
 
 IDLE_END = timedelta(hours=1)
 HOLDER_CHECK = timedelta(seconds=20)
+#: Requests recorded before they carried a creation time have waited longest: they go first.
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
+
+
+def arrival(req: QuotaRequest) -> tuple[datetime, int]:
+    """A request's place in the project's line: its run's creation time, then its run number.
+
+    Not the run number alone: that is per Pipeline, so pipeline B's run 1 would pass pipeline A's
+    run 40 that has waited longer. Python's sort is stable: equal keys keep the order they came in.
+    """
+    return (req.created or _LONG_AGO, req.run)
 
 
 @workflow.defn(name=QUOTA_WORKFLOW)
@@ -54,7 +66,7 @@ class ExecutorQuotaWorkflow:
         self._project = inp.project_namespace
         self._capacity = inp.capacity
         self._holders: list[str] = list(inp.holders)
-        self._waiting: list[QuotaRequest] = sorted(inp.waiting, key=lambda r: r.run)
+        self._waiting: list[QuotaRequest] = sorted(inp.waiting, key=arrival)
         self._told: dict[str, int] = {}
         self._dirty = True
 
@@ -145,7 +157,7 @@ class ExecutorQuotaWorkflow:
             self._waiting.insert(0, req)
         elif not any(w.workflow_id == req.workflow_id for w in self._waiting):
             self._waiting.append(req)
-            self._waiting.sort(key=lambda r: r.run)
+            self._waiting.sort(key=arrival)
         self._dirty = True
 
     @workflow.signal(name=Signal.QUOTA_RELEASE)

@@ -42,11 +42,18 @@ MAX_QUOTED_LINE = 300
 
 
 def last_line(text: str) -> str:
-    """The last non-empty line of a console, shortened to quote it in a message."""
-    for line in reversed(text.splitlines()):
-        if stripped := line.strip():
-            return stripped if len(stripped) <= MAX_QUOTED_LINE else stripped[: MAX_QUOTED_LINE - 1] + "…"
-    return ""
+    """The console's last line that says something, shortened to quote it in a message.
+
+    Jenkins closes every console with ``Finished: <RESULT>``; the line before says why (e.g. that the
+    build cannot resume after a restart), so that one is taken when there is one.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[-1].startswith("Finished: "):
+        lines.pop()
+    if not lines:
+        return ""
+    line = lines[-1]
+    return line if len(line) <= MAX_QUOTED_LINE else line[: MAX_QUOTED_LINE - 1] + "…"
 
 
 class ConsoleChunk(NamedTuple):

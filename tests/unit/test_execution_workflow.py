@@ -1,20 +1,50 @@
 """PipelineExecutionWorkflow on Temporal's time-skipping test server, with stub activities.
 
 Every branch of the workflow: the phases in order, gates, pause, approval, cancel in each phase,
-continue-as-new, errors of every phase ending the run through the one finish path, and an abort that
-Jenkins did on its own.
+Temporal's own cancellation, continue-as-new, an error in every phase ending the run through the one
+finish path, and an abort that Jenkins did on its own.
 """
 
 from __future__ import annotations
 
-import pytest
-from temporalio.testing import WorkflowEnvironment
-from workflow_harness import World, running, start
+from datetime import timedelta
+from typing import Any
 
-from crds.messages import Activity
-from crds.reasons import ExecutionPhase, Reason
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import WorkflowEnvironment
+from workflow_harness import World, eventually, permanent, running, snapshot, start, step
+
+from crds.execution import PipelineExecutionStatus
+from crds.messages import (
+    Activity,
+    ControlInput,
+    ExecutionWorkflowInput,
+    GateDecisionInput,
+    Signal,
+    StatusQueryResult,
+)
+from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Reason, StageState
+from workflows.execution import PipelineExecutionWorkflow
+from workflows.options import HEARTBEAT
 
 pytestmark = pytest.mark.unit
+
+Handle = WorkflowHandle[Any, PipelineExecutionStatus]
+
+
+async def query(handle: Handle) -> StatusQueryResult:
+    return await handle.query(PipelineExecutionWorkflow.status)
+
+
+def gates(world: World) -> list[tuple[int, bool]]:
+    return [(g.stage, g.proceed) for g in world.called(Activity.JENKINS_GATE)]
+
+
+def reason(status: PipelineExecutionStatus, type_: ConditionType = ConditionType.SUCCEEDED) -> str | None:
+    cond = status.condition(type_)
+    return cond.reason if cond else None
 
 
 async def test_a_build_that_succeeds_ends_the_run_success_after_storing_every_log_and_cleaning_up(
@@ -23,9 +53,311 @@ async def test_a_build_that_succeeds_ends_the_run_success_after_storing_every_lo
     world = World()
     async with running(time_env, world) as queue:
         status = await (await start(time_env, queue)).result()
-    assert status.phase == ExecutionPhase.SUCCESS
-    assert status.condition("Succeeded").reason == Reason.BUILD_SUCCEEDED
+    assert status.phase == ExecutionPhase.SUCCESS and reason(status) == Reason.BUILD_SUCCEEDED
     assert [(c.stage, c.step) for c in world.called(Activity.STORE_STEP_LOG)] == [(0, 0), (1, 0), (2, 0)]
-    assert [g.stage for g in world.called(Activity.JENKINS_GATE)] == [1, 2]
+    assert [s.steps[0].log_object for s in status.stages] == ["logs/0/0.log", "logs/1/0.log", "logs/2/0.log"]
+    assert gates(world) == [(1, True), (2, True)]
+    assert len(world.called(Activity.CLEANUP)) == 1 and len(world.called(Activity.UPDATE_PIPELINE)) == 1
+    assert world.written()[-1].phase == ExecutionPhase.SUCCESS
+    assert [w.phase for w in world.written()][:3] == [
+        ExecutionPhase.WAITING,
+        ExecutionPhase.PROVISIONING,
+        ExecutionPhase.BUILDING,
+    ]
+
+
+async def test_every_activity_but_the_quota_rpcs_is_scheduled_with_a_heartbeat_timeout_of_seconds(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World()
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await handle.result()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    names = {a.activity_type.name for a in scheduled}
+    assert {Activity.STORE_STEP_LOG, Activity.CLEANUP, Activity.BOOTSTRAP_NAMESPACE} <= names
+    for a in scheduled:
+        assert timedelta(0) < a.heartbeat_timeout.ToTimedelta() <= HEARTBEAT, a.activity_type.name
+
+
+async def test_a_failed_step_fails_the_run_naming_the_step_and_still_cleans_up(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(
+        builds={
+            "app-1": [
+                snapshot(step(0, 0, "Success"), gates=[1]),
+                snapshot(step(0, 0, "Success"), step(1, 0, "Failed"), result="FAILURE"),
+            ]
+        }
+    )
+    async with running(time_env, world) as queue:
+        status = await (await start(time_env, queue)).result()
+    assert status.phase == ExecutionPhase.FAILED and reason(status) == Reason.STEP_FAILED
+    assert status.message == "Step 'Run script (alpine)' of stage 'Build' failed"
+    assert status.stages[2].state == StageState.SKIPPED
     assert len(world.called(Activity.CLEANUP)) == 1
-    assert world.statuses[-1].phase == ExecutionPhase.SUCCESS
+
+
+async def test_an_approval_stage_waits_for_the_approve_update_then_runs(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(approval=True)
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: _waiting(handle), "stage 2 waits for approval")
+        assert gates(world) == [(1, True)]
+        assert (await query(handle)).status.pending_gate == 2
+        assert await handle.execute_update(PipelineExecutionWorkflow.approve_stage, GateDecisionInput()) == 2
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.SUCCESS and status.pending_gate is None
+    assert gates(world) == [(1, True), (2, True)]
+    assert any(w.message == "Waiting for approval of stage 'Deploy'" for w in world.written())
+
+
+async def _waiting(handle: Handle) -> bool:
+    return (await query(handle)).waiting_for_approval
+
+
+async def test_approving_when_no_stage_waits_is_refused_with_a_reason(time_env: WorkflowEnvironment) -> None:
+    world = World(default_build=list)
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: "app-1" in world.idle, "the build runs")
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(PipelineExecutionWorkflow.approve_stage, GateDecisionInput(stage=2))
+        assert isinstance(refused.value.cause, ApplicationError)
+        assert refused.value.cause.type == "NotWaitingForApproval"
+        await handle.signal(Signal.CANCEL, ControlInput(reason="done"))
+        await handle.result()
+
+
+async def test_a_rejected_stage_aborts_its_gate_and_ends_the_run_denied(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(
+        approval=True,
+        builds={
+            "app-1": [
+                snapshot(step(0, 0, "Success"), gates=[1]),
+                snapshot(step(0, 0, "Success"), step(1, 0, "Success"), gates=[2]),
+                snapshot(step(0, 0, "Success"), step(1, 0, "Success"), result="ABORTED"),
+            ]
+        },
+    )
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: _waiting(handle), "stage 2 waits for approval")
+        await handle.execute_update(PipelineExecutionWorkflow.reject_stage, GateDecisionInput(reason="no"))
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.DENIED and reason(status) == Reason.APPROVAL_DENIED
+    assert gates(world) == [(1, True), (2, False)]
+    assert status.stages[2].steps[0].state == StageState.SKIPPED
+
+
+async def test_a_pause_while_waiting_for_approval_still_holds_the_stage_once_approved(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(approval=True)
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: _waiting(handle), "stage 2 waits for approval")
+        await handle.signal(Signal.PAUSE, ControlInput(reason="inspect"))
+        await handle.execute_update(PipelineExecutionWorkflow.approve_stage, GateDecisionInput(stage=2))
+        await eventually(lambda: _phase_is(handle, ExecutionPhase.PAUSED), "the run shows Paused")
+        assert gates(world) == [(1, True)]
+        assert (await query(handle)).pending_gate == 2
+        await handle.signal(Signal.RESUME, ControlInput())
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.SUCCESS and not status.paused
+    assert gates(world) == [(1, True), (2, True)]
+
+
+async def _phase_is(handle: Handle, phase: ExecutionPhase) -> bool:
+    return (await query(handle)).phase == phase
+
+
+async def test_a_pause_holds_the_next_stage_until_resumed(time_env: WorkflowEnvironment) -> None:
+    world = World()
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await handle.signal(Signal.PAUSE, ControlInput(reason="inspect"))
+        await eventually(lambda: _phase_is(handle, ExecutionPhase.PAUSED), "the run shows Paused")
+        assert gates(world) == [] and (await query(handle)).pending_gate == 1
+        await eventually(lambda: any(w.paused for w in world.written()), "Paused is written to the CR")
+        await handle.signal(Signal.RESUME, ControlInput())
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.SUCCESS and gates(world) == [(1, True), (2, True)]
+
+
+@pytest.mark.parametrize(
+    ("phase_activity", "build_started"),
+    [
+        (Activity.LOAD_EXECUTION, False),
+        (Activity.BOOTSTRAP_NAMESPACE, False),
+        (Activity.JENKINS_PREPARE, False),
+        (Activity.JENKINS_TRIGGER, True),
+        (Activity.JENKINS_FOLLOW, True),
+    ],
+)
+async def test_a_cancel_in_any_phase_ends_the_run_aborted_stopping_a_started_build_and_cleaning_up(
+    time_env: WorkflowEnvironment, phase_activity: Activity, build_started: bool
+) -> None:
+    world = World(block={phase_activity})
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: phase_activity in world.reached, f"{phase_activity} runs")
+        await handle.signal(Signal.CANCEL, ControlInput(reason="no longer needed", user="alice"))
+        if phase_activity == Activity.JENKINS_FOLLOW:
+            # The workflow gives up on a follow call at once; it ends only after the cancel (the test
+            # server, unlike Temporal's, fails a cancel request for an activity that just completed).
+            await eventually(lambda: world.called(Activity.JENKINS_STOP), "the build is stopped")
+        world.release.set()
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.ABORTED and reason(status) == Reason.CANCELLED
+    assert status.message == "Aborted: no longer needed"
+    assert bool(world.called(Activity.JENKINS_STOP)) == build_started
+    job_made = phase_activity not in (Activity.LOAD_EXECUTION, Activity.BOOTSTRAP_NAMESPACE)
+    assert len(world.called(Activity.CLEANUP)) == (1 if job_made else 0)
+    assert len(world.called(Activity.UPDATE_PIPELINE)) == 1
+    assert world.written()[-1].phase == ExecutionPhase.ABORTED
+
+
+async def test_a_cancel_while_following_keeps_the_logs_of_started_steps(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(builds={"app-1": [snapshot(step(0, 0, "Success"), step(1, 0, "Building"))]})
+    world.after_stop = snapshot(step(0, 0, "Success"), step(1, 0, "Aborted"), result="ABORTED")
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: "app-1" in world.idle, "step 1 runs")
+        await handle.signal(Signal.CANCEL, ControlInput(reason="stop it"))
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.ABORTED and reason(status) == Reason.CANCELLED
+    assert [(c.stage, c.step) for c in world.called(Activity.STORE_STEP_LOG)] == [(0, 0), (1, 0)]
+    assert status.stages[1].steps[0].state == StageState.ABORTED
+    assert status.stages[2].steps[0].state == StageState.SKIPPED
+
+
+async def test_temporals_own_cancellation_stops_the_build_cleans_up_and_ends_the_workflow_cancelled(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(default_build=list)
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: "app-1" in world.idle, "the build runs")
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+    assert isinstance(ended.value.cause, CancelledError)
+    last = world.written()[-1]
+    assert last.phase == ExecutionPhase.ABORTED and last.message == "Aborted: cancelled through Temporal"
+    assert len(world.called(Activity.JENKINS_STOP)) == 1 and len(world.called(Activity.CLEANUP)) == 1
+
+
+async def test_a_run_that_continues_as_new_carries_its_whole_state_and_does_nothing_twice(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(approval=True)
+    async with running(time_env, world) as queue:
+        first = await start(time_env, queue, history_limit=8)
+        # Not bound to the first run: signals, updates and queries reach whichever run is current.
+        handle = time_env.client.get_workflow_handle(first.id, result_type=PipelineExecutionStatus)
+        await eventually(lambda: _waiting(handle), "stage 2 waits for approval")
+        await handle.signal(Signal.PAUSE, ControlInput())
+        await handle.execute_update(PipelineExecutionWorkflow.approve_stage, GateDecisionInput())
+        await eventually(lambda: _phase_is(handle, ExecutionPhase.PAUSED), "the run shows Paused")
+        await handle.signal(Signal.RESUME, ControlInput())
+        status = await handle.result()
+        latest = time_env.client.get_workflow_handle(first.id)
+        events = [e async for e in latest.fetch_history_events()]
+        started = events[0].workflow_execution_started_event_attributes
+    (inp,) = await time_env.client.data_converter.decode(started.input.payloads, [ExecutionWorkflowInput])
+    assert inp.carried is not None and inp.carried.generation > 2
+    assert inp.carried.approved == [2] and inp.carried.context is not None
+    assert status.phase == ExecutionPhase.SUCCESS
+    logs = [(c.stage, c.step) for c in world.called(Activity.STORE_STEP_LOG)]
+    assert logs == [(0, 0), (1, 0), (2, 0)]
+    assert gates(world) == [(1, True), (2, True)]
+    assert len(world.called(Activity.JENKINS_TRIGGER)) == 1
+    assert len({w.started for w in world.written()}) == 1
+
+
+FAILURES = [
+    # activity, fail on its nth call, the condition that fails, the reason, whether a job was made
+    (Activity.LOAD_EXECUTION, None, ConditionType.INITIALIZED, Reason.CONFIG_INVALID, False),
+    (Activity.BOOTSTRAP_NAMESPACE, None, ConditionType.PROVISIONED, Reason.JENKINS_NOT_READY, False),
+    (Activity.RECONCILE_ROLEBINDINGS, None, ConditionType.PROVISIONED, Reason.JENKINS_NOT_READY, False),
+    (Activity.JENKINS_PREPARE, None, ConditionType.BUILT, Reason.BUILD_FAILED, False),
+    (Activity.JENKINS_TRIGGER, None, ConditionType.BUILT, Reason.BUILD_FAILED, True),
+    (Activity.JENKINS_FOLLOW, 2, ConditionType.BUILT, Reason.BUILD_FAILED, True),
+    (Activity.JENKINS_GATE, 2, ConditionType.BUILT, Reason.BUILD_FAILED, True),
+    (Activity.STORE_STEP_LOG, 2, ConditionType.BUILT, Reason.BUILD_FAILED, True),
+    # The third write is the Building status, after the trigger.
+    (Activity.WRITE_STATUS, 3, ConditionType.BUILT, Reason.BUILD_FAILED, True),
+]
+
+
+@pytest.mark.parametrize(("failing", "nth", "condition", "expected", "job_made"), FAILURES)
+async def test_a_permanent_error_in_any_phase_ends_the_run_failed_through_the_finish_path(
+    time_env: WorkflowEnvironment,
+    failing: Activity,
+    nth: int | None,
+    condition: ConditionType,
+    expected: Reason,
+    job_made: bool,
+) -> None:
+    world = World(fail={failing: permanent(f"{failing} broke")}, fail_on_call={failing: nth} if nth else {})
+    async with running(time_env, world) as queue:
+        status = await (await start(time_env, queue)).result()
+    assert status.phase == ExecutionPhase.FAILED
+    assert status.message == f"{failing} broke"
+    failed = status.condition(condition)
+    assert failed is not None and failed.status == ConditionStatus.FALSE and failed.reason == expected
+    assert reason(status) == expected
+    assert len(world.called(Activity.CLEANUP)) == (1 if job_made else 0)
+    loaded = failing != Activity.LOAD_EXECUTION
+    assert len(world.called(Activity.UPDATE_PIPELINE)) == (1 if loaded else 0)
+    assert world.written()[-1].phase == ExecutionPhase.FAILED
+    assert all(s.state != StageState.BUILDING for stage in status.stages for s in stage.steps)
+
+
+async def test_an_error_naming_a_reason_ends_the_run_with_that_reason(time_env: WorkflowEnvironment) -> None:
+    missing = permanent("build app-1 #1 does not exist in Jenkins", Reason.JENKINS_NOT_FOUND)
+    world = World(fail={Activity.JENKINS_FOLLOW: missing}, fail_on_call={Activity.JENKINS_FOLLOW: 2})
+    async with running(time_env, world) as queue:
+        status = await (await start(time_env, queue)).result()
+    assert status.phase == ExecutionPhase.FAILED and reason(status) == Reason.JENKINS_NOT_FOUND
+    assert status.message is not None and "deleted in Jenkins" in status.message
+
+
+async def test_a_failing_cleanup_is_reported_in_the_message_and_the_run_still_ends(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(fail={Activity.CLEANUP: permanent("Jenkins said no")})
+    async with running(time_env, world) as queue:
+        status = await (await start(time_env, queue)).result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    assert status.message == "Succeeded (clean up app-1 failed: Jenkins said no)"
+
+
+async def test_a_build_that_jenkins_aborted_on_its_own_is_no_cancel_and_quotes_the_console(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(
+        builds={
+            "app-1": [
+                snapshot(step(0, 0, "Success"), gates=[1]),
+                snapshot(step(0, 0, "Success"), step(1, 0, "Aborted"), result="ABORTED"),
+            ]
+        }
+    )
+    async with running(time_env, world) as queue:
+        status = await (await start(time_env, queue)).result()
+    assert status.phase == ExecutionPhase.ABORTED and reason(status) == Reason.ABORTED_IN_JENKINS
+    assert status.message is not None and status.message.endswith(": Resuming build after Jenkins restart")
+    assert world.called(Activity.JENKINS_STOP) == [] and len(world.called(Activity.JENKINS_CONSOLE_TAIL)) == 1

@@ -122,7 +122,14 @@ class World:
     created: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
     #: Creation times of runs by execution name (default: ``created``).
     created_at: dict[str, datetime] = field(default_factory=dict)
-    build: list[BuildSnapshot] = field(default_factory=successful_build)
+    #: What the follow activity returns, per execution name (default: ``default_build()``); once a
+    #: run's list is used up, its follow heartbeats until cancelled (a build that runs on).
+    builds: dict[str, list[BuildSnapshot]] = field(default_factory=dict)
+    default_build: Callable[[], list[BuildSnapshot]] = successful_build
+    #: Activities that wait for ``release`` before they return (to act while one runs).
+    block: set[Activity] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    reached: set[Activity] = field(default_factory=set)
     #: The build's state after a stop (what the final follow of a cancel returns).
     after_stop: BuildSnapshot = field(
         default_factory=lambda: snapshot(step(0, 0, "Success"), result="ABORTED")
@@ -132,17 +139,24 @@ class World:
     fail_on_call: dict[Activity, int] = field(default_factory=dict)
     console: str = "Started\nResuming build after Jenkins restart\nFinished: ABORTED\n"
     calls: list[tuple[Activity, Any]] = field(default_factory=list)
-    statuses: list[PipelineExecutionStatus] = field(default_factory=list)
-    follow_started: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Set while a follow call heartbeats with nothing left to return.
-    following_idle: asyncio.Event = field(default_factory=asyncio.Event)
-    _stopped: bool = False
+    #: Every status written, with the execution's name.
+    statuses: list[tuple[str, PipelineExecutionStatus]] = field(default_factory=list)
+    #: Executions whose follow heartbeats with nothing left to return.
+    idle: set[str] = field(default_factory=set)
+    stopped: set[str] = field(default_factory=set)
+
+    def written(self, name: str = "app-1") -> list[PipelineExecutionStatus]:
+        """The statuses written into the CR of execution ``name``, in order."""
+        return [status for n, status in self.statuses if n == name]
 
     def called(self, name: Activity) -> list[Any]:
         return [arg for n, arg in self.calls if n == name]
 
-    def _record(self, name: Activity, arg: Any) -> None:
+    async def _record(self, name: Activity, arg: Any) -> None:
         self.calls.append((name, arg))
+        if name in self.block:
+            self.reached.add(name)
+            await self.release.wait()
         if name in self.fail:
             nth = self.fail_on_call.get(name)
             if nth is None or len(self.called(name)) == nth:
@@ -169,81 +183,82 @@ class World:
 
     @activity.defn(name=Activity.LOAD_EXECUTION)
     async def load(self, inp: LoadExecutionInput) -> ExecutionContext:
-        self._record(Activity.LOAD_EXECUTION, inp)
+        await self._record(Activity.LOAD_EXECUTION, inp)
         return self.context(inp.execution)
 
     @activity.defn(name=Activity.WRITE_STATUS)
     async def write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
-        self._record(Activity.WRITE_STATUS, inp)
-        self.statuses.append(inp.status)
+        await self._record(Activity.WRITE_STATUS, inp)
+        self.statuses.append((inp.execution.name, inp.status))
         return WriteStatusResult(written=True)
 
     @activity.defn(name=Activity.UPDATE_PIPELINE)
     async def update_pipeline(self, inp: UpdatePipelineInput) -> None:
-        self._record(Activity.UPDATE_PIPELINE, inp)
+        await self._record(Activity.UPDATE_PIPELINE, inp)
 
     @activity.defn(name=Activity.BOOTSTRAP_NAMESPACE)
     async def bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
-        self._record(Activity.BOOTSTRAP_NAMESPACE, inp)
+        await self._record(Activity.BOOTSTRAP_NAMESPACE, inp)
         return BootstrapResult(pipeline_namespace=inp.pipeline_namespace)
 
     @activity.defn(name=Activity.RECONCILE_ROLEBINDINGS)
     async def rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
-        self._record(Activity.RECONCILE_ROLEBINDINGS, inp)
+        await self._record(Activity.RECONCILE_ROLEBINDINGS, inp)
         return RoleBindingResult()
 
     @activity.defn(name=Activity.JENKINS_PREPARE)
     async def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
-        self._record(Activity.JENKINS_PREPARE, inp)
+        await self._record(Activity.JENKINS_PREPARE, inp)
         return JenkinsJob(job=f"{inp.context.pipeline}-{inp.context.run}", credential_ids=["git"])
 
     @activity.defn(name=Activity.JENKINS_TRIGGER)
     async def trigger(self, inp: TriggerInput) -> BuildRef:
-        self._record(Activity.JENKINS_TRIGGER, inp)
+        await self._record(Activity.JENKINS_TRIGGER, inp)
         return BuildRef(job=inp.target.job, queue_id=7, number=1)
 
     @activity.defn(name=Activity.JENKINS_FOLLOW)
     async def follow(self, inp: FollowInput) -> BuildSnapshot:
-        self._record(Activity.JENKINS_FOLLOW, inp)
-        self.follow_started.set()
-        if self._stopped:
+        await self._record(Activity.JENKINS_FOLLOW, inp)
+        name = inp.target.context.execution.name
+        if name in self.stopped:
             return self.after_stop
-        if self.build:
-            return self.build.pop(0)
+        script = self.builds.setdefault(name, self.default_build())
+        if script:
+            return script.pop(0)
         # Nothing scripted: the build runs on until the workflow cancels this call.
-        self.following_idle.set()
+        self.idle.add(name)
         try:
             while True:
                 activity.heartbeat()
                 await asyncio.sleep(0.05)
         finally:
-            self.following_idle.clear()
+            self.idle.discard(name)
 
     @activity.defn(name=Activity.JENKINS_GATE)
     async def gate(self, inp: GateInput) -> None:
-        self._record(Activity.JENKINS_GATE, inp)
+        await self._record(Activity.JENKINS_GATE, inp)
 
     @activity.defn(name=Activity.JENKINS_STOP)
     async def stop(self, inp: StopInput) -> StopResult:
-        self._record(Activity.JENKINS_STOP, inp)
-        self._stopped = True
+        await self._record(Activity.JENKINS_STOP, inp)
+        self.stopped.add(inp.target.context.execution.name)
         return StopResult(result="ABORTED")
 
     @activity.defn(name=Activity.JENKINS_CONSOLE_TAIL)
     async def console_tail(self, inp: ConsoleTailInput) -> ConsoleTail:
         from activities.jenkins.logs import last_line
 
-        self._record(Activity.JENKINS_CONSOLE_TAIL, inp)
+        await self._record(Activity.JENKINS_CONSOLE_TAIL, inp)
         return ConsoleTail(last_line=last_line(self.console))
 
     @activity.defn(name=Activity.STORE_STEP_LOG)
     async def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
-        self._record(Activity.STORE_STEP_LOG, inp)
+        await self._record(Activity.STORE_STEP_LOG, inp)
         return StoreStepLogResult(object_name=f"logs/{inp.stage}/{inp.step}.log", size=3)
 
     @activity.defn(name=Activity.CLEANUP)
     async def cleanup(self, inp: CleanupInput) -> None:
-        self._record(Activity.CLEANUP, inp)
+        await self._record(Activity.CLEANUP, inp)
 
     def stubs(self) -> list[Callable[..., Any]]:
         return [
