@@ -15,7 +15,9 @@ timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( 
 SYSTEM_PACKAGES := groovy:groovy chromium:chromium buildah:buildah docker-registry:docker-registry \
   git:git openssl:openssl busybox:busybox-static
 
-.PHONY: system-deps install lint test test-unit test-integration test-e2e generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
+IMAGE ?= cubepaas/devops-worker:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+
+.PHONY: manifests image image-check system-deps install lint test test-unit test-integration test-e2e chaos generate-crd check-crd demo demo-stop stack-up stack-down stack-status testbin bench worker clean
 
 install: $(STAMP)
 
@@ -43,9 +45,13 @@ lint: install
 testbin: install
 	@$(call timed,testbin (the stack's Go binaries from Go modules),$(PY) -m devstack.testbin)
 
-# Everything: lint, unit, contract, integration and end-to-end tests against the local stack.
+# Everything: lint, unit, contract, integration and end-to-end tests against the local stack. The chaos
+# suite (components and workers killed mid-build, several minutes) is separate: make chaos.
 test: system-deps lint testbin
-	@$(call timed,pytest (all),$(PY) -m pytest -p no:cacheprovider tests)
+	@$(call timed,pytest (all but chaos),$(PY) -m pytest -p no:cacheprovider -m "not chaos" tests)
+
+chaos: install testbin
+	@$(call timed,pytest (chaos),$(PY) -m pytest -p no:cacheprovider -m chaos -s tests/chaos)
 
 # Needs no server.
 test-unit: install system-deps
@@ -56,9 +62,15 @@ test-integration: install
 
 generate-crd: install
 	$(PY) -m crds.generate
+	$(PY) -m crds.generate --crds-only --dir deploy/chart/crds
+
+# deploy/manifests/worker.yaml: the chart rendered with its defaults (a test fails when it is stale).
+manifests: install
+	$(PY) -m devstack.manifests
 
 check-crd: install
 	$(PY) -m crds.generate --check
+	$(PY) -m crds.generate --check --crds-only --dir deploy/chart/crds
 
 stack-up: install system-deps testbin
 	$(PY) -m devstack up
@@ -77,6 +89,17 @@ demo-stop: install
 
 bench: install system-deps testbin
 	@$(PY) -m devstack.bench
+
+# The worker image (linux/amd64) with docker build or buildah bud; BASE=... overrides python:3.11-slim.
+image:
+	@$(call timed,image $(IMAGE),deploy/build.sh $(IMAGE))
+
+# The image built and started with no registry at all: a Debian base from debootstrap (this machine's
+# apt mirror), the worker image FROM it, `--help` and /healthz inside it. Needs root; not in `make test`.
+image-check:
+	@command -v debootstrap >/dev/null && { command -v buildah >/dev/null || docker info >/dev/null 2>&1; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah debootstrap >/dev/null; }
+	@$(call timed,image-check,deploy/image-check.sh)
 
 clean:
 	rm -rf .devstack .mypy_cache .ruff_cache .pytest_cache

@@ -42,7 +42,7 @@ from activities.jenkins.jenkinsfile import (
 from activities.jenkins.logs import last_line
 from activities.jenkins.stepreport import read_report_file
 from activities.kube import Kube
-from activities.logstore import LogStore, StoreConfig, log_object_name
+from activities.logstore import LogStore, StoreConfig, log_object_name, resolve_store
 from activities.registry import DOCKER_CONFIG_KEY, RegistryLogin, docker_config_logins, local_registry
 from crds.messages import (
     Activity,
@@ -66,9 +66,10 @@ from crds.messages import (
     gate_input_id,
     gate_stage,
 )
+from crds.meta import API_VERSION
 from crds.pipeline import CacheNode, Pipeline
 from crds.pipeline_file import PublishCatalogConfig, PublishImageConfig, Resources, RunScriptConfig
-from crds.reasons import JenkinsMode, Reason, StageState
+from crds.reasons import ExecutionPhase, JenkinsMode, Reason, StageState
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,19 @@ def _reports(ctx: ExecutionContext, stage: int, step: int) -> bool:
     return not isinstance(ctx.config.stages[stage - 1].steps[step].config, RunScriptConfig)
 
 
+_TERMINAL_PHASES = frozenset(p.value for p in ExecutionPhase if p.is_terminal)
+
+
+@dataclass(frozen=True)
+class EndedRuns:
+    """Run numbers whose run has ended: every number but those of runs still at work."""
+
+    still_running: frozenset[int]
+
+    def __contains__(self, run: object) -> bool:
+        return run not in self.still_running
+
+
 class BuildActivities:
     """Jenkins and object-store work for one run; holds the Kubernetes client and the defaults."""
 
@@ -195,35 +209,8 @@ class BuildActivities:
             return eng
 
     def store(self, ctx: ExecutionContext) -> LogStore:
-        os_ = ctx.setting.object_store
-        if os_.endpoint:
-            access, secret = "", ""
-            if os_.credentials_secret_ref is not None:
-                ref = os_.credentials_secret_ref
-                data = self._secret(ref.namespace or ctx.execution.namespace, ref.name)
-                access, secret = data.get("accessKey", ""), data.get("secretKey", "")
-            cfg = StoreConfig(
-                endpoint=os_.endpoint,
-                access_key=access,
-                secret_key=secret,
-                bucket=os_.bucket,
-                secure=os_.secure,
-            )
-        elif self.defaults.store is not None:
-            d = self.defaults.store
-            cfg = StoreConfig(
-                endpoint=d.endpoint,
-                access_key=d.access_key,
-                secret_key=d.secret_key,
-                bucket=os_.bucket or d.bucket,
-                secure=d.secure,
-            )
-        else:
-            raise ConfigError(
-                "the PipelineSetting names no object store and the worker has no default",
-                reason=Reason.CONFIG_INVALID,
-            )
-        return LogStore(cfg)
+        settings = ctx.setting.object_store
+        return LogStore(resolve_store(settings, ctx.execution.namespace, self._secret, self.defaults.store))
 
     def _registry_logins(self, ctx: ExecutionContext, local: str) -> dict[str, RegistryLogin]:
         """Logins for the registries this run's publishImage steps push to (none when it has no such step)."""
@@ -594,6 +581,21 @@ class BuildActivities:
 
     # -- cleanup -------------------------------------------------------------------------------
 
+    def _finished_runs(self, ctx: ExecutionContext) -> EndedRuns:
+        """The pipeline's runs that have ended: this one (it is cleaning up, its logs are stored), those
+        whose CR shows a terminal phase, and those without a CR (deleted: their workflows are cancelled).
+        A run whose CR is not terminal is still at work (building, or storing its logs from Jenkins)."""
+        items = self.kube.list_objects(API_VERSION, "PipelineExecution", namespace=ctx.execution.namespace)
+        running: set[int] = set()
+        for item in items:
+            spec, status = item.get("spec") or {}, item.get("status") or {}
+            run = spec.get("run")
+            if spec.get("pipelineName") != ctx.pipeline or not isinstance(run, int) or run == ctx.run:
+                continue
+            if status.get("phase") not in _TERMINAL_PHASES:
+                running.add(run)  # (two CRs with one run number: running while either is)
+        return EndedRuns(frozenset(running))
+
     @activity.defn(name=Activity.CLEANUP)
     @heartbeating
     def cleanup(self, inp: CleanupInput) -> None:
@@ -612,7 +614,7 @@ class BuildActivities:
             keep = ctx.setting.keep_jenkins_jobs
             prefix = f"{ctx.execution.namespace}-{ctx.pipeline}-"
             if keep > 0 and inp.target.job == f"{prefix}{ctx.run}":
-                eng.keep_last_jobs(prefix, keep)
+                eng.keep_last_jobs(prefix, keep, self._finished_runs(ctx))
             else:
                 # No keeping asked, or a name job_name() had to shorten or sanitise (it then carries a
                 # hash, so no prefix finds the pipeline's other jobs): delete this run's job.

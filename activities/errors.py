@@ -9,13 +9,16 @@ translates it into Temporal's ``ApplicationError`` so the workflow's retry polic
     │   ├── KubeTransientError       apiserver 5xx, 409 conflict, 429, timeouts, connection errors
     │   │   └── KubeConflictError    409: stale resourceVersion, AlreadyExists, apply conflict (re-read)
     │   ├── JenkinsTransientError    Jenkins 5xx, "Jenkins is starting", timeouts, connection errors
-    │   └── StoreTransientError      object store 5xx, timeouts, connection errors
+    │   ├── StoreTransientError      object store 5xx, timeouts, connection errors
+    │   └── NotifierTransientError   a notifier's 5xx/408/429, SMTP 4xx, timeouts, connection errors
     └── PermanentError               do not retry: the run ends with this reason
         ├── KubeNotFoundError        a required object is missing (404)
         ├── KubeInvalidError         the apiserver rejected an object (422, 400)
         ├── KubeForbiddenError       401/403: RBAC does not allow it
         ├── JenkinsPermanentError    401/403, a missing job we created, an invalid config
+        ├── StorePermanentError      object store 4xx: credentials, permissions, an invalid request
         ├── ConfigError              the pipeline file or the CR is invalid (message for the user)
+        ├── NotifierPermanentError   a notifier refused the message (HTTP 4xx, SMTP 5xx)
         └── GitError                 the repository or commit cannot be read
 
 ``ApplicationError.type`` is the class name; permanent ones are ``non_retryable=True``; the details hold
@@ -27,6 +30,7 @@ from __future__ import annotations
 from temporalio.exceptions import ApplicationError
 
 from crds.reasons import Reason
+from crds.text import escape_controls
 
 
 class DevopsError(Exception):
@@ -72,6 +76,10 @@ class StoreTransientError(TransientError):
     """Object store 5xx, timeouts, connection errors."""
 
 
+class NotifierTransientError(TransientError):
+    """A notifier answered 5xx, 408 or 429 (SMTP: 4xx), timed out or could not be reached."""
+
+
 class KubeNotFoundError(PermanentError):
     """A required Kubernetes object is missing (404)."""
 
@@ -88,8 +96,16 @@ class JenkinsPermanentError(PermanentError):
     """401/403, a missing job we created, an invalid config."""
 
 
+class StorePermanentError(PermanentError):
+    """Object store 4xx: wrong keys, a denied permission, a bucket that cannot be made, a bad request."""
+
+
 class ConfigError(PermanentError):
     """The pipeline file or the custom resource is invalid; the message is for the user."""
+
+
+class NotifierPermanentError(PermanentError):
+    """A notifier refused the message for good (HTTP 4xx, SMTP 5xx, a bad address)."""
 
 
 class GitError(PermanentError):
@@ -97,9 +113,13 @@ class GitError(PermanentError):
 
 
 def to_application_error(err: DevopsError) -> ApplicationError:
-    """Translate a classified error into what Temporal's retry policy understands."""
+    """Translate a classified error into what Temporal's retry policy understands.
+
+    The message often quotes user input (names, git's stderr, a Jenkins answer): its control characters
+    are escaped here, once, so the workflow, its history and the CR's status never carry them raw.
+    """
     return ApplicationError(
-        err.message,
+        escape_controls(err.message),
         *([err.reason.value] if err.reason else []),
         type=type(err).__name__,
         non_retryable=not err.retryable,

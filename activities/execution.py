@@ -14,6 +14,7 @@ from activities.errors import (
     KubeNotFoundError,
     to_application_error,
 )
+from activities.events import EventRecorder, status_events
 from activities.gitfile import PIPELINE_FILE, read_file_at, resolve_revision
 from activities.heartbeat import heartbeating
 from activities.kube import Kube
@@ -68,10 +69,11 @@ def git_credentials(kube: Kube, namespace: str, credential_name: str | None) -> 
 
 
 class ExecutionActivities:
-    """Loads a run's context and writes its status; holds the Kubernetes client."""
+    """Loads a run's context and writes its status (and the Events of its transitions)."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, events: EventRecorder | None = None) -> None:
         self.kube = kube
+        self.events = events or EventRecorder(kube)
 
     # -- load ----------------------------------------------------------------------------------
 
@@ -183,6 +185,8 @@ class ExecutionActivities:
                 continue  # someone else wrote meanwhile: read again and recompute the difference
             except KubeNotFoundError:
                 return WriteStatusResult(written=False, exists=False)
+            # After the write, not before: a retried write finds nothing changed and emits nothing.
+            self.events.record(pe, status_events(pe.status, inp.status))
             return WriteStatusResult(written=True)
         raise KubeConflictError(
             f"status of {ref.namespace}/{ref.name}: still conflicting after {CAS_ATTEMPTS} attempts"

@@ -65,9 +65,24 @@ def resolve_revision(
     raise GitError(f"{url} has no branch, tag or ref named {revision!r}")
 
 
+def git_error_message(stderr: str) -> str:
+    """What went wrong, from git's stderr: its first ``fatal:`` (or ``error:``) line, else all of it.
+
+    Not the last line: for a missing repository git ends with "Please make sure you have the correct
+    access rights and the repository exists.", which reads as the opposite of what happened.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for prefix in ("fatal:", "error:"):
+        for line in lines:
+            if line.startswith(prefix):
+                return line.removeprefix(prefix).strip() or line
+    whole = " ".join(lines)
+    return (whole if len(whole) <= 500 else whole[:499] + "…") if whole else "git failed"
+
+
 def _failure(stderr: str, url: str, revision: str, password: str) -> TransientError | GitError:
     """A failed git command as the error a retry should act on (the password masked, if git echoed it)."""
-    msg = stderr.strip().splitlines()[-1] if stderr.strip() else "git failed"
+    msg = git_error_message(stderr)
     if password:
         msg = msg.replace(password, "***")
     if any(h in stderr for h in _TRANSIENT_HINTS):

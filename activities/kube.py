@@ -99,6 +99,7 @@ BUILTIN_KINDS: dict[tuple[str, str], KindInfo] = _kinds(
     KindInfo("v1", "Pod", "pods"),
     KindInfo("v1", "ResourceQuota", "resourcequotas"),
     KindInfo("v1", "LimitRange", "limitranges"),
+    KindInfo("v1", "Event", "events"),
     KindInfo("apps/v1", "Deployment", "deployments"),
     KindInfo("apps/v1", "StatefulSet", "statefulsets"),
     KindInfo("rbac.authorization.k8s.io/v1", "Role", "roles"),

@@ -15,8 +15,9 @@ from crds.meta import (
     Timestamp,
 )
 from crds.pipeline_file import Duration, PipelineConfig
-from crds.reasons import ExecutionPhase, GitEvent, StageState, TriggeredBy
+from crds.reasons import ExecutionPhase, GitEvent, NotificationState, StageState, TriggeredBy
 from crds.status import HasConditions
+from crds.text import SafeMessage
 
 PIPELINE_LABEL: Final = "devops.cubepaas.io/pipeline"
 """Label on each execution naming its Pipeline (for list selectors)."""
@@ -102,7 +103,7 @@ class StepStatus(KubeModel):
     ended: Timestamp | None = None
     log_object: str | None = None
     """Object-store key of the step's complete log (set when the step ends)."""
-    message: str | None = None
+    message: SafeMessage | None = None
     image: PublishedImage | None = None
     """The image a publishImage step pushed (set when the step ends)."""
     release: HelmRelease | None = None
@@ -138,6 +139,23 @@ class JenkinsBuildRef(KubeModel):
     """Build number (empty while queued)."""
 
 
+class NotificationRecord(KubeModel):
+    """What was sent to one recipient for this run (never a credential, never the message body)."""
+
+    notifier: str = Field(max_length=63)
+    recipient: str = Field(max_length=320)
+    kind: str = Field(max_length=16)
+    """smtp, slack, msteams or webhook."""
+    state: NotificationState = NotificationState.PENDING
+    attempts: int = Field(default=0, ge=0)
+    last_attempt: Timestamp | None = None
+    sent: Timestamp | None = None
+    id: str = Field(max_length=128)
+    """Stable per run and recipient: the CloudEvent id and the e-mail Message-ID (receivers can dedupe)."""
+    message: str | None = Field(default=None, max_length=1024)
+    """The last error, or why it was not sent."""
+
+
 class PipelineExecutionStatus(HasConditions):
     """Observed state of the run, written by its workflow."""
 
@@ -149,13 +167,17 @@ class PipelineExecutionStatus(HasConditions):
     stages: list[StageStatus] = Field(default_factory=list, max_length=64)
     workflow: WorkflowRef | None = None
     jenkins: JenkinsBuildRef | None = None
-    message: str | None = None
+    message: SafeMessage | None = None
     """Human-readable summary of the current phase."""
     observed_generation: int | None = None
     pending_gate: int | None = Field(default=None, ge=0)
     """Index (in stages) of the stage waiting for approval; empty when none waits."""
     paused: bool = False
     """The run is held before its next stage (spec.paused acknowledged)."""
+    notifications: list[NotificationRecord] = Field(default_factory=list, max_length=50)
+    """One entry per recipient the run's notification went to (written after the run ended)."""
+    logs_expired: Timestamp | None = None
+    """When the log retention sweep deleted this run's step logs."""
 
     def finish(self, phase: ExecutionPhase, ended: Timestamp, message: str | None = None) -> None:
         """Record the end: phase, end time, duration."""
@@ -216,6 +238,7 @@ __all__ = [
     "RUN_LABEL",
     "HelmRelease",
     "JenkinsBuildRef",
+    "NotificationRecord",
     "PipelineExecution",
     "PipelineExecutionSpec",
     "PipelineExecutionStatus",

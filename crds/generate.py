@@ -291,9 +291,15 @@ def _dump_yaml(data: Any) -> str:
     return HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
-def render_all() -> dict[str, str]:
-    """File name (in ``crds/generated``) -> content, for every generated file."""
+def render_all(*, crds_only: bool = False) -> dict[str, str]:
+    """File name (in ``crds/generated``) -> content, for every generated file.
+
+    ``crds_only``: the CRDs without the editor schema (the Helm chart's ``crds/`` folder, where every
+    file must be a manifest).
+    """
     files = {f"{kind.crd.plural}.yaml": _dump_yaml(crd_for(kind)) for kind in ALL_KINDS}
+    if crds_only:
+        return files
     files[SCHEMA_FILE] = json.dumps(pipeline_file_schema(), indent=2, ensure_ascii=False) + "\n"
     return files
 
@@ -303,9 +309,9 @@ def all_crds() -> list[dict[str, Any]]:
     return [crd_for(kind) for kind in ALL_KINDS]
 
 
-def stale_files(directory: Path = GENERATED_DIR) -> list[str]:
+def stale_files(directory: Path = GENERATED_DIR, *, crds_only: bool = False) -> list[str]:
     """Names of generated files that differ from the models (missing, changed or left over)."""
-    expected = render_all()
+    expected = render_all(crds_only=crds_only)
     stale = [
         name
         for name, content in expected.items()
@@ -318,11 +324,11 @@ def stale_files(directory: Path = GENERATED_DIR) -> list[str]:
     return stale
 
 
-def write_all(directory: Path = GENERATED_DIR) -> list[str]:
+def write_all(directory: Path = GENERATED_DIR, *, crds_only: bool = False) -> list[str]:
     """Write every generated file; returns the names of those that changed."""
     directory.mkdir(parents=True, exist_ok=True)
-    changed = stale_files(directory)
-    expected = render_all()
+    changed = stale_files(directory, crds_only=crds_only)
+    expected = render_all(crds_only=crds_only)
     for name in changed:
         path = directory / name
         if name in expected:
@@ -336,13 +342,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crds.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale")
     parser.add_argument("--dir", type=Path, default=GENERATED_DIR, help="output directory")
+    parser.add_argument(
+        "--crds-only", action="store_true", help="only the CRDs, no JSON Schema (a Helm chart's crds/)"
+    )
     args = parser.parse_args(argv)
     if args.check:
-        stale = stale_files(args.dir)
+        stale = stale_files(args.dir, crds_only=args.crds_only)
         for name in stale:
             print(f"stale: {args.dir / name} (run `make generate-crd`)", file=sys.stderr)
         return 1 if stale else 0
-    for name in write_all(args.dir):
+    for name in write_all(args.dir, crds_only=args.crds_only):
         print(f"wrote {args.dir / name}")
     return 0
 

@@ -20,6 +20,9 @@ from crds.setting import PipelineSettingSpec
 TASK_QUEUE = "cubepaas-devops"
 EXECUTION_WORKFLOW = "PipelineExecutionWorkflow"
 QUOTA_WORKFLOW = "ExecutorQuotaWorkflow"
+LOG_RETENTION_WORKFLOW = "LogRetentionWorkflow"
+LOG_RETENTION_SCHEDULE = "devops-log-retention"
+"""Id of the daily Temporal Schedule that starts :data:`LOG_RETENTION_WORKFLOW`."""
 PROJECT_LABEL = "devops.cubepaas.io/project"
 """Label on a namespace naming the project (namespace) it belongs to."""
 
@@ -48,6 +51,8 @@ class Activity(StrEnum):
     CLEANUP = "devops.execution.cleanup"
     QUOTA_ACQUIRE = "devops.quota.acquire"
     QUOTA_GONE_HOLDERS = "devops.quota.gone_holders"
+    RUN_FINISHED = "devops.execution.finished"
+    SWEEP_LOGS = "devops.logs.sweep"
 
 
 class Signal(StrEnum):
@@ -218,6 +223,40 @@ class WriteStatusResult(Msg):
     written: bool
     #: False when the CR is gone (deleted): the workflow stops writing.
     exists: bool = True
+
+
+class RunFinishedInput(Msg):
+    """After the terminal status is written: send the run's notifications once, trim the history."""
+
+    context: ExecutionContext
+
+
+class RunFinishedResult(Msg):
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    """Sends interrupted by a stopped worker: not repeated (they may have arrived)."""
+    deleted_executions: list[str] = Field(default_factory=list)
+    """Older PipelineExecutions of the pipeline deleted by its executionHistoryLimit."""
+
+
+class LogRetentionInput(Msg):
+    """Input of the retention workflow; ``as_of`` (tests, catch-up) replaces the workflow's clock."""
+
+    as_of: datetime | None = None
+
+
+class SweepLogsInput(Msg):
+    as_of: datetime
+    """Logs last written before ``as_of - logRetentionDays`` are deleted."""
+
+
+class SweepLogsResult(Msg):
+    projects: int = 0
+    """PipelineSettings with a retention that were swept."""
+    deleted_objects: int = 0
+    expired_runs: list[str] = Field(default_factory=list)
+    """``namespace/execution`` of the PipelineExecutions marked ``status.logsExpired``."""
 
 
 class UpdatePipelineInput(Msg):

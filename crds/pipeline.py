@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,19 @@ class Triggers(KubeModel):
     cron: CronTrigger | None = None
 
 
+DEFAULT_SUCCESSFUL_HISTORY: Final = 50
+DEFAULT_FAILED_HISTORY: Final = 50
+
+
+class ExecutionHistoryLimit(KubeModel):
+    """How many finished PipelineExecutions of this pipeline are kept (older ones are deleted)."""
+
+    successful: int = Field(default=DEFAULT_SUCCESSFUL_HISTORY, ge=1, le=10000)
+    """Runs that ended Success."""
+    failed: int = Field(default=DEFAULT_FAILED_HISTORY, ge=1, le=10000)
+    """Runs that ended Failed, Aborted or Denied."""
+
+
 class PipelineSpec(KubeModel):
     """Where the code is and what starts a run."""
 
@@ -53,6 +66,8 @@ class PipelineSpec(KubeModel):
     triggers: Triggers = Field(default_factory=Triggers)
     config: PipelineConfig | None = None
     """Inline pipeline file; empty = read .cubepaas.devops.yml from the repository at each run."""
+    execution_history_limit: ExecutionHistoryLimit = Field(default_factory=ExecutionHistoryLimit)
+    """Finished runs kept as PipelineExecutions; running and paused ones are never deleted."""
 
 
 class CacheNode(KubeModel):
@@ -108,6 +123,7 @@ class Pipeline(CustomResource):
 __all__ = [
     "CacheNode",
     "CronTrigger",
+    "ExecutionHistoryLimit",
     "ImagePushTrigger",
     "Pipeline",
     "PipelineSpec",

@@ -48,6 +48,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from crds.reasons import GitEvent, NotificationCondition
+from crds.text import first_control_character
 
 MAX_STAGES: Final = 50
 MAX_STEPS_PER_STAGE: Final = 50
@@ -60,6 +61,9 @@ RESERVED_STAGE_NAME: Final = re.compile(r"^step-[0-9]+-[0-9]+$")
 # Regexes below are written in the common subset of Python `re`, Go RE2 (apiserver `pattern` and CEL
 # `matches`) and ECMAScript (editors' JSON Schema validation).
 _NO_CONTROL_PATTERN: Final = r"^[^\x00-\x1F\x7F]*$"
+#: Free text (scripts, manifests, images, paths...): every control character but tab, newline and CR is
+#: refused. They cannot be passed to a process (a NUL), and they turn logs and terminals into garbage.
+_TEXT_PATTERN: Final = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
 _DURATION_PATTERN: Final = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
 _DURATION_RE: Final = re.compile(r"^(?:([0-9]{1,5})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,8})s)?$")
 _QUANTITY_PATTERN: Final = (
@@ -214,14 +218,40 @@ EnvName = Annotated[
     AfterValidator(_check_env_name),
     WithJsonSchema({"type": "string", "pattern": _ENV_NAME_PATTERN, "maxLength": 253}),
 ]
+
+
+def _check_text(value: str) -> str:
+    found = first_control_character(value)
+    if found is not None:
+        index, char = found
+        raise PydanticCustomError(
+            "control_character",
+            "must not contain control characters other than tab, newline and carriage return;"
+            " found U+{code} at character {index}",
+            {"code": f"{ord(char):04X}", "index": index},
+        )
+    return value
+
+
+_TEXT_SCHEMA: Final = {"pattern": _TEXT_PATTERN}
+Text = Annotated[str, AfterValidator(_check_text), Field(json_schema_extra=_TEXT_SCHEMA)]
+"""Free text that goes into the Jenkinsfile: no control characters but tab, newline and CR."""
 EnvValue = Annotated[
     str,
     BeforeValidator(_scalar_to_str),
-    WithJsonSchema({"type": "string"}, mode="serialization"),
-    WithJsonSchema({"type": ["string", "number", "boolean"]}, mode="validation"),
+    AfterValidator(_check_text),
+    WithJsonSchema({"type": "string", **_TEXT_SCHEMA}, mode="serialization"),
+    WithJsonSchema({"type": ["string", "number", "boolean"], **_TEXT_SCHEMA}, mode="validation"),
 ]
-NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-Pattern = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+NonEmpty = Annotated[
+    str, StringConstraints(min_length=1), AfterValidator(_check_text), Field(json_schema_extra=_TEXT_SCHEMA)
+]
+Pattern = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=253),
+    AfterValidator(_check_text),
+    Field(json_schema_extra=_TEXT_SCHEMA),
+]
 
 
 def _check_stage_name(value: str) -> str:
@@ -362,7 +392,7 @@ class RunScriptConfig(FileModel):
 
     image: NonEmpty
     """Container image the script runs in, e.g. golang:1.22."""
-    shell_script: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SCRIPT_LENGTH)]
+    shell_script: Annotated[Text, StringConstraints(min_length=1, max_length=MAX_SCRIPT_LENGTH)]
     """The script, run with /bin/sh -e in the workspace."""
 
 
@@ -377,18 +407,18 @@ class PublishImageConfig(FileModel):
     """Image tag, e.g. app:${CICD_GIT_COMMIT}; variables are substituted."""
     push_remote: bool = False
     """Push to the remote registry named by registry instead of the project's local registry."""
-    registry: str | None = None
+    registry: Text | None = None
     """Registry host to push to when pushRemote is true."""
 
 
 class ApplyYamlConfig(FileModel):
     """Apply Kubernetes manifests, from a file in the repository or inline."""
 
-    path: str | None = None
+    path: Text | None = None
     """Path of a manifest file or directory in the repository (exactly one of path and content)."""
-    content: str | None = None
+    content: Text | None = None
     """Inline manifest YAML (exactly one of path and content)."""
-    namespace: str | None = None
+    namespace: Text | None = None
     """Namespace to apply into; defaults to the manifests' own."""
 
     @model_validator(mode="after")
@@ -404,13 +434,13 @@ class ApplyAppConfig(FileModel):
     chart: NonEmpty
     """Chart folder in the repository (./charts/app), an OCI reference (oci://host/path/app), or the chart's
     name in chartRepository."""
-    chart_repository: str | None = None
+    chart_repository: Text | None = None
     """URL of a chart repository that holds chart (helm --repo)."""
     name: NonEmpty
     """Release name."""
-    version: str | None = None
+    version: Text | None = None
     """Chart version (for charts from a chart repository or an OCI registry)."""
-    target_namespace: str | None = None
+    target_namespace: Text | None = None
     """Namespace of the release."""
     values: dict[str, JsonValue] = Field(
         default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
@@ -431,11 +461,11 @@ class PublishCatalogConfig(FileModel):
     """URL of the catalog git repository."""
     git_branch: NonEmpty
     """Branch of the catalog repository to push to."""
-    git_author: str | None = None
+    git_author: Text | None = None
     """Commit author name."""
-    git_email: str | None = None
+    git_email: Text | None = None
     """Commit author email."""
-    source_code_credential: str | None = None
+    source_code_credential: Text | None = None
     """SourceCodeCredential (in the project namespace) used to push; none for repositories open to push."""
     overwrite: bool = False
     """Replace a published version whose content differs; otherwise such a publish fails."""
@@ -632,7 +662,9 @@ class Recipient(FileModel):
     recipient: NonEmpty
     """Address for the notifier: a channel, an email address..."""
     notifier: NonEmpty
-    """Name of the notifier to send through."""
+    """Name of the notifier (PipelineSetting spec.notifiers[].name) to send through."""
+    condition: list[NotificationCondition] | None = Field(default=None, max_length=4)
+    """When this recipient is told; empty = the notification's condition."""
 
 
 class Notification(FileModel):
@@ -640,9 +672,10 @@ class Notification(FileModel):
 
     recipients: list[Recipient] = Field(default_factory=list, max_length=50)
     condition: list[NotificationCondition] = Field(default_factory=list, max_length=4)
-    """Run outcomes that send the notification; Changed = the outcome differs from the previous run."""
-    message: str | None = None
-    """Message text; variables are substituted."""
+    """Run outcomes that send the notification (default Failed and Changed); Changed = the outcome
+    differs from the previous finished run of the pipeline."""
+    message: Text | None = None
+    """Message text; ${CICD_...} variables are substituted (a link to the run is always added)."""
 
 
 class PipelineConfig(FileModel):

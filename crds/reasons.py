@@ -62,6 +62,8 @@ class ConditionType(StrEnum):
     PROVISIONED = "Provisioned"
     BUILT = "Built"
     SUCCEEDED = "Succeeded"
+    NOTIFIED = "Notified"
+    """Unknown while the run's notifications are being sent; True/False once each is settled."""
 
 
 class ConditionStatus(StrEnum):
@@ -111,6 +113,46 @@ class NotificationCondition(StrEnum):
     ABORTED = "Aborted"
 
 
+class NotificationState(StrEnum):
+    """Delivery state of one recipient's notification (``status.notifications[].state``).
+
+    ``Sending`` is written before the message leaves and replaced by the outcome after it: a run that
+    finds ``Sending`` (the worker stopped mid-send) cannot know whether it arrived and records
+    ``Unknown`` instead of sending again.
+    """
+
+    PENDING = "Pending"
+    SENDING = "Sending"
+    RETRYING = "Retrying"
+    SENT = "Sent"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+    @property
+    def is_settled(self) -> bool:
+        return self in (NotificationState.SENT, NotificationState.FAILED, NotificationState.UNKNOWN)
+
+
+class EventReason(StrEnum):
+    """Reasons of the Kubernetes Events a PipelineExecution gets (``kubectl describe pe``)."""
+
+    STARTED = "Started"
+    QUEUED = "Queued"
+    BUILD_STARTED = "BuildStarted"
+    STAGE_SUCCEEDED = "StageSucceeded"
+    STAGE_FAILED = "StageFailed"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+    DENIED = "Denied"
+    NOTIFIED = "Notified"
+    NOTIFICATION_FAILED = "NotificationFailed"
+    LOGS_EXPIRED = "LogsExpired"
+
+
 class Reason(StrEnum):
     """CamelCase reasons written into ``status.conditions[].reason``: the closed list.
 
@@ -148,6 +190,14 @@ class Reason(StrEnum):
     JENKINS_UNAVAILABLE = "JenkinsUnavailable"
     JENKINS_REJECTED = "JenkinsRejected"
     JENKINS_TIMEOUT = "JenkinsTimeout"
+    # Named by the object store client for the error it met
+    OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
+    OBJECT_STORE_REJECTED = "ObjectStoreRejected"
+    # Notified
+    NOTIFYING = "Notifying"
+    NOTIFICATIONS_SENT = "NotificationsSent"
+    NOTIFICATIONS_FAILED = "NotificationsFailed"
+    NO_NOTIFICATIONS = "NoNotifications"
 
     @classmethod
     def parse(cls, value: object) -> Reason | None:
@@ -163,10 +213,12 @@ class Reason(StrEnum):
 __all__ = [
     "ConditionStatus",
     "ConditionType",
+    "EventReason",
     "ExecutionPhase",
     "GitEvent",
     "JenkinsMode",
     "NotificationCondition",
+    "NotificationState",
     "Reason",
     "SourceCodeProviderType",
     "StageState",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Final, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crds.meta import (
     AGE_COLUMN,
@@ -14,6 +14,7 @@ from crds.meta import (
     PrinterColumn,
     SecretReference,
 )
+from crds.notifiers import NotificationSettings, Notifier
 from crds.pipeline_file import Duration, Quantity
 from crds.reasons import JenkinsMode
 from crds.status import HasConditions
@@ -96,8 +97,8 @@ class ObjectStoreSettings(KubeModel):
     """Use TLS."""
     credentials_secret_ref: SecretReference | None = None
     """Secret with keys accessKey and secretKey."""
-    log_retention_days: int = Field(default=30, ge=0)
-    """Step logs older than this are deleted; 0 = keep forever."""
+    log_retention_days: int = Field(default=30, ge=0, le=36500)
+    """Step logs older than this many days are deleted by the daily retention sweep; 0 = keep forever."""
 
 
 class RegistrySettings(KubeModel):
@@ -154,6 +155,25 @@ class PipelineSettingSpec(KubeModel):
     """ClusterRole bound to the Jenkins ServiceAccount in each namespace of the project."""
     project_label: str = Field(default=DEFAULT_PROJECT_LABEL, min_length=1)
     """Label whose value (the project namespace's name) marks the namespaces of the project."""
+    notifiers: list[Notifier] = Field(
+        default_factory=list,
+        max_length=50,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Named notifiers the pipeline files' notification.recipients[].notifier refer to."""
+    notification: NotificationSettings = Field(default_factory=NotificationSettings)
+
+    @field_validator("notifiers")
+    @classmethod
+    def _unique_notifier_names(cls, notifiers: list[Notifier]) -> list[Notifier]:
+        names = [n.name for n in notifiers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate notifier names: {', '.join(duplicates)}")
+        return notifiers
+
+    def notifier(self, name: str) -> Notifier | None:
+        return next((n for n in self.notifiers if n.name == name), None)
 
     def effective_quota(self) -> int:
         """The executor capacity: a positive number, or 0 for unlimited."""

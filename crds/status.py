@@ -8,6 +8,7 @@ from pydantic import Field
 
 from crds.meta import KubeModel, Timestamp
 from crds.reasons import ConditionStatus
+from crds.text import ConditionMessage
 
 
 class Condition(KubeModel):
@@ -19,7 +20,7 @@ class Condition(KubeModel):
     """True, False or Unknown."""
     reason: str | None = Field(default=None, max_length=1024)
     """CamelCase reason of the last transition."""
-    message: str | None = Field(default=None, max_length=32768)
+    message: ConditionMessage | None = None
     """Human-readable details."""
     last_transition_time: Timestamp | None = None
     """When status last changed."""

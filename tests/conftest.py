@@ -27,7 +27,7 @@ import pytest
 from devstack.stack import Stack
 
 TESTS_DIR = Path(__file__).resolve().parent
-_LEVEL_MARKERS = ("unit", "integration", "e2e")
+_LEVEL_MARKERS = ("unit", "integration", "e2e", "chaos")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

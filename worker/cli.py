@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -50,6 +50,7 @@ from activities.errors import (
     KubeInvalidError,
     KubeNotFoundError,
     KubeTransientError,
+    StorePermanentError,
     StoreTransientError,
 )
 from activities.jenkins import JenkinsEngine, LogCursor
@@ -137,7 +138,8 @@ def default_namespace(settings: WorkerSettings) -> str:
         from kubernetes import config as k8s_config
 
         _, current = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=settings.kubeconfig)
+            config_file=settings.kubeconfig
+        )
         namespace = (current or {}).get("context", {}).get("namespace")
         if namespace:
             return str(namespace)
@@ -172,8 +174,10 @@ class Ctx:
                 connect(self.settings, identity=f"devopsctl@{_user()}"), TEMPORAL_CONNECT_TIMEOUT
             )
         except TimeoutError as err:
-            raise CliError(f"Temporal is unreachable at {address}: no answer in "
-                           f"{TEMPORAL_CONNECT_TIMEOUT:.0f}s", EXIT_TEMPORAL) from err
+            raise CliError(
+                f"Temporal is unreachable at {address}: no answer in {TEMPORAL_CONNECT_TIMEOUT:.0f}s",
+                EXIT_TEMPORAL,
+            ) from err
         except Exception as err:
             message = f"Temporal is unreachable at {address}: {_first_line(err)}"
             raise CliError(message, EXIT_TEMPORAL) from err
@@ -213,14 +217,16 @@ def kube_call(ctx: Ctx, what: str, call: Callable[[], T]) -> T:
     except KubeNotFoundError as err:
         raise CliError(f"{what}: not found", EXIT_NOT_FOUND) from err
     except KubeForbiddenError as err:
-        raise CliError(f"{what}: the apiserver refused the credentials or permission: {err.message}",
-                       EXIT_CONFIG) from err
+        raise CliError(
+            f"{what}: the apiserver refused the credentials or permission: {err.message}", EXIT_CONFIG
+        ) from err
     except KubeInvalidError as err:
         raise CliError(f"{what}: rejected by the apiserver: {err.message}", EXIT_FAILED) from err
     except KubeTransientError as err:
         host = ctx.kube().api_client.configuration.host
-        raise CliError(f"the Kubernetes apiserver at {host} is unreachable or failing: {err.message}",
-                       EXIT_APISERVER) from err
+        raise CliError(
+            f"the Kubernetes apiserver at {host} is unreachable or failing: {err.message}", EXIT_APISERVER
+        ) from err
 
 
 def get_execution(ctx: Ctx, namespace: str, name: str) -> PipelineExecution:
@@ -228,17 +234,22 @@ def get_execution(ctx: Ctx, namespace: str, name: str) -> PipelineExecution:
     try:
         return kube.get(PipelineExecution, namespace, name)
     except KubeNotFoundError as err:
-        raise CliError(f'pipelineexecution "{name}" not found in namespace "{namespace}"',
-                       EXIT_NOT_FOUND) from err
+        raise CliError(
+            f'pipelineexecution "{name}" not found in namespace "{namespace}"', EXIT_NOT_FOUND
+        ) from err
     except DevopsError:
-        return kube_call(ctx, f"pipelineexecution {namespace}/{name}",
-                         lambda: kube.get(PipelineExecution, namespace, name))
+        return kube_call(
+            ctx, f"pipelineexecution {namespace}/{name}", lambda: kube.get(PipelineExecution, namespace, name)
+        )
 
 
 def find_setting(ctx: Ctx, namespace: str) -> PipelineSetting | None:
     kube = ctx.kube()
-    return kube_call(ctx, f"pipelinesetting {namespace}/{DEFAULT_SETTING_NAME}",
-                     lambda: kube.find(PipelineSetting, namespace, DEFAULT_SETTING_NAME))
+    return kube_call(
+        ctx,
+        f"pipelinesetting {namespace}/{DEFAULT_SETTING_NAME}",
+        lambda: kube.find(PipelineSetting, namespace, DEFAULT_SETTING_NAME),
+    )
 
 
 # --- argument parsing ------------------------------------------------------------------------------
@@ -251,22 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
         "7 Jenkins or object store unreachable; 130 interrupted"
     )
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Run, watch, steer and inspect CubePaaS DevOps pipeline executions.",
-        epilog=epilog)
+        prog=PROG,
+        description="Run, watch, steer and inspect CubePaaS DevOps pipeline executions.",
+        epilog=epilog,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def ns_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-n", "--namespace",
-                       help="project namespace (default: $DEVOPS_NAMESPACE, else the kubeconfig "
-                       "context's, else 'default')")
+        p.add_argument(
+            "-n",
+            "--namespace",
+            help="project namespace (default: $DEVOPS_NAMESPACE, else the kubeconfig "
+            "context's, else 'default')",
+        )
 
     p = sub.add_parser("run", help="start a run of a pipeline")
     p.add_argument("pipeline", metavar="PIPELINE")
     ns_arg(p)
     p.add_argument("--branch", "-b", help="branch to build (default: the pipeline's defaultBranch)")
     p.add_argument("--commit", "-c", default="", help="commit to build (default: the head of the branch)")
-    p.add_argument("--wait", "-w", action="store_true",
-                   help="follow the run's progress until it ends; exit 0 only on Success")
+    p.add_argument(
+        "--wait",
+        "-w",
+        action="store_true",
+        help="follow the run's progress until it ends; exit 0 only on Success",
+    )
     p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
 
     p = sub.add_parser("get", help="list pipelines or executions")
@@ -287,20 +307,28 @@ def build_parser() -> argparse.ArgumentParser:
     ns_arg(p)
     p.add_argument("--stage", "-s", help="stage index or name (default: every stage)")
     p.add_argument("--step", help="step index or name within --stage (default: every step)")
-    p.add_argument("--follow", "-f", action="store_true",
-                   help="follow live from Jenkins until the selected steps (or the run) end")
+    p.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="follow live from Jenkins until the selected steps (or the run) end",
+    )
     p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
 
-    for name, text in (("pause", "hold the run before its next stage"),
-                       ("resume", "continue a paused run"),
-                       ("cancel", "stop the run (the build is stopped, logs are kept; phase Aborted)")):
+    for name, text in (
+        ("pause", "hold the run before its next stage"),
+        ("resume", "continue a paused run"),
+        ("cancel", "stop the run (the build is stopped, logs are kept; phase Aborted)"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("execution", metavar="EXECUTION")
         ns_arg(p)
         p.add_argument("--reason", "-r", default="", help="recorded with the request")
 
-    for name, text in (("approve", "approve the stage waiting for approval"),
-                       ("reject", "reject the stage waiting for approval (the run ends Denied)")):
+    for name, text in (
+        ("approve", "approve the stage waiting for approval"),
+        ("reject", "reject the stage waiting for approval (the run ends Denied)"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("execution", metavar="EXECUTION")
         ns_arg(p)
@@ -332,8 +360,9 @@ def cmd_run(ctx: Ctx, args: argparse.Namespace) -> int:
     namespace = _namespace(ctx, args)
     kube = ctx.kube()
     try:
-        pe = create_run(kube, namespace, args.pipeline, branch=args.branch, commit=args.commit,
-                        trigger_user=_user())
+        pe = create_run(
+            kube, namespace, args.pipeline, branch=args.branch, commit=args.commit, trigger_user=_user()
+        )
     except KubeNotFoundError as err:
         message = f'pipeline "{args.pipeline}" not found in namespace "{namespace}"'
         raise CliError(message, EXIT_NOT_FOUND) from err
@@ -344,8 +373,12 @@ def cmd_run(ctx: Ctx, args: argparse.Namespace) -> int:
         kube_call(ctx, f"run {namespace}/{args.pipeline}", lambda: _raise(failure))
         raise  # pragma: no cover - kube_call always raises
     name = pe.metadata.name or ""
-    print(f"pipelineexecution/{name} created (run {pe.spec.run} of {args.pipeline}, "
-          f"branch {pe.spec.branch or '-'})", file=ctx.out, flush=True)
+    print(
+        f"pipelineexecution/{name} created (run {pe.spec.run} of {args.pipeline}, "
+        f"branch {pe.spec.branch or '-'})",
+        file=ctx.out,
+        flush=True,
+    )
     if not args.wait:
         return EXIT_OK
     final = watch_execution(ctx, namespace, name, interval=args.interval)
@@ -382,8 +415,11 @@ class WorkflowLiveness:
         self._closed_seen += 1
         if self._closed_seen > self.grace_checks:  # the last status write had time to land
             phase = pe.status.phase or "Pending"
-            raise CliError(f"the workflow of {pe.metadata.name} ended {closed} but the execution is still "
-                           f"{phase}; see `devopsctl ui {pe.metadata.name}`", EXIT_FAILED)
+            raise CliError(
+                f"the workflow of {pe.metadata.name} ended {closed} but the execution is still "
+                f"{phase}; see `devopsctl ui {pe.metadata.name}`",
+                EXIT_FAILED,
+            )
 
     async def _closed(self, wf_id: str) -> str | None:
         try:
@@ -397,8 +433,9 @@ class WorkflowLiveness:
         return status.name
 
 
-def watch_execution(ctx: Ctx, namespace: str, name: str, *, interval: float = 1.0,
-                    view: render.ProgressView | None = None) -> PipelineExecution:
+def watch_execution(
+    ctx: Ctx, namespace: str, name: str, *, interval: float = 1.0, view: render.ProgressView | None = None
+) -> PipelineExecution:
     """Poll the execution and show its progress until it ends; returns its last state."""
     view = view or render.ProgressView(ctx.out, tty=ctx.tty, color=ctx.color)
     liveness = WorkflowLiveness(ctx)
@@ -450,12 +487,14 @@ def cmd_get(ctx: Ctx, args: argparse.Namespace) -> int:
         ns = namespace
         found = kube_call(ctx, f"{plural} in {ns}", lambda: kube.find(model, ns, args.name))
         if found is None:
-            raise CliError(f'{model.kind_name().lower()} "{args.name}" not found in namespace "{ns}"',
-                           EXIT_NOT_FOUND)
+            raise CliError(
+                f'{model.kind_name().lower()} "{args.name}" not found in namespace "{ns}"', EXIT_NOT_FOUND
+            )
         items = [found]
     else:
-        items = kube_call(ctx, f"list {plural}",
-                          lambda: kube.list_resources(model, namespace, label_selector=args.selector))
+        items = kube_call(
+            ctx, f"list {plural}", lambda: kube.list_resources(model, namespace, label_selector=args.selector)
+        )
     out: str | None = args.output
     if out in ("json", "yaml"):
         dicts = [item.to_dict() for item in items]
@@ -470,11 +509,13 @@ def cmd_get(ctx: Ctx, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     wide = out == "wide"
     if model is Pipeline:
-        text = render.pipelines_table([i for i in items if isinstance(i, Pipeline)], wide=wide,
-                                      all_namespaces=all_ns, now=now)
+        text = render.pipelines_table(
+            [i for i in items if isinstance(i, Pipeline)], wide=wide, all_namespaces=all_ns, now=now
+        )
     else:
-        text = render.executions_table([i for i in items if isinstance(i, PipelineExecution)], wide=wide,
-                                       all_namespaces=all_ns, now=now)
+        text = render.executions_table(
+            [i for i in items if isinstance(i, PipelineExecution)], wide=wide, all_namespaces=all_ns, now=now
+        )
     print(text, file=ctx.out)
     return EXIT_OK
 
@@ -502,8 +543,9 @@ def ui_link(ctx: Ctx, pe: PipelineExecution) -> str:
     if ref is not None and ref.ui_url:
         return ref.ui_url
     namespace = (ref.namespace if ref else None) or ctx.settings.temporal_namespace
-    return workflow_ui_url(ctx.settings.temporal_ui_url, namespace, workflow_id_of(pe),
-                           ref.run_id if ref else None)
+    return workflow_ui_url(
+        ctx.settings.temporal_ui_url, namespace, workflow_id_of(pe), ref.run_id if ref else None
+    )
 
 
 def cmd_ui(ctx: Ctx, args: argparse.Namespace) -> int:
@@ -523,8 +565,9 @@ def _rpc_error(err: RPCError, pe: PipelineExecution, wf_id: str, action: str) ->
             return CliError(f"cannot {action} {name}: the run already ended ({phase})", EXIT_FAILED)
         if "completed" in err.message.lower():
             return CliError(f"cannot {action} {name}: its workflow {wf_id} already ended", EXIT_FAILED)
-        return CliError(f"cannot {action} {name}: workflow {wf_id} not found (has the worker started it?)",
-                        EXIT_NOT_FOUND)
+        return CliError(
+            f"cannot {action} {name}: workflow {wf_id} not found (has the worker started it?)", EXIT_NOT_FOUND
+        )
     if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return CliError(f"Temporal is unreachable: {err.message}", EXIT_TEMPORAL)
     return CliError(f"cannot {action} {name}: {err.message}", EXIT_FAILED)
@@ -634,6 +677,22 @@ def _step(pe: PipelineExecution, i: int, j: int) -> StepStatus | None:
     return None
 
 
+def expired_message(pe: PipelineExecution, setting: PipelineSetting | None, now: datetime) -> str | None:
+    """Why the stored logs of ``pe`` are gone, when the log retention deleted them (else None).
+
+    ``status.logsExpired`` is written by the retention sweep; a run that ended longer ago than the
+    retention counts as expired too (its logs may have gone before the CR was marked).
+    """
+    st = pe.status
+    days = setting.spec.object_store.log_retention_days if setting is not None else 0
+    kept = f" (step logs are kept {days} days: spec.objectStore.logRetentionDays)" if days else ""
+    if st is not None and st.logs_expired is not None:
+        return f"the logs of {pe.name} have expired: deleted on {st.logs_expired:%Y-%m-%d %H:%M} UTC{kept}"
+    if st is not None and st.ended is not None and days and now - st.ended > timedelta(days=days):
+        return f"the logs of {pe.name} have expired: the run ended on {st.ended:%Y-%m-%d}{kept}"
+    return None
+
+
 @dataclass
 class LogSources:
     """Jenkins (live) and the object store (finished steps) of one project, resolved lazily.
@@ -676,16 +735,25 @@ class LogSources:
                         data = self._secret(ref.name, ref.namespace)
                         user, token = data.get("username", ""), data.get("token", "")
             if not url:
-                raise CliError("no Jenkins to read live logs from: neither the PipelineSetting "
-                               "nor JENKINS_URL names one", EXIT_CONFIG)
+                raise CliError(
+                    "no Jenkins to read live logs from: neither the PipelineSetting "
+                    "nor JENKINS_URL names one",
+                    EXIT_CONFIG,
+                )
             self._engine = JenkinsEngine(url, user or None, token or None, timeout=15.0, read_attempts=2)
         return self._engine
 
     def store(self) -> LogStore:
         if self._store is None:
             s = self.ctx.settings
-            cfg = StoreConfig(s.s3_endpoint, s.s3_access_key.get_secret_value(),
-                              s.s3_secret_key.get_secret_value(), s.s3_bucket, s.s3_secure)
+            cfg = StoreConfig(
+                s.s3_endpoint,
+                s.s3_access_key.get_secret_value(),
+                s.s3_secret_key.get_secret_value(),
+                s.s3_bucket,
+                s.s3_secure,
+                s.s3_region or None,
+            )
             setting = self.setting()
             if setting is not None and setting.spec.object_store.endpoint:
                 obj = setting.spec.object_store
@@ -695,8 +763,11 @@ class LogSources:
                     access, secret = data.get("accessKey", ""), data.get("secretKey", "")
                 cfg = StoreConfig(obj.endpoint or "", access, secret, obj.bucket, obj.secure)
             if not cfg.endpoint:
-                raise CliError("no object store to read logs from: neither the PipelineSetting "
-                               "nor S3_ENDPOINT names one", EXIT_CONFIG)
+                raise CliError(
+                    "no object store to read logs from: neither the PipelineSetting "
+                    "nor S3_ENDPOINT names one",
+                    EXIT_CONFIG,
+                )
             self._store = LogStore(cfg)
         return self._store
 
@@ -751,12 +822,16 @@ class StepFollower:
             # Stored (complete) and not being read from Jenkins: the object is the whole log.
             data = self._stored(step.log_object)
             if data is not None:
-                self._emit(data[self.printed:].decode("utf-8", errors="replace"))
+                self._emit(data[self.printed :].decode("utf-8", errors="replace"))
                 self.done = True
                 return True
         if not self.jenkins_gone and self._read_jenkins(pe, state, follow):
             self.done = True
             return True
+        if self.jenkins_gone and pe.is_finished and step.log_object:
+            expired = expired_message(pe, self.sources.setting(), datetime.now(UTC))
+            if expired is not None:
+                raise CliError(expired, EXIT_NOT_FOUND)
         if self.jenkins_gone and pe.is_finished and not step.log_object:
             self._warn("nolog", f"the log of step {self.stage}.{self.step} is neither in Jenkins nor stored")
             self.incomplete = True
@@ -770,8 +845,8 @@ class StepFollower:
     def _stored(self, name: str) -> bytes | None:
         try:
             return self.sources.store().get(name)
-        except StoreTransientError as err:
-            self._warn("store", f"object store: {err.message}")
+        except (StoreTransientError, StorePermanentError) as err:
+            self._warn("store", err.message)
             return None
 
     def _read_jenkins(self, pe: PipelineExecution, state: StageState, follow: bool) -> bool:
@@ -810,6 +885,8 @@ def cmd_logs(ctx: Ctx, args: argparse.Namespace) -> int:
     follow: bool = args.follow
     pe = get_execution(ctx, namespace, args.execution)
     sources = LogSources(ctx, namespace)
+    if pe.status is not None and pe.status.logs_expired is not None:
+        raise CliError(expired_message(pe, sources.setting(), datetime.now(UTC)) or "", EXIT_NOT_FOUND)
     interval: float = args.interval
     view = render.ProgressView(ctx.err if not ctx.tty else ctx.out, tty=ctx.tty, color=ctx.color)
     liveness = WorkflowLiveness(ctx)
@@ -868,8 +945,9 @@ def cmd_logs(ctx: Ctx, args: argparse.Namespace) -> int:
     if follow:
         view.update(pe)
     if incomplete:
-        raise CliError("some logs could not be read (Jenkins or the object store is unreachable)",
-                       EXIT_BACKEND)
+        raise CliError(
+            "some logs could not be read (Jenkins or the object store is unreachable)", EXIT_BACKEND
+        )
     return EXIT_OK
 
 
@@ -899,8 +977,11 @@ def main(argv: Sequence[str] | None = None, *, settings: WorkerSettings | None =
         print(f"{PROG}: error: {err.message}", file=sys.stderr, flush=True)
         return err.code
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted" + ("; the run keeps running" if args.command == "run" else ""),
-              file=sys.stderr, flush=True)
+        print(
+            f"\n{PROG}: interrupted" + ("; the run keeps running" if args.command == "run" else ""),
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `devopsctl logs ... | head`: the reader went away; not an error.

@@ -6,9 +6,10 @@
 - A :class:`temporalio.worker.Worker` on the task queue with ``PipelineExecutionWorkflow``,
   ``ExecutorQuotaWorkflow`` and every activity of :func:`build_activities` (sync activities run in a
   thread pool of ``CUBEPAAS_MAX_ACTIVITIES`` threads).
-- The bridge (:class:`worker.bridge.Bridge`) as a task.
+- The bridge (:class:`worker.bridge.Bridge`) as a task; with ``CUBEPAAS_LEADER_ELECTION`` only while this
+  replica holds the Lease (:mod:`worker.leader`), so of many replicas exactly one runs it.
 - HTTP on ``CUBEPAAS_HEALTH_HOST:CUBEPAAS_HEALTH_PORT``: ``/healthz`` (the process is alive),
-  ``/readyz`` (Temporal reachable, the worker running, the bridge watching), ``/metrics``
+  ``/readyz`` (Temporal reachable, the worker running, the bridge watching -- on the leader), ``/metrics``
   (prometheus_client's registry followed by the SDK's metrics).
 - SIGTERM or SIGINT drains: the bridge stops, ``worker.shutdown()`` stops polling and gives running
   activities ``CUBEPAAS_SHUTDOWN_GRACE`` seconds before cancelling them (Temporal retries them
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -38,7 +40,10 @@ from temporalio.worker import Worker
 
 from activities.kube import Kube
 from crds.install import install_crds
+from worker import logfmt
 from worker.bridge import Bridge
+from worker.leader import LeaderElector, LeaseStore, LeaseTiming, default_identity, own_namespace
+from worker.schedules import ensure_log_retention_schedule
 from worker.settings import WorkerSettings
 from worker.temporal import connect
 
@@ -76,8 +81,10 @@ def build_activities(
     from activities.bootstrap import NamespaceActivities
     from activities.build import BuildActivities, ServiceDefaults
     from activities.execution import ExecutionActivities
+    from activities.finished import RunFinishedActivities
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
+    from activities.retention import LogRetentionActivities
 
     kube = kube or settings.kube()
     store = (
@@ -87,6 +94,7 @@ def build_activities(
             secret_key=settings.s3_secret_key.get_secret_value(),
             bucket=settings.s3_bucket,
             secure=settings.s3_secure,
+            region=settings.s3_region or None,
         )
         if settings.s3_endpoint
         else None
@@ -103,6 +111,8 @@ def build_activities(
         NamespaceActivities(kube),  # devops.namespace.bootstrap, devops.rbac.reconcile
         BuildActivities(kube, defaults),  # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
+        RunFinishedActivities(kube),  # devops.execution.finished (notifications, history limit)
+        LogRetentionActivities(kube, store, settings.watch_namespaces),  # devops.logs.sweep
         # ---------------------------------------------------------------------------------------------
     ]
     activities = [method for instance in instances for method in activity_methods(instance)]
@@ -117,8 +127,9 @@ def workflow_classes() -> list[type]:
     """The workflows this worker runs."""
     from workflows.execution import PipelineExecutionWorkflow
     from workflows.quota import ExecutorQuotaWorkflow
+    from workflows.retention import LogRetentionWorkflow
 
-    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow]
+    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow, LogRetentionWorkflow]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,13 +145,16 @@ class Health:
         self.worker: Worker | None = None
         self.bridge: Bridge | None = None
         self.bridge_enabled = True
+        self.elector: LeaderElector | None = None
         self.stopping = False
 
     def checks(self) -> dict[str, bool]:
         return {
             "temporal": self.temporal_ok,
             "worker": self.worker is not None and self.worker.is_running,
-            "bridge": (not self.bridge_enabled) or (self.bridge is not None and self.bridge.ready),
+            "bridge": (not self.bridge_enabled)
+            or (self.elector is not None and not self.elector.is_leader)  # a follower runs no bridge
+            or (self.bridge is not None and self.bridge.ready),
             "not-stopping": not self.stopping,
         }
 
@@ -232,6 +246,21 @@ async def _watch_temporal(client: Client, health: Health, stop: asyncio.Event) -
             await asyncio.wait_for(stop.wait(), HEALTH_CHECK_INTERVAL)
 
 
+async def _run_bridge_while(bridge: Bridge, health: Health, lost: asyncio.Event) -> None:
+    """Run ``bridge`` until ``lost`` is set (leadership gone or shutdown), then stop it."""
+    health.bridge = bridge
+    task = asyncio.create_task(bridge.run(), name="bridge")
+    lost_wait = asyncio.create_task(lost.wait())
+    try:
+        await asyncio.wait({task, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lost_wait.cancel()
+        bridge.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 20)
+        health.bridge = None
+
+
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     def on_signal(signum: int) -> None:
         if stop.is_set():
@@ -282,6 +311,11 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
                 await asyncio.to_thread(install_crds, kube.api_client)
             except Exception as err:  # e.g. no RBAC for CRDs: someone else installs them
                 logger.warning("could not install the CRDs (%s); continuing with what the cluster has", err)
+        if settings.retention_schedule:
+            try:
+                await ensure_log_retention_schedule(client, settings.task_queue)
+            except Exception as err:  # e.g. no permission for schedules: the sweep can be started by hand
+                logger.warning("could not create the log retention schedule (%s)", err)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -297,7 +331,21 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         tasks.append(asyncio.create_task(_watch_temporal(client, health, stop), name="temporal-health"))
         bridge: Bridge | None = None
         bridge_task: asyncio.Task[None] | None = None
-        if settings.bridge_enabled:
+        elector_task: asyncio.Task[None] | None = None
+        if settings.bridge_enabled and settings.leader_election:
+            elector = LeaderElector(
+                LeaseStore(kube.api_client, settings.lease_namespace or own_namespace(), settings.lease_name),
+                settings.identity or default_identity(),
+                LeaseTiming.for_lease_duration(settings.lease_duration),
+            )
+            health.elector = elector
+
+            async def lead(lost: asyncio.Event) -> None:
+                await _run_bridge_while(Bridge(kube, client, settings), health, lost)
+
+            elector_task = asyncio.create_task(elector.run(lead, stop), name="leader-election")
+            tasks.append(elector_task)
+        elif settings.bridge_enabled:
             bridge = Bridge(kube, client, settings)
             health.bridge = bridge
             bridge_task = asyncio.create_task(bridge.run(), name="bridge")
@@ -318,6 +366,9 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             bridge.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(bridge_task, 20)
+        if elector_task is not None:  # stops the bridge, then releases the Lease for a fast hand-over
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(elector_task, 25)
         logger.info("shutting the worker down (grace %.0fs)", settings.shutdown_grace)
         await worker.shutdown()
         if not worker_task.cancelled() and worker_task.exception() is not None and code == 0:
@@ -337,13 +388,32 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         server.server_close()
 
 
-def main() -> int:
-    settings = WorkerSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The worker takes no options (everything is an environment variable); ``--help`` lists them."""
+    import worker.settings as settings_module
+
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description="The CubePaaS DevOps worker: Temporal worker, CR bridge and health/metrics endpoint.",
+        epilog="Settings (environment variables):\n" + (settings_module.__doc__ or "").split("\n\n", 2)[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_arguments(argv)
+    settings = WorkerSettings()
+    logfmt.configure(settings.log_level)
     return asyncio.run(run(settings))
 
 
-__all__ = ["Health", "activity_methods", "build_activities", "main", "run", "workflow_classes"]
+__all__ = [
+    "Health",
+    "activity_methods",
+    "build_activities",
+    "main",
+    "parse_arguments",
+    "run",
+    "workflow_classes",
+]

@@ -11,25 +11,35 @@ TEMPORAL_ADDRESS             Temporal frontend ``host:port`` (``localhost:7233``
 TEMPORAL_NAMESPACE           Temporal namespace (``default``)
 TEMPORAL_UI_URL              Base URL of the Temporal UI, for links in CRs (empty: no link)
 TEMPORAL_TLS                 Use TLS to reach Temporal (``false``)
-TEMPORAL_API_KEY             API key for Temporal Cloud-style auth (unset)
+TEMPORAL_API_KEY             API key for Temporal Cloud-style auth (unset; implies TLS)
+TEMPORAL_TLS_CERT            file of the mTLS client certificate, PEM (unset; implies TLS)
+TEMPORAL_TLS_KEY             file of that certificate's private key, PEM (required with the cert)
+TEMPORAL_TLS_CA              file of the CA certificates that verify the server (unset: system roots)
+TEMPORAL_TLS_SERVER_NAME     name to verify in the server's certificate (unset: the address' host)
 KUBECONFIG                   kubeconfig file; unset: in-cluster config, else ``~/.kube/config``
 S3_ENDPOINT                  object store ``host:port`` for step logs
 S3_ACCESS_KEY, S3_SECRET_KEY object store credentials (secrets)
 S3_SECURE                    HTTPS to the object store (``true``)
-S3_REGION                    object store region (``us-east-1``)
+S3_REGION                    region the object store requests are signed for (``us-east-1``; empty: ask)
 S3_BUCKET                    bucket of step logs (``pipeline-logs``)
 JENKINS_URL, JENKINS_USER,   the Jenkins used when a PipelineSetting names none (token: secret)
 JENKINS_TOKEN
 CUBEPAAS_TASK_QUEUE          Temporal task queue (``cubepaas-devops``)
 CUBEPAAS_WATCH_NAMESPACES    comma list of namespaces the bridge watches (empty: all)
-CUBEPAAS_POLL_INTERVAL       default Jenkins poll interval, seconds or ``500ms``/``2s``/``1m`` (2s)
 CUBEPAAS_HEALTH_HOST         bind address of /healthz, /readyz, /metrics (``0.0.0.0``)
 CUBEPAAS_HEALTH_PORT         port of that HTTP server (``8080``)
 CUBEPAAS_METRICS_PORT        port of the SDK's Prometheus endpoint on 127.0.0.1 (``9464``; 0: any free)
 CUBEPAAS_MAX_ACTIVITIES      concurrent activities, and threads for sync ones (``20``)
 CUBEPAAS_SHUTDOWN_GRACE      seconds running activities get to finish on SIGTERM (``30``)
 CUBEPAAS_BRIDGE              run the CR -> workflow bridge in this process (``true``)
+CUBEPAAS_LEADER_ELECTION     only the holder of a Lease runs the bridge (for replicas; ``false``)
+CUBEPAAS_LEASE_NAME          that Lease's name (``cubepaas-worker-leader``)
+CUBEPAAS_LEASE_NAMESPACE     its namespace (empty: the pod's own namespace, else ``default``)
+CUBEPAAS_LEASE_DURATION      how long a lease holds without renewal, seconds or ``15s`` (15s)
+CUBEPAAS_IDENTITY            this replica's name in the Lease (empty: ``<hostname>-<pid>``)
 CUBEPAAS_INSTALL_CRDS        install/update the CRDs at start-up; failure is only logged (``true``)
+CUBEPAAS_RETENTION_SCHEDULE  create the daily log retention Schedule (on this task queue) if missing
+                             (``true``; workers on side queues, e.g. tests', set ``false``)
 CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
 ===========================  ====================================================================
 """
@@ -42,7 +52,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crds.messages import TASK_QUEUE
@@ -75,6 +85,10 @@ class WorkerSettings(BaseSettings):
     temporal_ui_url: str = Field("", validation_alias="TEMPORAL_UI_URL")
     temporal_tls: bool = Field(False, validation_alias="TEMPORAL_TLS")
     temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
+    temporal_tls_cert: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: Path | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
+    temporal_tls_ca: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CA")
+    temporal_tls_server_name: str | None = Field(None, validation_alias="TEMPORAL_TLS_SERVER_NAME")
 
     kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
 
@@ -93,14 +107,19 @@ class WorkerSettings(BaseSettings):
     watch_namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="CUBEPAAS_WATCH_NAMESPACES"
     )
-    poll_interval: float = Field(2.0, gt=0, validation_alias="CUBEPAAS_POLL_INTERVAL")
     health_host: str = Field("0.0.0.0", validation_alias="CUBEPAAS_HEALTH_HOST")
     health_port: int = Field(8080, ge=0, le=65535, validation_alias="CUBEPAAS_HEALTH_PORT")
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="CUBEPAAS_METRICS_PORT")
     max_activities: int = Field(20, ge=1, validation_alias="CUBEPAAS_MAX_ACTIVITIES")
     shutdown_grace: float = Field(30.0, ge=0, validation_alias="CUBEPAAS_SHUTDOWN_GRACE")
     bridge_enabled: bool = Field(True, validation_alias="CUBEPAAS_BRIDGE")
+    leader_election: bool = Field(False, validation_alias="CUBEPAAS_LEADER_ELECTION")
+    lease_name: str = Field("cubepaas-worker-leader", min_length=1, validation_alias="CUBEPAAS_LEASE_NAME")
+    lease_namespace: str = Field("", validation_alias="CUBEPAAS_LEASE_NAMESPACE")
+    lease_duration: float = Field(15.0, ge=3, validation_alias="CUBEPAAS_LEASE_DURATION")
+    identity: str = Field("", validation_alias="CUBEPAAS_IDENTITY")
     install_crds: bool = Field(True, validation_alias="CUBEPAAS_INSTALL_CRDS")
+    retention_schedule: bool = Field(True, validation_alias="CUBEPAAS_RETENTION_SCHEDULE")
     log_level: str = Field("INFO", validation_alias="CUBEPAAS_LOG_LEVEL")
 
     @field_validator("watch_namespaces", mode="before")
@@ -110,15 +129,29 @@ class WorkerSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("poll_interval", "shutdown_grace", mode="before")
+    @field_validator("shutdown_grace", "lease_duration", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value)
 
-    @field_validator("kubeconfig", "temporal_api_key", mode="before")
+    @field_validator(
+        "kubeconfig",
+        "temporal_api_key",
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_ca",
+        "temporal_tls_server_name",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _client_certificate_has_its_key(self) -> WorkerSettings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS needs both)")
+        return self
 
     @field_validator("temporal_ui_url")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from temporalio.client import Client
+from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
@@ -25,9 +25,37 @@ async def connect(
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
-        tls=settings.temporal_tls or api_key is not None,
+        tls=tls_config(settings),
         api_key=api_key,
         identity=identity,
+    )
+
+
+def tls_config(settings: WorkerSettings) -> TLSConfig | bool:
+    """TLS towards Temporal: ``False`` (plaintext), ``True`` (system roots) or a :class:`TLSConfig`.
+
+    TLS is on when ``TEMPORAL_TLS`` says so, or an API key or a client certificate is configured
+    (neither may travel in plaintext). The PEM files are read here, at connect time, so a Secret
+    rotated by re-mounting is picked up by the next connection.
+    """
+    wants_tls = (
+        settings.temporal_tls
+        or settings.temporal_api_key is not None
+        or settings.temporal_tls_cert is not None
+    )
+    if not wants_tls:
+        return False
+    if (
+        settings.temporal_tls_cert is None
+        and settings.temporal_tls_ca is None
+        and not settings.temporal_tls_server_name
+    ):
+        return True
+    return TLSConfig(
+        server_root_ca_cert=settings.temporal_tls_ca.read_bytes() if settings.temporal_tls_ca else None,
+        domain=settings.temporal_tls_server_name,
+        client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
+        client_private_key=settings.temporal_tls_key.read_bytes() if settings.temporal_tls_key else None,
     )
 
 
@@ -45,4 +73,4 @@ def workflow_ui_url(ui_base_url: str, namespace: str, workflow_id: str, run_id: 
     return url
 
 
-__all__ = ["connect", "workflow_ui_url"]
+__all__ = ["connect", "tls_config", "workflow_ui_url"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
-from crds.execution import PipelineExecutionStatus
+from crds.execution import PipelineExecutionStatus, StageStatus, StepStatus
 from crds.messages import BuildSnapshot, RunStep
 from crds.reasons import ConditionType, ExecutionPhase, Reason, StageState
 
@@ -95,7 +95,10 @@ def for_build(
 ) -> Ending:
     """The build ended: Success, Denied (a rejected stage), Aborted or Failed naming what failed."""
     result = (snap.result or "").upper()
-    if result == "SUCCESS":
+    failed = _first_failed_step(status)
+    # A run with a failed step is never Success, whatever the build's result says (a Jenkins whose step
+    # thread died has been seen reporting SUCCESS).
+    if result == "SUCCESS" and failed is None:
         return Ending(ExecutionPhase.SUCCESS, Reason.BUILD_SUCCEEDED, "Succeeded")
     if rejected:
         return Ending(ExecutionPhase.DENIED, Reason.APPROVAL_DENIED, "A stage's approval was rejected")
@@ -108,19 +111,26 @@ def for_build(
             Reason.ABORTED_IN_JENKINS,
             f"Jenkins aborted the build, though nobody cancelled the run (e.g. Jenkins restarted){said}",
         )
-    for stage in status.stages:
-        for step in stage.steps:
-            if step.state == StageState.FAILED:
-                why = f": {step.message}" if step.message else ""
-                return Ending(
-                    ExecutionPhase.FAILED,
-                    Reason.STEP_FAILED,
-                    f"Step '{step.name}' of stage '{stage.name}' failed{why}",
-                )
+    if failed is not None:
+        stage, step = failed
+        why = f": {step.message}" if step.message else ""
+        return Ending(
+            ExecutionPhase.FAILED,
+            Reason.STEP_FAILED,
+            f"Step '{step.name}' of stage '{stage.name}' failed{why}",
+        )
     why = f": {snap.failure}" if snap.failure else ""
     return Ending(
         ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}{why}"
     )
+
+
+def _first_failed_step(status: PipelineExecutionStatus) -> tuple[StageStatus, StepStatus] | None:
+    for stage in status.stages:
+        for step in stage.steps:
+            if step.state == StageState.FAILED:
+                return stage, step
+    return None
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -55,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
         QuotaRelease,
         RoleBindingInput,
         RoleBindingResult,
+        RunFinishedInput,
+        RunFinishedResult,
         RunStep,
         Signal,
         SlotGranted,
@@ -72,7 +75,7 @@ with workflow.unsafe.imports_passed_through():
         quota_workflow_id,
     )
     from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Reason, StageState
-    from workflows import controls, endings, progress
+    from workflows import controls, endings, options, progress
     from workflows.endings import Ending
     from workflows.options import OPTIONS, RETRY, follow_heartbeat
 
@@ -177,11 +180,37 @@ class PipelineExecutionWorkflow:
                 )
         await self._release()
         self._set_phase(ending.phase, s.status.message or ending.message)
+        if ctx is not None and ctx.config.notification is not None and ctx.config.notification.recipients:
+            s.status.set_condition(
+                ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, Reason.NOTIFYING, "sent after the run", now
+            )
         try:
             await self._write()
         except ActivityError as err:
             workflow.logger.warning("the terminal status was not written: %s", endings.error_text(err))
+        await self._run_finished()
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _run_finished(self) -> None:
+        """After the terminal status: the notifications (exactly once) and the history limit. The phase
+        and the quota slot are settled already; nothing here changes them."""
+        s = self._s
+        if s.context is None or not s.cr_exists:
+            return
+        opts = options.run_finished(timedelta(seconds=s.context.setting.notification.retry_timeout.seconds))
+        try:
+            await workflow.execute_activity(
+                Activity.RUN_FINISHED,
+                RunFinishedInput(context=s.context),
+                result_type=RunFinishedResult,
+                start_to_close_timeout=opts.start_to_close,
+                schedule_to_close_timeout=opts.schedule_to_close,
+                heartbeat_timeout=opts.heartbeat,
+                retry_policy=RETRY,
+                summary="notifications and execution history",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("notifications and execution history: %s", endings.error_text(err))
 
     async def _stop_build(self) -> Ending:
         """Cancel: stop the build (if one runs), keep every log; the ending is Aborted."""

@@ -52,6 +52,10 @@ OPTIONS: dict[Activity, Options] = {
     Activity.JENKINS_CONSOLE_TAIL: Options(timedelta(minutes=1)),
     Activity.STORE_STEP_LOG: Options(timedelta(minutes=5)),
     Activity.CLEANUP: Options(timedelta(minutes=5)),
+    # After the end: notifications are retried for the setting's retryTimeout (``run_finished``).
+    Activity.RUN_FINISHED: Options(timedelta(minutes=5)),
+    # The daily log retention sweep (workflows/retention.py): one pass over every project.
+    Activity.SWEEP_LOGS: Options(timedelta(hours=2), heartbeat=timedelta(minutes=2)),
     # One Temporal RPC each: nothing to heartbeat.
     Activity.QUOTA_ACQUIRE: Options(timedelta(minutes=1), heartbeat=None),
     Activity.QUOTA_GONE_HOLDERS: Options(timedelta(minutes=1), heartbeat=None),
@@ -63,4 +67,10 @@ def follow_heartbeat(poll_interval_seconds: float) -> timedelta:
     return max(HEARTBEAT, timedelta(seconds=poll_interval_seconds * 5))
 
 
-__all__ = ["HEARTBEAT", "OPTIONS", "RETRY", "Options", "follow_heartbeat"]
+def run_finished(retry_timeout: timedelta) -> Options:
+    """The after-finish activity retries notifiers itself for ``retry_timeout``, plus the base time."""
+    base = OPTIONS[Activity.RUN_FINISHED]
+    return Options(base.start_to_close + retry_timeout, heartbeat=base.heartbeat)
+
+
+__all__ = ["HEARTBEAT", "OPTIONS", "RETRY", "Options", "follow_heartbeat", "run_finished"]

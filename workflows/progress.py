@@ -13,6 +13,7 @@ from crds.execution import PipelineExecutionStatus, StageStatus, StepStatus
 from crds.messages import BuildSnapshot, ExecutionContext, StepReport
 from crds.pipeline_file import PipelineConfig
 from crds.reasons import StageState
+from crds.text import escape_controls
 
 CLONE_STAGE = "Clone"
 
@@ -150,7 +151,7 @@ def markdown(status: PipelineExecutionStatus) -> str:
     """The Temporal UI's current details: a stage/step table with states and durations."""
     lines = [
         f"**Phase:** {status.phase or ''}  ",
-        f"{status.message or ''}",
+        escape_controls(status.message or ""),
         "",
         "| # | Stage | Step | State | Duration |",
         "|---|---|---|---|---|",
@@ -167,4 +168,4 @@ def markdown(status: PipelineExecutionStatus) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape_controls(text.replace("|", "\\|").replace("\n", " "))

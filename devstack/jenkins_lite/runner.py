@@ -316,12 +316,13 @@ class BuildRunner(threading.Thread):
             t.join()
         if steps:
             c.line("[Pipeline] // parallel")
-        statuses = {o.status for o in outcomes}
+        # A step still IN_PROGRESS after its thread ended died without a word: a failure, never a success.
+        statuses = {"FAILED" if o.status == "IN_PROGRESS" else o.status for o in outcomes}
         err: dict[str, str | None] | None
         if "ABORTED" in statuses or b.control.interrupted:
             status, err = "ABORTED", {"message": None, "type": INTERRUPTED}
         elif "FAILED" in statuses:
-            failed = next(o for o in outcomes if o.status == "FAILED")
+            failed = next(o for o in outcomes if o.status in ("FAILED", "IN_PROGRESS"))
             status, err = "FAILED", failed.error
         else:
             status, err = "SUCCESS", None
@@ -429,6 +430,36 @@ class BuildRunner(threading.Thread):
         return [s for s in secrets if s]
 
     def run_step(
+        self,
+        plan: dict[str, Any],
+        step: dict[str, Any],
+        snode: FlowNode,
+        atom: FlowNode,
+        workspace: Path,
+        stage_deadline: float | None,
+        out: StepOutcome,
+    ) -> None:
+        """One step in its thread. A step that throws fails, as in Jenkins: the exception goes to the
+        step's log and the console, its nodes end FAILED with the exception as error, and so does the
+        build (a thread that died silently would leave the step IN_PROGRESS and the build SUCCESS)."""
+        try:
+            self._run_step(plan, step, snode, atom, workspace, stage_deadline, out)
+        except Exception as e:
+            err: dict[str, str | None] = {"message": str(e), "type": f"jenkins_lite.{type(e).__name__}"}
+            line = f"ERROR: {type(e).__name__}: {e}\n".encode(errors="replace")
+            with contextlib.suppress(OSError):
+                path = self.build.node_log_path(atom.id)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "ab") as log:
+                    log.write(line)
+            self.console.write(line)
+            with self.state.lock:
+                atom.log_done = True
+            self.end_node(atom, "FAILED", err)
+            self.end_node(snode, "FAILED", err)
+            out.status, out.error = "FAILED", err
+
+    def _run_step(
         self,
         plan: dict[str, Any],
         step: dict[str, Any],

@@ -29,6 +29,23 @@ def test_hostile_stage_names_and_scripts_run_literally_and_nothing_else_runs(
     assert not (ws / "pwned").exists()
 
 
+def test_a_step_that_throws_fails_the_step_and_the_build_with_the_exception_in_the_console(
+    lite: Lite,
+) -> None:
+    # /bin/sh cannot be given an argument with a NUL: the step throws before a process starts.
+    name, n, info = lite.run(plan(stage("Nul", [step("echo a\x00b"), step("echo fine")])))
+    assert info["result"] == "FAILURE"
+    by_name = {s["name"]: s for s in lite.stages(name, n)["stages"]}
+    assert by_name["step-1-0"]["status"] == "FAILED"
+    assert "null byte" in (by_name["step-1-0"]["error"] or {}).get("message", "")
+    assert by_name["Nul"]["status"] == "FAILED"
+    assert by_name["step-1-1"]["status"] == "SUCCESS"
+    console = lite.client.get_build_console_output(name, n)
+    assert "ERROR: ValueError: embedded null byte" in console
+    assert "Finished: FAILURE" in console
+    assert b"embedded null byte" in lite.step_log(name, n, "step-1-0")
+
+
 def test_plan_env_step_env_and_build_variables_reach_the_step(lite: Lite) -> None:
     s = step('echo "$A|$B|$WORKSPACE|$(pwd)|$BUILD_NUMBER"', env={"B": "from-step"})
     name, n, _ = lite.run(plan(stage("Env", [s]), env={"A": "from-plan", "B": "overridden"}))

@@ -225,13 +225,15 @@ class DedicatedWorker:
             CUBEPAAS_METRICS_PORT="0",
             CUBEPAAS_HEALTH_HOST="127.0.0.1",
             CUBEPAAS_SHUTDOWN_GRACE="5",
+            CUBEPAAS_RETENTION_SCHEDULE="false",  # the session worker's queue owns the daily sweep
         )
         self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0  # of /healthz, /readyz, /metrics once started
         self.log = OUTPUT_DIR / f"worker-{self.queue}.log"
 
     def start(self) -> None:
         OUTPUT_DIR.mkdir(exist_ok=True)
-        port = devproc.free_port()
+        port = self.port = devproc.free_port()
         env = dict(self.env, CUBEPAAS_HEALTH_PORT=str(port))
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

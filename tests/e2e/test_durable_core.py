@@ -553,27 +553,24 @@ class TestCleanup:
         git_repo: Callable[..., tuple[str, str]],
         jenkins_client: Any,
         s3_client: Any,
+        wait_until: Callable[..., Any],
     ) -> None:
         ns = project()
         pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, LONG_STEP)
         wait_step_building(kube, ns, pe.name, 1)
-        # No kubelet runs: stand in for the agent pod Jenkins' kubernetes plugin would create, labelled
-        # as the generated podTemplate labels it.
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "agent-x",
-                "namespace": f"{ns}-pipeline",
-                "labels": {"devops.cubepaas.io/execution": pe.name},
-            },
-            "spec": {"containers": [{"name": "jnlp", "image": "jenkins/inbound-agent"}]},
-        }
-        kube.core.create_namespaced_pod(f"{ns}-pipeline", pod)
+        selector = f"devops.cubepaas.io/execution={pe.name}"
+
+        def agent_pods() -> list[dict[str, Any]]:
+            return kube.list_objects("v1", "Pod", namespace=f"{ns}-pipeline", label_selector=selector)
+
+        running = agent_pods()  # jenkins-lite made it from the podTemplate; the scheduler placed it
+        assert len(running) == 1 and running[0]["spec"]["nodeName"], running
         st = wait_terminal(kube, ns, pe.name).status
         assert st is not None and st.jenkins is not None
         assert st.phase == ExecutionPhase.SUCCESS, st.message
-        assert kube.find_object("v1", "Pod", "agent-x", f"{ns}-pipeline") is None
+        # Deleted before the run is finished (kwok then removes a terminating pod, as a kubelet would).
+        assert all(p["metadata"].get("deletionTimestamp") for p in agent_pods())
+        wait_until(lambda: not agent_pods(), 60, "the agent pod to be gone")
         assert not jenkins_client.job_exists(st.jenkins.job)
         for stage in st.stages:
             for step in stage.steps:

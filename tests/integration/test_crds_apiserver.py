@@ -167,6 +167,19 @@ def test_stage_rules_are_enforced_by_the_server(custom: Any, namespace: str) -> 
     assert "spec.event" in message and "Unsupported value" in message
 
 
+def test_a_control_character_in_a_script_is_rejected_by_the_server_with_its_field_path(
+    custom: Any, namespace: str
+) -> None:
+    nul = {"runScriptConfig": {"image": "alpine", "shellScript": "echo a\x00b"}}
+    message = _rejected(custom, namespace, _execution(pipelineConfig=_config(nul)))
+    assert "spec.pipelineConfig.stages[0].steps[0].runScriptConfig.shellScript" in message
+    escape = {"runScriptConfig": {"image": "alp\x1bine", "shellScript": "true"}}
+    message = _rejected(custom, namespace, _execution(pipelineConfig=_config(escape)))
+    assert "spec.pipelineConfig.stages[0].steps[0].runScriptConfig.image" in message
+    fine = {"runScriptConfig": {"image": "alpine", "shellScript": "a\tb\r\nc"}}
+    _create(custom, namespace, _execution(pipelineConfig=_config(fine)))
+
+
 def test_wrong_phase_is_rejected(custom: Any, namespace: str) -> None:
     _create(custom, namespace, _execution())
     with pytest.raises(ApiException) as info:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from activities.build import EndedRuns
 from activities.errors import JenkinsPermanentError
 from activities.jenkins.client import BuildRef, BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import JenkinsfileInput, build_plan, render_jenkinsfile, skipped_stages
@@ -176,6 +177,39 @@ def test_ensure_job_create_noop_reconfigure(engine: JenkinsEngine) -> None:
     assert engine.delete_job(job) is True
     assert engine.delete_job(job) is False
     assert engine.get_job_config(job) is None
+
+
+def test_keeping_the_last_jobs_deletes_only_jobs_of_finished_runs_and_never_a_running_build(
+    engine: JenkinsEngine,
+) -> None:
+    pipeline = f"keep{uuid.uuid4().hex[:8]}"
+    names = {run: job_name("ns", pipeline, run) for run in range(1, 8)}
+    slow, fast = _simple_script(("Slow", "sleep 60")), _simple_script(("Fast", "true"))
+    try:
+        for run in (1, 2):  # still building: their follow must keep finding them
+            number = _run(engine, names[run], f"ns/{pipeline}-{run}/u{run}", slow)
+            _wait(engine, names[run], number, lambda s: s.building)
+        engine.ensure_job(names[3], fast)  # prepared, its trigger not sent yet
+        for run in (4, 5, 6, 7):
+            number = _run(engine, names[run], f"ns/{pipeline}-{run}/u{run}", fast)
+            _wait(engine, names[run], number, _finished)
+        # Run 4's build has ended but its run has not (it still stores its logs from Jenkins).
+        deleted = engine.keep_last_jobs(f"ns-{pipeline}-", 2, EndedRuns(frozenset({4})))
+        assert deleted == [names[5]]
+        assert [run for run, name in names.items() if engine.job_exists(name)] == [1, 2, 3, 4, 6, 7]
+        assert all(engine.describe(names[run], 1).building for run in (1, 2))
+        # Once everything has ended, the next cleanup keeps exactly the newest two.
+        for run in (1, 2):
+            engine.cancel(names[run], None, 1, grace_seconds=10)
+        engine.trigger(names[3], f"ns/{pipeline}-3/u3")
+        _wait(engine, names[3], 1, _finished)
+        deleted = engine.keep_last_jobs(f"ns-{pipeline}-", 2, EndedRuns(frozenset()))
+        assert sorted(deleted) == sorted([names[1], names[2], names[3], names[4]])
+        assert [run for run, name in names.items() if engine.job_exists(name)] == [6, 7]
+    finally:
+        for run in (1, 2):
+            if engine.job_exists(names[run]):
+                engine.cancel(names[run], None, 1, grace_seconds=10)
 
 
 def test_missing_job_is_permanent(engine: JenkinsEngine) -> None:

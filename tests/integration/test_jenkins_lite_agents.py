@@ -246,3 +246,25 @@ def test_a_pod_the_namespaces_jenkins_account_may_not_create_fails_the_build_wit
         assert "never" not in console
     finally:
         kube.delete_object("v1", "Namespace", ns, missing_ok=True)
+
+
+def test_a_jenkins_lite_that_stops_during_a_build_aborts_it_and_deletes_its_agent_pod(
+    kube: Kube, agent_namespace: str, stack: Any, repo: tuple[str, str], tmp_path: Path
+) -> None:
+    server = serve(tmp_path / "home2", user=USER, token=TOKEN, kubeconfig=stack.kubeconfig_path)
+    try:
+        engine = JenkinsEngine(server.url, USER, TOKEN, timeout=30, poll_interval=0.1)
+        inp = _inp(
+            agent_namespace, repo, [{"runScriptConfig": {"image": "alpine", "shellScript": "sleep 600"}}]
+        )
+        job, number = _start(engine, inp)
+        wait_for(
+            lambda: any(p["spec"].get("nodeName") for p in _pods(kube, agent_namespace, inp)), 60, "the pod"
+        )
+    finally:
+        server.shutdown()
+    assert (
+        "Finished: ABORTED"
+        in (tmp_path / "home2" / "jobs" / job / "builds" / str(number) / "log").read_text()
+    )
+    wait_for(lambda: not _pods(kube, agent_namespace, inp), 60, "the agent pod to be deleted")

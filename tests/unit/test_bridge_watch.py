@@ -1,18 +1,17 @@
-"""The bridge's watch loop: resume from the last version, list again on 410 Gone (fakes for the apiserver)."""
+"""The bridge's watch loop: resume from the last version, list again on 410 Gone (a scripted apiserver)."""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
-import worker.bridge as bridge_mod
-from worker.bridge import Bridge
-from worker.settings import WorkerSettings
+from worker.bridge.watch import Watcher
 
 pytestmark = pytest.mark.unit
 
@@ -21,69 +20,90 @@ def pe(name: str, version: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": version}}
 
 
-class FakeWatch:
-    """Scripted watch streams: each call of ``stream`` plays the next script (events, or an exception)."""
+class FakeResponse:
+    """A watch response as urllib3 gives it with ``_preload_content=False``: JSON events, one per line."""
 
-    scripts: ClassVar[list[Any]] = []
-    calls: ClassVar[list[str | None]] = []
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+        self.closed = False
 
-    def stream(self, func: Any, *args: Any, resource_version: str | None = None, **kw: Any) -> Iterator[Any]:
-        FakeWatch.calls.append(resource_version)
-        script = FakeWatch.scripts.pop(0) if FakeWatch.scripts else []
-        if isinstance(script, Exception):
-            raise script
-        yield from script
+    def stream(self, amt: int | None = None, decode_content: bool = False) -> Iterator[bytes]:
+        # Split mid-line on purpose: events must be reassembled across chunks.
+        for i in range(0, len(self.data), 7):
+            yield self.data[i : i + 7]
 
-    def stop(self) -> None:
-        pass
+    def release_conn(self) -> None:
+        self.closed = True
 
-
-@pytest.fixture
-def bridge(monkeypatch: pytest.MonkeyPatch) -> Bridge:
-    monkeypatch.setattr(bridge_mod, "_WATCH", FakeWatch)
-    b = Bridge(k8s.ApiClient(), client=None, settings=WorkerSettings.load(KUBECONFIG=""))  # type: ignore[arg-type]
-    return b
+    def shutdown(self) -> None:
+        self.closed = True
 
 
-def test_a_410_gone_lists_again_and_an_ordinary_end_resumes_from_the_last_version_seen(
-    bridge: Bridge,
-) -> None:
+def gone() -> dict[str, Any]:
+    return {
+        "type": "ERROR",
+        "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"},
+    }
+
+
+def test_a_410_gone_lists_again_and_an_ordinary_end_resumes_from_the_last_version_seen() -> None:
     lists: list[int] = []
+    watches: list[str | None] = []
     emitted: list[tuple[str, Any]] = []
-
-    def list_call(*args: Any, **kw: Any) -> dict[str, Any]:
-        lists.append(1)
-        return {"metadata": {"resourceVersion": str(10 * len(lists))}, "items": [pe("a", "5")]}
-
-    bridge._list_call = lambda api, target: (list_call, ())  # type: ignore[method-assign]
-    bridge._emit = lambda kind, target, payload: emitted.append((kind, payload))  # type: ignore[method-assign]
-    FakeWatch.calls = []
-    FakeWatch.scripts = [
+    scripts: list[list[dict[str, Any]]] = [
         [{"type": "ADDED", "object": pe("b", "11")}, {"type": "MODIFIED", "object": pe("b", "12")}],
-        [],  # the watch timed out normally: resume from 12
-        ApiException(status=410, reason="Gone"),  # too old: list again (version 20), then watch from it
-        [{"type": "DELETED", "object": pe("a", "21")}],
+        [{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}}],  # ends normally: resume
+        [gone()],  # too old: list again (version 30), then watch from it
+        [{"type": "DELETED", "object": pe("a", "31")}],
     ]
     done = threading.Event()
-    original = FakeWatch.stream
+    watcher: Watcher
 
-    def stream(self: FakeWatch, func: Any, *args: Any, **kw: Any) -> Iterator[Any]:
-        if not FakeWatch.scripts and len(FakeWatch.calls) >= 4:
-            bridge._stop_thread.set()
+    def call(*args: Any, watch: bool = False, resource_version: str | None = None, **kw: Any) -> Any:
+        if not watch:
+            lists.append(1)
+            return {"metadata": {"resourceVersion": ("10", "30")[len(lists) - 1]}, "items": [pe("a", "5")]}
+        watches.append(resource_version)
+        if not scripts:
+            watcher.stop()
             done.set()
-            return iter(())
-        return original(self, func, *args, **kw)
+            return FakeResponse([])
+        return FakeResponse(scripts.pop(0))
 
-    FakeWatch.stream = stream  # type: ignore[method-assign]
-    try:
-        thread = threading.Thread(target=bridge._watch_loop, args=(None,), daemon=True)
-        thread.start()
-        assert done.wait(10), FakeWatch.calls
-        thread.join(5)
-    finally:
-        FakeWatch.stream = original  # type: ignore[method-assign]
-    assert FakeWatch.calls[:4] == ["10", "12", "12", "20"]
+    watcher = Watcher(k8s.ApiClient(), [None], lambda k, t, p: emitted.append((k, p)), Counter())
+    watcher.list_call = lambda api, target: (call, ())  # type: ignore[method-assign]
+    thread = threading.Thread(target=watcher.loop, args=(None,), daemon=True)
+    thread.start()
+    assert done.wait(10), watches
+    thread.join(5)
+    assert watches[:4] == ["10", "12", "15", "30"]
     assert len(lists) == 2
-    assert bridge.stats["watch_gone"] == 1
-    kinds = [k for k, _ in emitted]
-    assert kinds == ["LISTED", "ADDED", "MODIFIED", "LISTED", "DELETED"]
+    assert watcher.stats["watch_gone"] == 1
+    assert [k for k, _ in emitted] == ["LISTED", "ADDED", "MODIFIED", "LISTED", "DELETED"]
+
+
+def test_stop_closes_the_stream_being_read_at_once() -> None:
+    class Endless(FakeResponse):
+        def stream(self, amt: int | None = None, decode_content: bool = False) -> Iterator[bytes]:
+            while not self.closed:
+                yield b""
+            raise ConnectionError("closed")
+
+    reading = threading.Event()
+    response = Endless([])
+
+    def call(*args: Any, watch: bool = False, **kw: Any) -> Any:
+        if not watch:
+            return {"metadata": {"resourceVersion": "1"}, "items": []}
+        reading.set()
+        return response
+
+    watcher = Watcher(k8s.ApiClient(), ["ns"], lambda k, t, p: None, Counter())
+    watcher.list_call = lambda api, target: (call, ())  # type: ignore[method-assign]
+    watcher.start()
+    assert reading.wait(10)
+    watcher.stop()
+    watcher.join(5)
+    assert response.closed
+    assert not any(t.is_alive() for t in watcher._threads)
+    assert watcher.watching == {"ns": False}

@@ -109,7 +109,7 @@ def test_bad_config_is_one_line_and_exit_4(
 ) -> None:
     monkeypatch.delenv("DEVSTACK_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CUBEPAAS_POLL_INTERVAL", "soon")
+    monkeypatch.setenv("CUBEPAAS_SHUTDOWN_GRACE", "soon")
     assert cli.main(["get", "executions"]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err.strip()
     assert err.startswith("devopsctl: error: bad configuration:") and "\n" not in err

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from activities.errors import GitError
-from activities.gitfile import read_file_at, resolve_revision
+from activities.gitfile import git_error_message, read_file_at, resolve_revision
 
 pytestmark = pytest.mark.unit
 
@@ -63,3 +63,36 @@ def test_the_file_is_read_at_the_given_commit_not_the_branch_head(repo: tuple[st
     assert read_file_at(url, first) == "first\n"
     assert read_file_at(url, second) == "second\n"
     assert read_file_at(url, first, "missing.yml") is None
+
+
+GIT_MISSING_REPOSITORY = """fatal: '/srv/nope.git' does not appear to be a git repository
+fatal: Could not read from remote repository.
+
+Please make sure you have the correct access rights
+and the repository exists.
+"""
+
+
+def test_the_git_error_message_is_the_first_fatal_line_not_the_last_line() -> None:
+    assert (
+        git_error_message(GIT_MISSING_REPOSITORY) == "'/srv/nope.git' does not appear to be a git repository"
+    )
+
+
+def test_a_stderr_without_fatal_is_reported_whole_and_trimmed() -> None:
+    assert git_error_message("  warning: x\n  something odd happened \n\n") == (
+        "warning: x something odd happened"
+    )
+    assert git_error_message("") == "git failed"
+
+
+def test_a_missing_local_repository_is_reported_as_missing_by_real_git(tmp_path: Path) -> None:
+    url = (tmp_path / "does-not-exist.git").as_uri()
+    with pytest.raises(GitError) as read_err:
+        read_file_at(url, "0" * 40)
+    assert "does not appear to be a git repository" in str(read_err.value)
+    assert "repository exists" not in str(read_err.value)
+    with pytest.raises(GitError) as resolve_err:
+        resolve_revision(url, "main")
+    assert "does not appear to be a git repository" in str(resolve_err.value)
+    assert "repository exists" not in str(resolve_err.value)

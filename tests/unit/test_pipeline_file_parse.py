@@ -242,3 +242,38 @@ def test_canonical_round_trip_of_the_example() -> None:
     assert data["stages"][0]["when"]["event"] == {"include": ["push", "tag"], "exclude": []}
     assert PipelineConfig.model_validate(data) == config
     assert parse_pipeline_object(data) == config
+
+
+def test_a_nul_in_a_script_is_refused_with_its_place_and_tab_newline_cr_are_kept() -> None:
+    text = (
+        'stages:\n- name: Build\n  steps:\n  - runScriptConfig: {image: alpine, shellScript: "echo a\\0b"}\n'
+    )
+    (problem,) = problems(text)
+    assert problem.path == "stages[0].steps[0].runScriptConfig.shellScript"
+    assert "control characters other than tab, newline and carriage return" in problem.message
+    assert "U+0000" in problem.message
+    ok = parse_pipeline_file(
+        "stages:\n- name: Build\n  steps:\n"
+        '  - runScriptConfig: {image: alpine, shellScript: "a\\tb\\r\\nc"}\n'
+    )
+    step = ok.stages[0].steps[0].run_script_config
+    assert step is not None and step.shell_script == "a\tb\r\nc"
+
+
+@pytest.mark.parametrize(
+    ("step", "path"),
+    [
+        ({"runScriptConfig": {"image": "alp\x1bine", "shellScript": "true"}}, "runScriptConfig.image"),
+        ({"applyYamlConfig": {"content": "a: \x00"}}, "applyYamlConfig.content"),
+        ({"publishImageConfig": {"tag": "app:\x07"}}, "publishImageConfig.tag"),
+        ({"runScriptConfig": {"image": "a", "shellScript": "b"}, "env": {"A": "x\x00"}}, "env.A"),
+    ],
+)
+def test_control_characters_in_other_free_text_step_fields_are_refused(
+    step: dict[str, object], path: str
+) -> None:
+    with pytest.raises(PipelineFileError) as info:
+        parse_pipeline_object({"stages": [{"name": "S", "steps": [step]}]})
+    (problem,) = info.value.errors
+    assert problem.path == f"stages[0].steps[0].{path}"
+    assert "control characters" in problem.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,6 @@ def test_defaults_need_no_environment() -> None:
     assert settings.kubeconfig is None
     assert (settings.s3_bucket, settings.s3_secure) == ("pipeline-logs", True)
     assert (settings.health_port, settings.metrics_port, settings.max_activities) == (8080, 9464, 20)
-    assert settings.poll_interval == 2.0
     assert settings.bridge_enabled
 
 
@@ -70,7 +70,6 @@ def test_the_devstack_env_names_are_read_from_the_environment(monkeypatch: pytes
     for name, value in DEVSTACK_VALUES.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("CUBEPAAS_WATCH_NAMESPACES", " team-a, team-b ,,")
-    monkeypatch.setenv("CUBEPAAS_POLL_INTERVAL", "500ms")
     monkeypatch.setenv("CUBEPAAS_SHUTDOWN_GRACE", "1m")
     monkeypatch.setenv("CUBEPAAS_HEALTH_PORT", "9000")
     monkeypatch.setenv("CUBEPAAS_BRIDGE", "false")
@@ -85,7 +84,6 @@ def test_the_devstack_env_names_are_read_from_the_environment(monkeypatch: pytes
     assert settings.s3_access_key.get_secret_value() == "AKIAEXAMPLE"
     assert settings.jenkins_token.get_secret_value() == "jt-'quoted' $ecret"
     assert settings.watch_namespaces == ["team-a", "team-b"]
-    assert settings.poll_interval == 0.5
     assert settings.shutdown_grace == 60.0
     assert settings.health_port == 9000
     assert settings.bridge_enabled is False
@@ -135,17 +133,31 @@ def test_an_env_file_fills_only_what_the_environment_leaves_unset(
 )
 def test_durations_accept_plain_seconds_and_units(given: str, seconds: float) -> None:
     assert parse_seconds(given) == seconds
-    assert WorkerSettings(CUBEPAAS_POLL_INTERVAL=given).poll_interval == seconds
+    assert WorkerSettings(CUBEPAAS_SHUTDOWN_GRACE=given).shutdown_grace == seconds
 
 
 def test_invalid_values_are_rejected_naming_the_variable() -> None:
     with pytest.raises(ValueError, match="CUBEPAAS_HEALTH_PORT"):
         WorkerSettings(CUBEPAAS_HEALTH_PORT="70000")
-    with pytest.raises(ValueError, match="CUBEPAAS_POLL_INTERVAL"):
-        WorkerSettings(CUBEPAAS_POLL_INTERVAL="soon")
+    with pytest.raises(ValueError, match="CUBEPAAS_SHUTDOWN_GRACE"):
+        WorkerSettings(CUBEPAAS_SHUTDOWN_GRACE="soon")
 
 
 def test_the_ui_link_quotes_the_workflow_id() -> None:
     url = workflow_ui_url("http://ui:8233/", "default", "pe/team-a/app-1/0f-uid", "run-1")
     assert url == "http://ui:8233/namespaces/default/workflows/pe%2Fteam-a%2Fapp-1%2F0f-uid/run-1/history"
     assert workflow_ui_url("", "default", "x", "y") == ""
+
+
+def test_every_worker_setting_is_read_by_the_product_and_documented() -> None:
+    root = Path(__file__).resolve().parents[2]
+    sources = "\n".join(
+        path.read_text()
+        for folder in ("worker", "activities")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name != "settings.py"
+    )
+    doc = settings_module.__doc__ or ""
+    for name, field in WorkerSettings.model_fields.items():
+        assert re.search(rf"\.{name}\b", sources), f"{name} ({field.validation_alias}) is read by nothing"
+        assert str(field.validation_alias) in doc, f"{field.validation_alias} is not in the table"

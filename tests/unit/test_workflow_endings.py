@@ -159,3 +159,9 @@ def test_a_state_carried_by_an_older_run_still_decodes_with_its_gate_ids() -> No
     assert state.stored_logs[1].stage == 1 and (0, 0) in state.stored_logs
     assert state.known is not None and state.known.pending_gates == [2]
     assert state.generation == 3
+
+
+def test_a_condition_cannot_be_set_without_the_time_of_the_transition() -> None:
+    status = PipelineExecutionStatus()
+    with pytest.raises(TypeError):
+        status.set_condition(ConditionType.BUILT, "True", Reason.BUILD_STARTED, "go")

@@ -8,8 +8,8 @@ from crds.execution import PipelineExecutionStatus
 from crds.messages import BuildSnapshot, StepSnapshot
 from crds.parse import parse_pipeline_file
 from crds.pipeline_file import PipelineConfig
-from crds.reasons import StageState
-from workflows import progress
+from crds.reasons import ExecutionPhase, Reason, StageState
+from workflows import endings, progress
 
 pytestmark = pytest.mark.unit
 
@@ -65,6 +65,37 @@ def test_a_stage_is_building_while_one_step_runs_and_failed_once_all_ended_with_
     assert status.stages[1].ended is not None and status.stages[1].ended.timestamp() == 3.0
 
 
+def test_the_outcome_names_the_failed_step_and_stage() -> None:
+    status, config = status_for()
+    snap = BuildSnapshot(
+        building=False,
+        result="FAILURE",
+        steps=[StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2)],
+    )
+    progress.apply_snapshot(status, snap, config)
+    ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
+    phase, message = ending.phase, ending.message
+    assert phase == ExecutionPhase.FAILED
+    assert "Test" in message and status.stages[1].steps[1].name in message
+
+
+def test_a_build_reported_success_with_a_failed_step_is_a_failed_run_not_a_success() -> None:
+    status, config = status_for()
+    snap = BuildSnapshot(
+        building=False,
+        result="SUCCESS",
+        steps=[
+            StepSnapshot(stage=1, step=0, state="Success", started_ms=1, ended_ms=2),
+            StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2),
+        ],
+    )
+    progress.apply_snapshot(status, snap, config)
+    ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
+    phase, reason, message = ending.phase, ending.reason, ending.message
+    assert (phase, reason) == (ExecutionPhase.FAILED, Reason.STEP_FAILED)
+    assert "Test" in message
+
+
 def test_closing_marks_never_started_steps_skipped_and_running_ones_aborted() -> None:
     status, config = status_for()
     snap = BuildSnapshot(steps=[StepSnapshot(stage=1, step=0, state="Building", started_ms=1)])
@@ -102,3 +133,12 @@ def test_durations_in_the_table_keep_tenths_under_a_minute_and_minutes_above() -
     md = progress.markdown(status)
     assert "| Success | 0.4s |" in md
     assert "| Success | 1m32s |" in md
+
+
+def test_the_markdown_table_escapes_control_characters_in_names_and_the_message() -> None:
+    status, _ = status_for()
+    status.stages[1].steps[0].name = "Run script (alp\x1bine)"
+    status.message = "Pipeline 'a\x00b' not found"
+    text = progress.markdown(status)
+    assert "alp\\x1bine" in text and "a\\x00b" in text
+    assert "\x1b" not in text and "\x00" not in text

@@ -10,6 +10,7 @@ Temporal), so the real ExecutorQuotaWorkflow runs alongside.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -45,6 +47,8 @@ from crds.messages import (
     LoadExecutionInput,
     RoleBindingInput,
     RoleBindingResult,
+    RunFinishedInput,
+    RunFinishedResult,
     StepSnapshot,
     StopInput,
     StopResult,
@@ -260,6 +264,11 @@ class World:
     async def cleanup(self, inp: CleanupInput) -> None:
         await self._record(Activity.CLEANUP, inp)
 
+    @activity.defn(name=Activity.RUN_FINISHED)
+    async def run_finished(self, inp: RunFinishedInput) -> RunFinishedResult:
+        await self._record(Activity.RUN_FINISHED, inp)
+        return RunFinishedResult()
+
     def stubs(self) -> list[Callable[..., Any]]:
         return [
             self.load,
@@ -275,6 +284,7 @@ class World:
             self.console_tail,
             self.store_step_log,
             self.cleanup,
+            self.run_finished,
         ]
 
 
@@ -310,11 +320,21 @@ async def start(
     )
 
 
-async def eventually(check: Callable[[], Any], what: str, attempts: int = 400) -> None:
-    """Poll (real time, 25 ms apart) until ``check()`` is truthy; fail naming ``what``."""
-    for _ in range(attempts):
-        if await _value(check):
-            return
+async def eventually(check: Callable[[], Any], what: str, seconds: float = 60.0) -> None:
+    """Poll (real time, 25 ms apart) until ``check()`` is truthy; fail naming ``what``.
+
+    The cap is generous because a loaded 2-core machine slows the test server, not because anything
+    should take that long. A query that times out (the run is between two workflow tasks, e.g. while
+    it continues as new) counts as "not yet".
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if await _value(check):
+                return
+        except RPCError as err:
+            if err.status != RPCStatusCode.DEADLINE_EXCEEDED:
+                raise
         await asyncio.sleep(0.025)
     raise AssertionError(f"never happened: {what}")
 

@@ -1,0 +1,93 @@
+"""Events on a PipelineExecution from its status writes, and the CRD's notifier validation, on the real
+apiserver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from activities.errors import KubeInvalidError
+from activities.execution import ExecutionActivities
+from activities.kube import Kube
+from crds.execution import PipelineExecution, PipelineExecutionSpec, PipelineExecutionStatus, StageStatus
+from crds.messages import ExecutionRef, WriteStatusInput
+from crds.meta import ObjectMeta
+from crds.reasons import ExecutionPhase, StageState
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kube(kube_api_client: k8s.ApiClient, crds_installed: None) -> Kube:
+    return Kube(kube_api_client)
+
+
+def _created(kube: Kube, namespace: str) -> PipelineExecution:
+    return kube.create(
+        PipelineExecution(
+            # Routed to a task queue no worker serves: a worker running in the same session leaves it alone.
+            metadata=ObjectMeta(
+                name="app-1", namespace=namespace, annotations={"devops.cubepaas.io/task-queue": "no-worker"}
+            ),
+            spec=PipelineExecutionSpec(pipeline_name="app", run=1),
+        )
+    )
+
+
+def _events(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
+    items = kube.list_objects("v1", "Event", namespace, field_selector="involvedObject.name=app-1")
+    return {e["reason"]: e for e in items}
+
+
+def test_status_writes_record_events_once_per_transition_and_repeats_raise_the_count(
+    kube: Kube, namespace: str
+) -> None:
+    pe = _created(kube, namespace)
+    acts = ExecutionActivities(kube)
+    ref = ExecutionRef(namespace=namespace, name="app-1", uid=pe.metadata.uid or "")
+
+    def write(status: PipelineExecutionStatus) -> None:
+        acts.write_status(WriteStatusInput(execution=ref, status=status))
+
+    st = PipelineExecutionStatus(phase=ExecutionPhase.BUILDING, message="Building")
+    st.stages = [StageStatus(name="Clone", state=StageState.BUILDING), StageStatus(name="Test")]
+    write(st)
+    st.stages[0].state = StageState.SUCCESS
+    write(st)
+    write(st)  # unchanged: nothing written, no event
+    st.stages[1].state = StageState.SUCCESS
+    st.phase, st.message, st.duration = ExecutionPhase.SUCCESS, "all good", "5s"
+    write(st)
+
+    events = _events(kube, namespace)
+    assert set(events) == {"Started", "StageSucceeded", "Succeeded"}
+    stage = events["StageSucceeded"]
+    assert (stage["count"], stage["type"], stage["message"]) == (2, "Normal", "Stage 1 'Test' succeeded")
+    assert events["Succeeded"]["message"] == "Run ended Success after 5s: all good"
+    involved = stage["involvedObject"]
+    assert (involved["kind"], involved["uid"], involved["apiVersion"]) == (
+        "PipelineExecution",
+        pe.metadata.uid,
+        "devops.cubepaas.io/v1alpha1",
+    )
+    assert stage["source"]["component"] == "cubepaas-devops"
+
+
+def test_the_apiserver_refuses_a_notifier_with_no_kind_or_two(kube: Kube, namespace: str) -> None:
+    setting: dict[str, Any] = {
+        "apiVersion": "devops.cubepaas.io/v1alpha1",
+        "kind": "PipelineSetting",
+        "metadata": {"name": "default", "namespace": namespace},
+        "spec": {"notifiers": [{"name": "x"}]},
+    }
+    with pytest.raises(KubeInvalidError, match="exactly one of smtp, slack, msteams, webhook"):
+        kube.apply(setting)
+    setting["spec"]["notifiers"] = [
+        {"name": "x", "webhook": {"url": "http://h"}, "slack": {"urlSecretRef": {"name": "s", "key": "url"}}}
+    ]
+    with pytest.raises(KubeInvalidError, match="exactly one of"):
+        kube.apply(setting)
+    setting["spec"]["notifiers"] = [{"name": "x", "webhook": {"url": "http://h"}}]
+    kube.apply(setting)
