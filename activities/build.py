@@ -26,7 +26,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.execution import CAS_ATTEMPTS, git_credentials
-from activities.heartbeat import heartbeating, seconds_left
+from activities.heartbeat import beating, heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
@@ -312,7 +312,11 @@ class BuildActivities:
         try:
             eng = await asyncio.to_thread(self.engine, ctx)
             while True:
-                status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
+                # A slow Jenkins must not look like a dead worker: heartbeat while the request runs.
+                status = await beating(
+                    asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped),
+                    {"build": number, "describing": True},
+                )
                 snap = snapshot_of(status)
                 if known_key is None or snap.key() != known_key:
                     return snap
