@@ -102,11 +102,14 @@ def for_build(
     if result == "ABORTED":
         if stop_requested:
             return Ending(ExecutionPhase.ABORTED, Reason.CANCELLED, "The build was aborted")
+        if console_line.startswith(TIMEOUT_LINE):
+            message = f"The build exceeded a timeout ({TIMEOUT_LINE})"
+            return Ending(ExecutionPhase.ABORTED, Reason.TIMED_OUT, message)
         said = f": {console_line}" if console_line else ""
         return Ending(
             ExecutionPhase.ABORTED,
             Reason.ABORTED_IN_JENKINS,
-            f"Jenkins aborted the build, though nobody cancelled the run (e.g. Jenkins restarted){said}",
+            f"Jenkins aborted the build, though the run did not ask it to (e.g. Jenkins restarted){said}",
         )
     for stage in status.stages:
         for step in stage.steps:
@@ -120,6 +123,9 @@ def for_build(
         ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}"
     )
 
+
+#: What Jenkins' ``timeout`` step writes to the console when it aborts the build.
+TIMEOUT_LINE = "Timeout has been exceeded"
 
 __all__ = [
     "FAILURES",
