@@ -26,7 +26,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.execution import CAS_ATTEMPTS, git_credentials
-from activities.heartbeat import heartbeating, seconds_left
+from activities.heartbeat import beating, heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
@@ -389,7 +389,11 @@ class BuildActivities:
             eng = await asyncio.to_thread(self.engine, ctx)
             node_pending = self._caches_on(ctx)
             while True:
-                status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
+                # A slow Jenkins must not look like a dead worker: heartbeat while the request runs.
+                status = await beating(
+                    asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped),
+                    {"build": number, "describing": True},
+                )
                 snap = snapshot_of(status)
                 if snap.building and not any(s.state == StageState.BUILDING for s in snap.steps):
                     snap.agent_waiting = await asyncio.to_thread(self._agent_waiting, ctx)
