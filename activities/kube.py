@@ -97,6 +97,8 @@ BUILTIN_KINDS: dict[tuple[str, str], KindInfo] = _kinds(
     KindInfo("v1", "Service", "services"),
     KindInfo("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     KindInfo("v1", "Pod", "pods"),
+    KindInfo("v1", "ResourceQuota", "resourcequotas"),
+    KindInfo("v1", "LimitRange", "limitranges"),
     KindInfo("v1", "Event", "events"),
     KindInfo("apps/v1", "Deployment", "deployments"),
     KindInfo("apps/v1", "StatefulSet", "statefulsets"),
