@@ -10,9 +10,10 @@ timed = start=$$(date +%s); echo "==> $(1)"; $(2); rc=$$?; echo "==> $(1): $$(( 
 # Debian packages the tests and the demo use, as <command>:<package> (installed when the command is
 # missing): groovy (compile-checks every generated Jenkinsfile), chromium (the Temporal UI browser test,
 # driven by Playwright without a browser download), buildah (the build steps' daemonless image builder),
-# docker-registry (the stack's image registry), git and openssl (repositories and the stack's PKI).
+# docker-registry (the stack's image registry), git and openssl (repositories and the stack's PKI), and
+# busybox-static (the base image devstack.baseimage seeds into the registry).
 SYSTEM_PACKAGES := groovy:groovy chromium:chromium buildah:buildah docker-registry:docker-registry \
-  git:git openssl:openssl
+  git:git openssl:openssl busybox:busybox-static
 
 IMAGE ?= cubepaas/devops-worker:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.utils import parse_quantity
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
@@ -63,6 +64,8 @@ SERVICE_ACCOUNT = "jenkins"
 ROLEBINDING_NAME = "cubepaas-jenkins"
 AGENTS_ROLEBINDING_NAME = "cubepaas-jenkins-agents"
 NETWORK_POLICY_NAME = "cubepaas-pipeline"
+EXECUTORS_NAME = "cubepaas-executors"
+"""Name of the ResourceQuota and the LimitRange of the pipeline namespace."""
 JENKINS_SECRET = "jenkins-admin"
 REGISTRY_SECRET = "registry-credentials"
 MINIO_SECRET = "minio-credentials"
@@ -290,6 +293,60 @@ def network_policy_manifest(inp: BootstrapInput) -> Manifest:
     }
 
 
+def resource_quota_manifest(inp: BootstrapInput) -> Manifest | None:
+    """The PipelineSetting's resource quota on the pipeline namespace (None: no quota)."""
+    if not inp.resource_quota:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta(inp, EXECUTORS_NAME),
+        "spec": {"hard": dict(sorted(inp.resource_quota.items()))},
+    }
+
+
+def limit_range_manifest(inp: BootstrapInput) -> Manifest | None:
+    """Container defaults from executorResources, so pods that set none still fit a requests/limits quota."""
+    if not (inp.default_requests or inp.default_limits):
+        return None
+    limit: dict[str, Any] = {"type": "Container"}
+    if inp.default_requests:
+        limit["defaultRequest"] = dict(sorted(inp.default_requests.items()))
+    if inp.default_limits:
+        limit["default"] = dict(sorted(inp.default_limits.items()))
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta(inp, EXECUTORS_NAME),
+        "spec": {"limits": [limit]},
+    }
+
+
+def with_live_quantities(manifest: Manifest, live: Mapping[str, Any] | None) -> Manifest:
+    """``manifest`` with each quantity written the way the live object spells the same amount.
+
+    The apiserver stores quantities canonically (``0.5`` becomes ``500m``); keeping our spelling would make
+    every reconcile see a difference and write again.
+    """
+    if live is None:
+        return manifest
+
+    def same(ours: Any, theirs: Any) -> Any:
+        if isinstance(ours, dict) and isinstance(theirs, dict):
+            return {k: same(v, theirs.get(k)) for k, v in ours.items()}
+        if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+            return [same(a, b) for a, b in zip(ours, theirs, strict=True)]
+        if isinstance(ours, str) and isinstance(theirs, str) and ours != theirs:
+            try:
+                equal = parse_quantity(ours) == parse_quantity(theirs)  # type: ignore[no-untyped-call]
+                return theirs if equal else ours
+            except ValueError:
+                return ours
+        return ours
+
+    return {**manifest, "spec": same(manifest["spec"], live.get("spec") or {})}
+
+
 def desired_workloads(inp: BootstrapInput) -> list[Manifest]:
     """Deployments then Services, in apply order (Jenkins only in Managed mode)."""
     deployments = [registry_deployment(inp), minio_deployment(inp)]
@@ -387,6 +444,9 @@ class NamespaceActivities:
 
         for manifest in (service_account_manifest(inp), agents_rolebinding_manifest(inp)):
             tally.record(manifest, self.kube.ensure(manifest))
+        # Quota and defaults before any workload, so the workloads' pods are admitted against them.
+        self._ensure_optional("ResourceQuota", resource_quota_manifest(inp), inp, tally)
+        self._ensure_optional("LimitRange", limit_range_manifest(inp), inp, tally)
         _heartbeat("objects", len(tally.applied) + tally.unchanged)
 
         apps = [REGISTRY, MINIO] + ([JENKINS] if inp.jenkins_mode == "Managed" else [])
@@ -467,6 +527,25 @@ class NamespaceActivities:
         keys = SECRET_GENERATORS[name].keys()
         manifest = secret_manifest(inp, name, {k: data[k] for k in keys}, app)
         tally.record(manifest, self.kube.ensure(manifest, live=live, read=False))
+
+    def _ensure_optional(
+        self, kind: str, manifest: Manifest | None, inp: BootstrapInput, tally: _Tally
+    ) -> None:
+        """Our ResourceQuota or LimitRange: applied when the setting asks for it, deleted when it no longer
+        does (one read either way when nothing changes)."""
+        live = self.kube.find_object("v1", kind, EXECUTORS_NAME, inp.pipeline_namespace)
+        if manifest is not None:
+            manifest = with_live_quantities(manifest, live)
+            tally.record(manifest, self.kube.ensure(manifest, live=live, read=False))
+            return
+        if live is None or (live.get("metadata") or {}).get("labels", {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
+            return
+        meta = live["metadata"]
+        self.kube.delete_object(
+            "v1", kind, EXECUTORS_NAME, inp.pipeline_namespace, uid=meta.get("uid"), missing_ok=True
+        )
+        tally.applied.append(f"{kind}/{EXECUTORS_NAME} (deleted)")
+        tally.writes += 1
 
     def _ensure_absent_only(self, manifest: Manifest, tally: _Tally) -> None:
         meta = manifest["metadata"]
@@ -582,6 +661,9 @@ __all__ = [
     "NamespaceActivities",
     "deployment_readiness",
     "desired_workloads",
+    "limit_range_manifest",
     "network_policy_manifest",
     "project_rolebinding_manifest",
+    "resource_quota_manifest",
+    "with_live_quantities",
 ]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from activities.bootstrap import JENKINS, JENKINS_SECRET, SERVICE_ACCOUNT
+from activities.bootstrap import JENKINS, JENKINS_SECRET, REGISTRY_SECRET, SERVICE_ACCOUNT
 from activities.errors import (
     ConfigError,
     DevopsError,
@@ -30,16 +30,20 @@ from activities.heartbeat import heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
+    JenkinsfileError,
     JenkinsfileInput,
     cache_paths,
     credential_id,
     env_from_key,
     execution_label_value,
+    image_registry,
     render_jenkinsfile,
 )
 from activities.jenkins.logs import last_line
+from activities.jenkins.stepreport import read_report_file
 from activities.kube import Kube
 from activities.logstore import LogStore, StoreConfig, log_object_name, resolve_store
+from activities.registry import DOCKER_CONFIG_KEY, RegistryLogin, docker_config_logins, local_registry
 from crds.messages import (
     Activity,
     BuildRef,
@@ -64,7 +68,8 @@ from crds.messages import (
 )
 from crds.meta import API_VERSION
 from crds.pipeline import CacheNode, Pipeline
-from crds.reasons import ExecutionPhase, JenkinsMode, Reason
+from crds.pipeline_file import PublishCatalogConfig, PublishImageConfig, Resources, RunScriptConfig
+from crds.reasons import ExecutionPhase, JenkinsMode, Reason, StageState
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +140,30 @@ class EndedRuns:
         return run not in self.still_running
 
 
+def console_failure(console: str) -> str | None:
+    """The last ``ERROR:`` line of a build console with the lines that continue it, up to the next blank,
+    ``[Pipeline]`` or ``Finished:`` line: the kubernetes plugin and jenkins-lite say so why an agent could not
+    be provisioned ("Unable to create pod ..." and the apiserver's message)."""
+    lines = console.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("ERROR:")]
+    if not starts:
+        return None
+    parts = [lines[starts[-1]].strip()]
+    for line in lines[starts[-1] + 1 : starts[-1] + 4]:
+        if not line.strip() or line.startswith(("[Pipeline]", "Finished:", "ERROR:")):
+            break
+        parts.append(line.strip())
+    return " ".join(parts)[:1000]
+
+
+def _reports(ctx: ExecutionContext, stage: int, step: int) -> bool:
+    """Whether the step's script is one we generate, which reports its work in its log (not a user's
+    runScript, which could print anything; not the clone, which has nothing to report)."""
+    if stage < 1 or stage > len(ctx.config.stages) or step >= len(ctx.config.stages[stage - 1].steps):
+        return False
+    return not isinstance(ctx.config.stages[stage - 1].steps[step].config, RunScriptConfig)
+
+
 class BuildActivities:
     """Jenkins and object-store work for one run; holds the Kubernetes client and the defaults."""
 
@@ -182,6 +211,33 @@ class BuildActivities:
     def store(self, ctx: ExecutionContext) -> LogStore:
         settings = ctx.setting.object_store
         return LogStore(resolve_store(settings, ctx.execution.namespace, self._secret, self.defaults.store))
+
+    def _registry_logins(self, ctx: ExecutionContext, local: str) -> dict[str, RegistryLogin]:
+        """Logins for the registries this run's publishImage steps push to (none when it has no such step)."""
+        hosts = {
+            image_registry(step.config, local)
+            for _, _, _, step in ctx.config.iter_steps()
+            if isinstance(step.config, PublishImageConfig)
+        }
+        if not hosts:
+            return {}
+        ref = ctx.setting.registry.credentials_secret_ref
+        if ref is not None:
+            namespace = ref.namespace or ctx.execution.namespace
+            data = self._secret(namespace, ref.name)
+            if DOCKER_CONFIG_KEY not in data:
+                raise ConfigError(
+                    f"Secret {namespace}/{ref.name} has no key {DOCKER_CONFIG_KEY}"
+                    " (registry.credentialsSecretRef)",
+                    reason=Reason.CONFIG_INVALID,
+                )
+            logins = docker_config_logins(data[DOCKER_CONFIG_KEY], f"Secret {namespace}/{ref.name}")
+        elif not ctx.setting.registry.host:  # the managed registry: the credentials the bootstrap made
+            data = self._secret(ctx.pipeline_namespace, REGISTRY_SECRET)
+            logins = {local: RegistryLogin(data.get("username", ""), data.get("password", ""))}
+        else:
+            logins = {}
+        return {host: login for host, login in logins.items() if host in hosts}
 
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
         try:
@@ -237,31 +293,64 @@ class BuildActivities:
                 )
                 env_from[key] = cid
                 cred_ids.append(cid)
-        script = render_jenkinsfile(
-            JenkinsfileInput(
-                config=ctx.config,
-                namespace=ns,
-                pipeline=ctx.pipeline,
-                run=ctx.run,
-                execution_id=execution_id(ctx),
-                git_url=ctx.repository_url,
-                commit=ctx.commit or ctx.ref or ctx.branch,
-                ref=ctx.ref,
-                branch=ctx.branch,
-                tag=ctx.ref.removeprefix("refs/tags/") if ctx.ref.startswith("refs/tags/") else "",
-                event=ctx.event,
-                trigger_type=ctx.triggered_by,
-                project_id=ns,
-                local_registry=ctx.setting.registry.host or "",
-                executor_resources=None,
-                agent_namespace=ctx.pipeline_namespace,
-                service_account=SERVICE_ACCOUNT,
-                git_credential_id=git_cred,
-                env_from_credentials=env_from,
-                cache_root=ctx.setting.cache.host_path_root if ctx.setting.cache.enabled else None,
-                cache_nodes=self._cache_nodes(ctx),
+        registry = local_registry(ctx.setting, ctx.pipeline_namespace)
+        registry_creds: dict[str, str] = {}
+        for host, login in self._registry_logins(ctx, registry).items():
+            cid = f"{job}-registry-{len(registry_creds)}"
+            eng.ensure_credential(
+                cid,
+                "usernamePassword",
+                username=login.username,
+                password=login.password,
+                description=f"registry {host} for {ns}/{ctx.execution.name}",
             )
-        )
+            registry_creds[host] = cid
+            cred_ids.append(cid)
+        catalog_creds: dict[str, str] = {}
+        for _, _, _, step in ctx.config.iter_steps():
+            cfg = step.config
+            name = cfg.source_code_credential if isinstance(cfg, PublishCatalogConfig) else None
+            if not name or name in catalog_creds:
+                continue
+            user, token = git_credentials(self.kube, ns, name)
+            cid = f"{job}-catalog-{len(catalog_creds)}"
+            eng.ensure_credential(
+                cid, "usernamePassword", username=user, password=token, description=f"catalog push as {name}"
+            )
+            catalog_creds[name] = cid
+            cred_ids.append(cid)
+        executor = Resources.model_validate(ctx.setting.executor_resources.to_dict())
+        try:
+            script = render_jenkinsfile(
+                JenkinsfileInput(
+                    config=ctx.config,
+                    namespace=ns,
+                    pipeline=ctx.pipeline,
+                    run=ctx.run,
+                    execution_id=execution_id(ctx),
+                    git_url=ctx.repository_url,
+                    commit=ctx.commit or ctx.ref or ctx.branch,
+                    ref=ctx.ref,
+                    branch=ctx.branch,
+                    tag=ctx.ref.removeprefix("refs/tags/") if ctx.ref.startswith("refs/tags/") else "",
+                    event=ctx.event,
+                    trigger_type=ctx.triggered_by,
+                    project_id=ns,
+                    local_registry=registry,
+                    registry_credentials=registry_creds,
+                    insecure_registries=[registry] if ctx.setting.registry.insecure else [],
+                    catalog_credentials=catalog_creds,
+                    executor_resources=executor if executor.to_dict() else None,
+                    agent_namespace=ctx.pipeline_namespace,
+                    service_account=SERVICE_ACCOUNT,
+                    git_credential_id=git_cred,
+                    env_from_credentials=env_from,
+                    cache_root=ctx.setting.cache.host_path_root if ctx.setting.cache.enabled else None,
+                    cache_nodes=self._cache_nodes(ctx),
+                )
+            )
+        except JenkinsfileError as err:
+            raise ConfigError(str(err), reason=Reason.CONFIG_INVALID) from err
         changed = eng.ensure_job(job, script, description=f"{ns}/{ctx.execution.name}")
         logger.info("job %s %s", job, "written" if changed else "unchanged")
         return JenkinsJob(job=job, credential_ids=cred_ids)
@@ -302,6 +391,16 @@ class BuildActivities:
             while True:
                 status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
                 snap = snapshot_of(status)
+                if snap.building and not any(s.state == StageState.BUILDING for s in snap.steps):
+                    snap.agent_waiting = await asyncio.to_thread(self._agent_waiting, ctx)
+                if (
+                    not snap.building
+                    and snap.result != "SUCCESS"
+                    and not any(s.state == StageState.FAILED for s in snap.steps)
+                ):
+                    # Failed before or between steps: the console is short, and says why.
+                    console = await asyncio.to_thread(eng.read_console, inp.target.job, number, 0)
+                    snap.failure = console_failure(console.text)
                 if node_pending and snap.building:
                     # The agent pod lives only while the build runs (the plugin deletes it at the end): the
                     # node it was placed on is read while it exists.
@@ -388,11 +487,29 @@ class BuildActivities:
                         spool,
                         timeout=seconds_left(LOG_WAIT_SECONDS),
                     )
+                report = read_report_file(spool) if _reports(ctx, inp.stage, inp.step) else None
                 spool.seek(0)
                 self.store(ctx).put_file(name, spool, size)
-            return StoreStepLogResult(object_name=name, size=size)
+            return StoreStepLogResult(
+                object_name=name, size=size, report=report if report and not report.empty() else None
+            )
         except DevopsError as err:
             raise to_application_error(err) from err
+
+    def _agent_waiting(self, ctx: ExecutionContext) -> str | None:
+        """The scheduler's reason when the run's agent pod is Pending unscheduled (e.g. ``Unschedulable: 0/3
+        nodes are available: 3 Insufficient cpu``), else None."""
+        selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
+        pods = self.kube.list_objects("v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector)
+        for pod in pods:
+            status = pod.get("status") or {}
+            if status.get("phase") != "Pending":
+                continue
+            for cond in status.get("conditions") or []:
+                if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                    reason, message = cond.get("reason") or "", cond.get("message") or ""
+                    return f"{reason}: {message}".strip(": ") or "not scheduled yet"
+        return None
 
     # -- build caches --------------------------------------------------------------------------
 

@@ -98,6 +98,8 @@ BUILTIN_KINDS: dict[tuple[str, str], KindInfo] = _kinds(
     KindInfo("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     KindInfo("v1", "Pod", "pods"),
     KindInfo("v1", "Event", "events"),
+    KindInfo("v1", "ResourceQuota", "resourcequotas"),
+    KindInfo("v1", "LimitRange", "limitranges"),
     KindInfo("apps/v1", "Deployment", "deployments"),
     KindInfo("apps/v1", "StatefulSet", "statefulsets"),
     KindInfo("rbac.authorization.k8s.io/v1", "Role", "roles"),

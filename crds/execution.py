@@ -76,6 +76,24 @@ class PipelineExecutionSpec(KubeModel):
     """Stop the run. Once true it cannot be set back to false."""
 
 
+class PublishedImage(KubeModel):
+    """What a publishImage step pushed."""
+
+    repository: str = Field(max_length=512)
+    """Registry host and repository, e.g. 127.0.0.1:5000/demo/app."""
+    tag: str = Field(max_length=128)
+    digest: str = Field(max_length=128)
+    """Manifest digest as the registry stores it, e.g. sha256:...; pin deployments to it."""
+
+
+class HelmRelease(KubeModel):
+    """What an applyApp step installed or upgraded."""
+
+    name: str = Field(max_length=53)
+    namespace: str = Field(max_length=63)
+    revision: int
+
+
 class StepStatus(KubeModel):
     """State of one step of a stage."""
 
@@ -86,6 +104,10 @@ class StepStatus(KubeModel):
     log_object: str | None = None
     """Object-store key of the step's complete log (set when the step ends)."""
     message: SafeMessage | None = None
+    image: PublishedImage | None = None
+    """The image a publishImage step pushed (set when the step ends)."""
+    release: HelmRelease | None = None
+    """The Helm release an applyApp step installed or upgraded (set when the step ends)."""
 
 
 class StageStatus(KubeModel):
@@ -214,11 +236,13 @@ class PipelineExecution(CustomResource):
 __all__ = [
     "PIPELINE_LABEL",
     "RUN_LABEL",
+    "HelmRelease",
     "JenkinsBuildRef",
     "NotificationRecord",
     "PipelineExecution",
     "PipelineExecutionSpec",
     "PipelineExecutionStatus",
+    "PublishedImage",
     "StageStatus",
     "StepStatus",
     "WorkflowRef",

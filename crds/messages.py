@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from crds.execution import PipelineExecutionStatus, workflow_id_for
+from crds.execution import HelmRelease, PipelineExecutionStatus, PublishedImage, workflow_id_for
 from crds.pipeline_file import PipelineConfig
 from crds.setting import PipelineSettingSpec
 
@@ -330,6 +330,11 @@ class BuildSnapshot(Msg):
     pending_gates: list[int] = Field(default_factory=list)
     started_ms: int | None = None
     ended_ms: int | None = None
+    agent_waiting: str | None = None
+    """Why the build's agent pod is not running yet (the scheduler's PodScheduled condition), if it is not."""
+    failure: str | None = None
+    """Why a build that failed outside every step failed: the console's last ``ERROR:`` line (e.g. the agent
+    pod refused by the namespace's ResourceQuota)."""
 
     @field_validator("pending_gates", mode="before")
     @classmethod
@@ -354,6 +359,7 @@ class BuildSnapshot(Msg):
             self.result,
             tuple((s.stage, s.step, s.state) for s in self.steps),
             tuple(self.pending_gates),
+            self.agent_waiting,
         )
 
 
@@ -400,9 +406,22 @@ class StoreStepLogInput(Msg):
     node_id: str | None = None
 
 
+class StepReport(Msg):
+    """What a generated step script reported in its log (:mod:`activities.jenkins.stepreport`)."""
+
+    image: PublishedImage | None = None
+    release: HelmRelease | None = None
+    error: str | None = None
+    """Why the step failed, in the words of the tool that refused (e.g. the apiserver's message)."""
+
+    def empty(self) -> bool:
+        return self.image is None and self.release is None and self.error is None
+
+
 class StoreStepLogResult(Msg):
     object_name: str
     size: int
+    report: StepReport | None = None
 
 
 class CleanupInput(Msg):
@@ -501,6 +520,31 @@ class BootstrapInput(Msg):
     minio_image: str = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
     htpasswd_image: str = "httpd:2.4-alpine"
     """Runs ``htpasswd -B`` in the registry's init container (bcrypt stays out of Python)."""
+    resource_quota: dict[str, str] = Field(default_factory=dict)
+    """``spec.hard`` of the ResourceQuota ``cubepaas-executors``; empty: no quota (an old one is deleted)."""
+    default_requests: dict[str, str] = Field(default_factory=dict)
+    """LimitRange ``cubepaas-executors`` container defaults (requests, then limits); both empty: none."""
+    default_limits: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def for_setting(
+        cls, project_namespace: str, pipeline_namespace: str, setting: PipelineSettingSpec
+    ) -> BootstrapInput:
+        """What the PipelineSetting asks of the pipeline namespace."""
+        persistence = setting.persistence
+        return cls(
+            project_namespace=project_namespace,
+            pipeline_namespace=pipeline_namespace,
+            jenkins_mode=setting.jenkins_mode(),
+            persistent_volumes=setting.persistent_volumes(),
+            storage_class=persistence.storage_class_name,
+            jenkins_volume_size=persistence.jenkins_size,
+            registry_volume_size=persistence.registry_size,
+            minio_volume_size=persistence.object_store_size,
+            resource_quota=setting.resource_quota.hard(),
+            default_requests=setting.executor_resources.default_requests(),
+            default_limits=setting.executor_resources.default_limits(),
+        )
 
 
 class BootstrapResult(Msg):

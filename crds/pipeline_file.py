@@ -432,7 +432,10 @@ class ApplyAppConfig(FileModel):
     """Install or upgrade a Helm chart."""
 
     chart: NonEmpty
-    """Chart path in the repository, or repo/chart reference."""
+    """Chart folder in the repository (./charts/app), an OCI reference (oci://host/path/app), or the chart's
+    name in chartRepository."""
+    chart_repository: str | None = None
+    """URL of a chart repository that holds chart (helm --repo)."""
     name: NonEmpty
     """Release name."""
     version: Text | None = None
@@ -462,6 +465,10 @@ class PublishCatalogConfig(FileModel):
     """Commit author name."""
     git_email: Text | None = None
     """Commit author email."""
+    source_code_credential: str | None = None
+    """SourceCodeCredential (in the project namespace) used to push; none for repositories open to push."""
+    overwrite: bool = False
+    """Replace a published version whose content differs; otherwise such a publish fails."""
 
 
 class EnvFrom(FileModel):
@@ -487,13 +494,33 @@ def _absolute(path: str) -> str:
     return path
 
 
-class StepCache(FileModel):
-    """Directories kept between runs on the same node (hostPath cache)."""
+CachePath = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_absolute)]
 
-    paths: list[
-        Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_absolute)]
-    ] = Field(min_length=1, max_length=20)
-    """Absolute paths inside the step's container, e.g. /root/.cache/go-build."""
+
+class Cache(FileModel):
+    """Directories kept between runs on the same node (hostPath cache), for the pipeline, a stage or a step.
+
+    A step's cached paths are those of the pipeline, its stage and its own, in that order; ``enabled:
+    false`` at a level drops what it would inherit (and its own paths), so a stage or a step can opt out.
+    """
+
+    enabled: bool = True
+    """Whether this level caches at all; false turns off the paths inherited from the levels above."""
+    paths: list[CachePath] = Field(default_factory=list, max_length=20)
+    """Absolute paths inside the step containers, e.g. /root/.cache/go-build."""
+
+
+def effective_cache_paths(*levels: Cache | None) -> list[str]:
+    """The cached paths of a step given the caches of its levels, outermost first (pipeline, stage, step)."""
+    paths: list[str] = []
+    for level in levels:
+        if level is None:
+            continue
+        if not level.enabled:
+            paths = []
+            continue
+        paths += [p for p in level.paths if p not in paths]
+    return paths
 
 
 class Resources(FileModel):
@@ -541,7 +568,8 @@ class Step(FileModel):
     """Environment variables of the step."""
     env_from: list[EnvFrom] = Field(default_factory=list, max_length=50)
     """Environment variables from Secrets (not injected for pull_request events)."""
-    cache: StepCache | None = None
+    cache: Cache | None = None
+    """This step's cache; it inherits the pipeline's and its stage's (enabled: false turns them off)."""
     timeout: Duration | None = None
     """Step timeout; on expiry the step is aborted."""
     resources: Resources | None = None
@@ -622,6 +650,8 @@ class Stage(FileModel):
     """Wait for an approve signal before the stage starts."""
     timeout: Duration | None = None
     """Stage timeout; on expiry its running steps are aborted."""
+    cache: Cache | None = None
+    """Cache of every step of the stage (adds to the pipeline's; enabled: false turns it off)."""
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS_PER_STAGE)
 
     def applies(self, branch: str | None, event: str | None) -> bool:
@@ -666,6 +696,8 @@ class PipelineConfig(FileModel):
     event: EventConstraint | None = None
     """Events the pipeline runs for."""
     notification: Notification | None = None
+    cache: Cache | None = None
+    """Cache of every step of the pipeline (stages and steps add paths or turn it off)."""
 
     @field_validator("stages")
     @classmethod
@@ -698,6 +730,11 @@ class PipelineConfig(FileModel):
             for j, step in enumerate(stage.steps):
                 yield i, j, stage, step
 
+    def step_cache_paths(self, stage: int, step: int) -> list[str]:
+        """The cached paths of ``stages[stage].steps[step]`` (file indexes), from all three levels."""
+        st = self.stages[stage]
+        return effective_cache_paths(self.cache, st.cache, st.steps[step].cache)
+
     @property
     def timeout_seconds(self) -> int:
         return self.timeout.seconds
@@ -713,6 +750,7 @@ __all__ = [
     "STEP_TYPE_FIELDS",
     "ApplyAppConfig",
     "ApplyYamlConfig",
+    "Cache",
     "Constraint",
     "Duration",
     "EnvFrom",
@@ -728,7 +766,6 @@ __all__ = [
     "RunScriptConfig",
     "Stage",
     "Step",
-    "StepCache",
     "StepConfig",
     "StepType",
     "When",

@@ -26,12 +26,43 @@ DEFAULT_PROJECT_LABEL: Final = "devops.cubepaas.io/project"
 
 
 class ExecutorResources(KubeModel):
-    """CPU and memory of each step container of the build agent (per step, unless the step overrides)."""
+    """CPU and memory of each step container of the build agent (per step, unless the step overrides); also
+    the defaults of a LimitRange in the pipeline namespace for containers that set none."""
 
     cpu_request: Quantity | None = None
     cpu_limit: Quantity | None = None
     memory_request: Quantity | None = None
     memory_limit: Quantity | None = None
+
+    def default_requests(self) -> dict[str, str]:
+        return {k: v for k, v in (("cpu", self.cpu_request), ("memory", self.memory_request)) if v}
+
+    def default_limits(self) -> dict[str, str]:
+        return {k: v for k, v in (("cpu", self.cpu_limit), ("memory", self.memory_limit)) if v}
+
+
+class ResourceQuotaSettings(KubeModel):
+    """A ResourceQuota on the pipeline namespace: what the project's builds (and, in Managed mode, its
+    Jenkins, registry and object store) may use at once; a pod beyond it is refused with the quota's
+    message."""
+
+    requests_cpu: Quantity | None = None
+    requests_memory: Quantity | None = None
+    limits_cpu: Quantity | None = None
+    limits_memory: Quantity | None = None
+    pods: int | None = Field(default=None, ge=0)
+    """Pods at once (each build is one agent pod)."""
+
+    def hard(self) -> dict[str, str]:
+        """``spec.hard`` of the ResourceQuota (empty: no quota)."""
+        hard = {
+            "requests.cpu": self.requests_cpu,
+            "requests.memory": self.requests_memory,
+            "limits.cpu": self.limits_cpu,
+            "limits.memory": self.limits_memory,
+            "pods": None if self.pods is None else str(self.pods),
+        }
+        return {k: v for k, v in hard.items() if v is not None}
 
 
 class CacheSettings(KubeModel):
@@ -74,11 +105,13 @@ class RegistrySettings(KubeModel):
     """The image registry publishImage steps push to by default."""
 
     host: str | None = None
-    """Registry host[:port]; empty = the managed registry of the pipeline namespace."""
+    """Registry host[:port] (CICD_LOCAL_REGISTRY); empty = the managed registry of the pipeline namespace."""
     credentials_secret_ref: SecretReference | None = None
-    """Secret of type kubernetes.io/dockerconfigjson for the registry."""
+    """Secret of type kubernetes.io/dockerconfigjson (key .dockerconfigjson) with the auths of the registries
+    publishImage steps push to (this one and pushRemote ones); bound as a Jenkins credential, never in a
+    script. Empty: the managed registry's own credentials, or none for a registry named by host."""
     insecure: bool = False
-    """Plain HTTP or unverified TLS."""
+    """Plain HTTP or unverified TLS to this registry (buildah --tls-verify=false), for pulls and pushes."""
 
 
 class DataPlaneSettings(KubeModel):
@@ -107,6 +140,7 @@ class PipelineSettingSpec(KubeModel):
     executor_quota: int = Field(default=DEFAULT_EXECUTOR_QUOTA, ge=0, le=1000)
     """Maximum number of executions building at once; 0 = unlimited. Others wait in Queueing."""
     executor_resources: ExecutorResources = Field(default_factory=ExecutorResources)
+    resource_quota: ResourceQuotaSettings = Field(default_factory=ResourceQuotaSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     jenkins: JenkinsSettings = Field(default_factory=JenkinsSettings)
     object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
@@ -206,4 +240,5 @@ __all__ = [
     "PipelineSettingSpec",
     "PipelineSettingStatus",
     "RegistrySettings",
+    "ResourceQuotaSettings",
 ]

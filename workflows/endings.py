@@ -113,11 +113,15 @@ def for_build(
         )
     if failed is not None:
         stage, step = failed
+        why = f": {step.message}" if step.message else ""
         return Ending(
-            ExecutionPhase.FAILED, Reason.STEP_FAILED, f"Step '{step.name}' of stage '{stage.name}' failed"
+            ExecutionPhase.FAILED,
+            Reason.STEP_FAILED,
+            f"Step '{step.name}' of stage '{stage.name}' failed{why}",
         )
+    why = f": {snap.failure}" if snap.failure else ""
     return Ending(
-        ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}"
+        ExecutionPhase.FAILED, Reason.BUILD_FAILED, f"The build ended {result or 'without a result'}{why}"
     )
 
 

@@ -308,12 +308,7 @@ class PipelineExecutionWorkflow:
         await self._write()
         boot: BootstrapResult = await self._act(
             Activity.BOOTSTRAP_NAMESPACE,
-            BootstrapInput(
-                project_namespace=ctx.execution.namespace,
-                pipeline_namespace=ctx.pipeline_namespace,
-                jenkins_mode=ctx.setting.jenkins_mode(),
-                persistent_volumes=ctx.setting.persistent_volumes(),
-            ),
+            BootstrapInput.for_setting(ctx.execution.namespace, ctx.pipeline_namespace, ctx.setting),
             BootstrapResult,
             summary=f"bootstrap namespace {ctx.pipeline_namespace}",
         )
@@ -493,7 +488,7 @@ class PipelineExecutionWorkflow:
                 summary=f"store log of stage {step.stage} step {step.step}",
             )
             s.stored_logs.append(key)
-            progress.set_log_object(s.status, step.stage, step.step, res.object_name)
+            progress.set_log_object(s.status, step.stage, step.step, res.object_name, res.report)
 
     async def _console_last_line(self) -> str:
         """The console's last line, to say why Jenkins aborted the build ("" when it cannot be read)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from crds.execution import PipelineExecutionStatus, StageStatus, StepStatus
-from crds.messages import BuildSnapshot, ExecutionContext
+from crds.messages import BuildSnapshot, ExecutionContext, StepReport
 from crds.pipeline_file import PipelineConfig
 from crds.reasons import StageState
 from crds.text import escape_controls
@@ -68,10 +68,17 @@ def apply_snapshot(
         step.state = StageState(s.state)
         step.started = _time(s.started_ms) or step.started
         step.ended = _time(s.ended_ms) if step.state.is_terminal else None
-        if s.message:
+        if s.message and step.log_object is None:  # a stored log's report has the final word
             step.message = s.message
     for stage in status.stages:
         _derive_stage(stage)
+    if snap.agent_waiting:
+        status.message = f"{AGENT_WAITING} {snap.agent_waiting}"
+    elif (status.message or "").startswith(AGENT_WAITING):
+        status.message = "Building"
+
+
+AGENT_WAITING = "Waiting for the build agent to be scheduled:"
 
 
 def _derive_stage(stage: StageStatus) -> None:
@@ -101,9 +108,19 @@ def needs_approval(config: PipelineConfig, status: PipelineExecutionStatus, stag
     return config.stages[stage - 1].approval and status.stages[stage].state != StageState.SKIPPED
 
 
-def set_log_object(status: PipelineExecutionStatus, stage: int, step: int, name: str) -> None:
+def set_log_object(
+    status: PipelineExecutionStatus, stage: int, step: int, name: str, report: StepReport | None = None
+) -> None:
+    """The step's stored log, and what its script reported there: the image it pushed, the release it
+    installed, or why it failed (which replaces Jenkins' "script returned exit code 1")."""
     if stage < len(status.stages) and step < len(status.stages[stage].steps):
-        status.stages[stage].steps[step].log_object = name
+        target = status.stages[stage].steps[step]
+        target.log_object = name
+        if report is not None:
+            target.image = report.image or target.image
+            target.release = report.release or target.release
+            if report.error and target.state == StageState.FAILED:
+                target.message = report.error
 
 
 def close_steps(status: PipelineExecutionStatus, *, aborted: bool) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.jenkins.stepreport import REPORT_PREFIX
 from crds.messages import gate_input_id
 from crds.pipeline_file import (
     ApplyAppConfig,
@@ -57,7 +58,7 @@ PLAN_VERSION = 1
 
 #: Images of the built-in step types (a tool container runs the generated commands).
 CLONE_IMAGE = "alpine/git:2.45.2"
-DOCKER_IMAGE = "docker:27-cli"
+BUILDAH_IMAGE = "quay.io/buildah/stable:v1.38.1"
 KUBECTL_IMAGE = "bitnami/kubectl:1.31"
 HELM_IMAGE = "alpine/helm:3.16.2"
 CATALOG_IMAGE = "alpine/git:2.45.2"
@@ -78,7 +79,27 @@ CICD_VARIABLES = (
     "CICD_PROJECT_ID",
     "CICD_LOCAL_REGISTRY",
 )
+#: Set at run time by the latest publishImage step, for the steps after it (shell scripts, applyYaml
+#: manifests, applyApp values).
+PUBLISHED_IMAGE_VARIABLES = (
+    "CICD_PUBLISHED_IMAGE_REPO",
+    "CICD_PUBLISHED_IMAGE_TAG",
+    "CICD_PUBLISHED_IMAGE_DIGEST",
+)
 _CICD_REF = re.compile(r"\$\{(CICD_[A-Z_]+)\}")
+
+#: Variables the registry credential of a publishImage step is bound to.
+REGISTRY_USERNAME_VAR = "CUBEPAAS_REGISTRY_USERNAME"
+REGISTRY_PASSWORD_VAR = "CUBEPAAS_REGISTRY_PASSWORD"
+
+#: Where the latest publishImage step leaves its variables for the later steps: next to the workspace, on
+#: the volume every container of the agent pod shares (Jenkins keeps its own step scripts in ``<ws>@tmp``).
+PUBLISHED_IMAGE_FILE = "${WORKSPACE:-$PWD}@tmp/cubepaas/published-image.env"
+_IMAGE_REPOSITORY = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+#: Default wait of deploy steps without a timeout of their own (or their stage's).
+DEFAULT_DEPLOY_TIMEOUT_SECONDS = 300
 
 #: Variables the clone step's git credential is bound to.
 GIT_USERNAME_VAR = "GIT_USERNAME"
@@ -87,6 +108,10 @@ GIT_PASSWORD_VAR = "GIT_PASSWORD"
 #: A Groovy string constant may not exceed 65535 bytes in the class file; longer literals are emitted as a
 #: concatenation of chunks of this many code points (at most 6 modified-UTF-8 bytes each).
 _CHUNK = 10_000
+
+
+class JenkinsfileError(ValueError):
+    """The pipeline file asks for something no script can do (the run fails with this message)."""
 
 
 # ------------------------------------------------------------------------------------------- escaping
@@ -145,15 +170,17 @@ def _args(**kwargs: Any) -> str:
 
 
 class PodVolume(BaseModel):
-    """A hostPath volume mounted in every container of the agent pod."""
+    """A hostPath cache volume of the agent pod and the step containers that mount it."""
 
+    name: str
     host_path: str
     mount_path: str
+    containers: list[str]
 
 
 class PodExtension(BaseModel):
-    """What :func:`pod_extension` adds to the agent pod: volumes (caches) and a pod YAML fragment merged into
-    the template (node affinity)."""
+    """What :func:`pod_extension` adds to the agent pod: cache volumes, mounted only by the containers of the
+    steps that cache them, and a pod YAML fragment merged into the template (node affinity)."""
 
     volumes: list[PodVolume] = Field(default_factory=list)
     yaml: str | None = None
@@ -183,6 +210,13 @@ class JenkinsfileInput(BaseModel):
     pipeline_id: str = ""
     """Defaults to ``<namespace>:<pipeline>``."""
     local_registry: str = ""
+    """CICD_LOCAL_REGISTRY: host[:port] publishImage steps push to unless pushRemote."""
+    registry_credentials: dict[str, str] = Field(default_factory=dict)
+    """Registry host -> usernamePassword credential publishImage steps log in with for it."""
+    insecure_registries: list[str] = Field(default_factory=list)
+    """Registry hosts reached over plain HTTP or unverified TLS."""
+    catalog_credentials: dict[str, str] = Field(default_factory=dict)
+    """SourceCodeCredential name -> usernamePassword credential publishCatalog steps push with."""
     executor_resources: Resources | None = None
     """Default resources of step containers without their own (from the PipelineSetting)."""
     agent_namespace: str | None = None
@@ -245,26 +279,41 @@ def cache_host_path(root: str, namespace: str, pipeline: str, path: str) -> str:
 
 
 def cache_paths(config: PipelineConfig) -> list[str]:
-    """Every path some step wants cached, once, in the order of first use."""
+    """Every path some step caches (pipeline, stage or step level), once, in the order of first use."""
     seen: list[str] = []
-    for _, _, _, step in config.iter_steps():
-        for path in step.cache.paths if step.cache else []:
-            if path not in seen:
-                seen.append(path)
+    for i, j, _, _ in config.iter_steps():
+        seen += [p for p in config.step_cache_paths(i, j) if p not in seen]
     return seen
 
 
-def pod_extension(inp: JenkinsfileInput) -> PodExtension:
-    """Build caches: a hostPath volume for every cached path, and node affinity toward the nodes that ran
-    this pipeline most recently (where those directories are warm)."""
+def step_node(stage_index: int, step_index: int) -> str:
+    """The plan's node (and container) name of a step; ``stage_index`` counts the clone stage as 0."""
+    return f"step-{stage_index}-{step_index}"
+
+
+def pod_extension(inp: JenkinsfileInput, nodes: frozenset[str] | None = None) -> PodExtension:
+    """Build caches: a hostPath volume for every cached path, mounted in the containers of the steps (of
+    ``nodes``, the steps this run has) that cache it, and node affinity toward the nodes that ran this
+    pipeline most recently (where those directories are warm)."""
     if inp.cache_root is None:
         return PodExtension()
-    paths = cache_paths(inp.config)
-    if not paths:
+    users: dict[str, list[str]] = {}
+    for i, j, _, _ in inp.config.iter_steps():
+        node = step_node(i + 1, j)
+        if nodes is not None and node not in nodes:
+            continue
+        for path in inp.config.step_cache_paths(i, j):
+            users.setdefault(path, []).append(node)
+    if not users:
         return PodExtension()
     volumes = [
-        PodVolume(host_path=cache_host_path(inp.cache_root, inp.namespace, inp.pipeline, p), mount_path=p)
-        for p in paths
+        PodVolume(
+            name=f"cache-{hashlib.sha256(p.encode()).hexdigest()[:12]}",
+            host_path=cache_host_path(inp.cache_root, inp.namespace, inp.pipeline, p),
+            mount_path=p,
+            containers=containers,
+        )
+        for p, containers in users.items()
     ]
     preferred = [
         {
@@ -281,6 +330,24 @@ def pod_extension(inp: JenkinsfileInput) -> PodExtension:
         "spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": preferred}}}
     }
     return PodExtension(volumes=volumes, yaml=yaml.safe_dump(affinity, sort_keys=True))
+
+
+def cache_pod_yaml(volumes: Sequence[PodVolume]) -> dict[str, Any]:
+    """The pod fragment of the cache volumes: hostPath volumes plus each step container's own mounts (the
+    plugin merges containers by name), so a step that turned its cache off does not see it."""
+    mounts: dict[str, list[dict[str, str]]] = {}
+    for v in volumes:
+        for c in v.containers:
+            mounts.setdefault(c, []).append({"name": v.name, "mountPath": v.mount_path})
+    return {
+        "spec": {
+            "volumes": [
+                {"name": v.name, "hostPath": {"path": v.host_path, "type": "DirectoryOrCreate"}}
+                for v in volumes
+            ],
+            "containers": [{"name": c, "volumeMounts": m} for c, m in sorted(mounts.items())],
+        }
+    }
 
 
 # ------------------------------------------------------------------------------------------- variables
@@ -362,106 +429,371 @@ def clone_script(url: str, commit: str, ref: str, with_credentials: bool) -> str
     return "\n".join(lines) + "\n"
 
 
+def published_image_prelude() -> str:
+    """Every generated script (and every shell runScript) starts with the latest publishImage's variables."""
+    return (
+        f'cubepaas_image_env="{PUBLISHED_IMAGE_FILE}"\n'
+        'if [ -f "$cubepaas_image_env" ]; then . "$cubepaas_image_env"; fi\n'
+    )
+
+
+def _tmpdir_prelude() -> str:
+    return 'cubepaas_tmp="$(mktemp -d)"\ntrap \'rm -rf "$cubepaas_tmp"\' EXIT\n'
+
+
+def substitution_function() -> str:
+    """``cubepaas_subst IN OUT [json]``: ``${CICD_...}`` references replaced by the step's environment at run
+    time (so the published image's digest reaches manifests and values); unset variables stay as written."""
+    names = " ".join((*CICD_VARIABLES, *PUBLISHED_IMAGE_VARIABLES))
+    return (
+        "cubepaas_subst() {\n"
+        '  cp "$1" "$2.part"\n'
+        f"  for cubepaas_var in {names}; do\n"
+        '    eval "cubepaas_isset=\\${$cubepaas_var+x}"\n'
+        '    [ -n "$cubepaas_isset" ] || continue\n'
+        '    eval "cubepaas_val=\\$$cubepaas_var"\n'
+        '    if [ "${3:-}" = json ]; then\n'
+        '      cubepaas_val="$(printf \'%s\' "$cubepaas_val" | sed \'s/[\\\\"]/\\\\&/g\')"\n'
+        "    fi\n"
+        "    cubepaas_val=\"$(printf '%s' \"$cubepaas_val\" | sed 's/[&|\\\\]/\\\\&/g')\"\n"
+        '    sed "s|\\${$cubepaas_var}|$cubepaas_val|g" "$2.part" > "$2.next"\n'
+        '    mv "$2.next" "$2.part"\n'
+        "  done\n"
+        '  mv "$2.part" "$2"\n'
+        "}\n"
+    )
+
+
+def _fail_with(what: str) -> str:
+    """Shell that prints the first error line of ``$cubepaas_tmp/err`` as the step's error mark and fails."""
+    return (
+        'cat "$cubepaas_tmp/err" >&2\n'
+        'cubepaas_why="$(grep -m1 -i \'error\' "$cubepaas_tmp/err" || head -n1 "$cubepaas_tmp/err")"\n'
+        f"printf '{REPORT_PREFIX}error %s\\n' \"{what}: $cubepaas_why\"\n"
+        "exit 1\n"
+    )
+
+
 def run_script(cfg: RunScriptConfig) -> str:
     script = cfg.shell_script
     if script.startswith("#!"):
         return script
-    return "set -e\n" + script + ("" if script.endswith("\n") else "\n")
+    return "set -e\n" + published_image_prelude() + script + ("" if script.endswith("\n") else "\n")
 
 
-def publish_image_script(cfg: PublishImageConfig, variables: dict[str, str]) -> str:
+def image_registry(cfg: PublishImageConfig, local_registry: str) -> str:
+    """The registry host a publishImage step pushes to: `registry` when pushRemote, else the project's."""
+    return ((cfg.registry or "") if cfg.push_remote else local_registry).rstrip("/")
+
+
+def image_reference(cfg: PublishImageConfig, variables: dict[str, str]) -> tuple[str, str, str]:
+    """``(registry, repository, tag)`` a publishImage step pushes (the repository includes the registry).
+
+    The tag is ``name[:tag]`` relative to the project's registry (CICD_LOCAL_REGISTRY), or to ``registry``
+    when ``pushRemote``; a tag that already starts with that registry is taken as is.
+    """
     tag = substitute(cfg.tag, variables)
-    registry = (cfg.registry or "") if cfg.push_remote else variables.get("CICD_LOCAL_REGISTRY", "")
-    image = (
-        f"{registry.rstrip('/')}/{tag}"
-        if registry and not tag.startswith(registry.rstrip("/") + "/")
-        else tag
-    )
-    dockerfile = substitute(cfg.dockerfile_path, variables)
-    context = substitute(cfg.build_context, variables)
-    return f"set -e\ndocker build -f {_q(dockerfile)} -t {_q(image)} {_q(context)}\ndocker push {_q(image)}\n"
+    registry = image_registry(cfg, variables.get("CICD_LOCAL_REGISTRY", ""))
+    if not registry:
+        raise JenkinsfileError(
+            "publishImageConfig: no registry to push to (pushRemote needs registry; the project has no local"
+            " registry)"
+        )
+    name = tag.removeprefix(registry + "/")
+    last = name.rsplit("/", 1)[-1]
+    repo, image_tag = name.rsplit(":", 1) if ":" in last else (name, "latest")
+    repository = f"{registry}/{repo}"
+    if not _IMAGE_REPOSITORY.match(repository) or not _IMAGE_TAG.match(image_tag):
+        raise JenkinsfileError(
+            f"publishImageConfig: {repository}:{image_tag} is not a valid image reference (repository:"
+            " lower-case"
+            " letters, digits, . _ - /; tag: letters, digits, . _ -, at most 128)"
+        )
+    return registry, repository, image_tag
 
 
-def apply_yaml_script(cfg: ApplyYamlConfig, variables: dict[str, str]) -> str:
-    ns = f" -n {_q(substitute(cfg.namespace, variables))}" if cfg.namespace else ""
-    if cfg.path is not None:
-        return f"set -e\nkubectl apply{ns} -f {_q(substitute(cfg.path, variables))}\n"
-    content = cfg.content or ""
-    return f"set -e\nprintf '%s\\n' {_q(content)} | kubectl apply{ns} -f -\n"
-
-
-def apply_app_script(cfg: ApplyAppConfig, variables: dict[str, str]) -> str:
-    lines = ["set -e", 'cubepaas_values="$(mktemp)"', "trap 'rm -f \"$cubepaas_values\"' EXIT"]
-    # JSON is YAML: the values go to helm as a file, exactly as written in the pipeline file.
-    lines.append(f"printf '%s\\n' {_q(json.dumps(cfg.values, sort_keys=True))} > \"$cubepaas_values\"")
-    cmd = (
-        f"helm upgrade --install {_q(substitute(cfg.name, variables))} {_q(substitute(cfg.chart, variables))}"
-    )
-    if cfg.version:
-        cmd += f" --version {_q(substitute(cfg.version, variables))}"
-    if cfg.target_namespace:
-        cmd += f" --namespace {_q(substitute(cfg.target_namespace, variables))} --create-namespace"
-    cmd += ' --values "$cubepaas_values" --wait'
-    lines.append(cmd)
+def publish_image_script(
+    cfg: PublishImageConfig, variables: dict[str, str], insecure: bool, login: bool
+) -> str:
+    """buildah without a daemon: ``bud`` (vfs storage, chroot isolation) and ``push``, in a storage of its own
+    that the step removes; the digest the registry stores is reported and exported to the later steps."""
+    registry, repository, tag = image_reference(cfg, variables)
+    image = f"{repository}:{tag}"
+    tls = " --tls-verify=false" if insecure else ""
+    auth = ' --authfile "$cubepaas_tmp/auth.json"' if login else ""
+    lines = [
+        "set -e",
+        published_image_prelude().rstrip("\n"),
+        _tmpdir_prelude().rstrip("\n"),
+        "export BUILDAH_ISOLATION=chroot",
+        'cubepaas_buildah() { buildah --root "$cubepaas_tmp/root" --runroot "$cubepaas_tmp/run"'
+        ' --storage-driver vfs "$@"; }',
+    ]
+    if login:
+        lines.append(
+            f"printf '%s' \"${REGISTRY_PASSWORD_VAR}\" | buildah login{auth}{tls} --username"
+            f' "${REGISTRY_USERNAME_VAR}" --password-stdin {_q(registry)}'
+        )
+    lines += [
+        f"cubepaas_buildah bud --isolation chroot{tls}{auth}"
+        f" -f {_q(substitute(cfg.dockerfile_path, variables))}"
+        f" -t {_q(image)} {_q(substitute(cfg.build_context, variables))}",
+        f'cubepaas_buildah push{tls}{auth} --digestfile "$cubepaas_tmp/digest" {_q(image)}',
+        'cubepaas_digest="$(cat "$cubepaas_tmp/digest")"',
+        'case "$cubepaas_digest" in sha256:*) ;; *)'
+        f" printf '{REPORT_PREFIX}error %s\\n' 'buildah push reported no digest'; exit 1 ;; esac",
+        'mkdir -p "$(dirname "$cubepaas_image_env")"',
+        "printf 'export CICD_PUBLISHED_IMAGE_REPO=%s CICD_PUBLISHED_IMAGE_TAG=%s"
+        " CICD_PUBLISHED_IMAGE_DIGEST=%s\\n'"
+        f' {_q(_q(repository))} {_q(_q(tag))} "$cubepaas_digest" > "$cubepaas_image_env"',
+        f"printf '{REPORT_PREFIX}image repository=%s tag=%s digest=%s\\n' {_q(repository)} {_q(tag)}"
+        ' "$cubepaas_digest"',
+        f'echo "Pushed {image}@$cubepaas_digest"',
+    ]
     return "\n".join(lines) + "\n"
 
 
-def publish_catalog_script(cfg: PublishCatalogConfig, variables: dict[str, str]) -> str:
-    src = substitute(cfg.path, variables)
+def _deploy_timeout(step: Step, stage_timeout: int | None) -> int:
+    """How long a deploy step waits for its workloads: its own timeout, else its stage's, else 5 minutes."""
+    if step.timeout is not None:
+        return step.timeout.seconds
+    return stage_timeout or DEFAULT_DEPLOY_TIMEOUT_SECONDS
+
+
+#: Prints ``Kind/name namespace`` per applied object, for a single object and for a List alike.
+_APPLIED_TEMPLATE = (
+    '{{if .items}}{{range .items}}{{.kind}}/{{.metadata.name}} {{.metadata.namespace}}{{"\\n"}}{{end}}'
+    '{{else}}{{.kind}}/{{.metadata.name}} {{.metadata.namespace}}{{"\\n"}}{{end}}'
+)
+
+
+def apply_yaml_script(
+    cfg: ApplyYamlConfig, variables: dict[str, str], field_manager: str, timeout: int
+) -> str:
+    """Server-side apply with the pipeline's field manager, then wait for the applied workloads to roll out
+    within the step's time; a refused object or a stuck rollout fails the step, naming it."""
+    ns = f" -n {_q(substitute(cfg.namespace, variables))}" if cfg.namespace else ""
+    lines = [
+        "set -e",
+        published_image_prelude().rstrip("\n"),
+        _tmpdir_prelude().rstrip("\n"),
+        substitution_function().rstrip("\n"),
+        f"cubepaas_deadline=$(( $(date +%s) + {int(timeout)} ))",
+    ]
+    if cfg.path is not None:
+        path = _q(substitute(cfg.path, variables))
+        lines += [
+            f"if [ -d {path} ]; then",
+            f"  find {path} -maxdepth 1 -type f"
+            " \\( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \\) | sort |"
+            " while IFS= read -r cubepaas_f; do printf -- '---\\n'; cat \"$cubepaas_f\"; printf '\\n'; done"
+            ' > "$cubepaas_tmp/in.yaml"',
+            "else",
+            f'  cat {path} > "$cubepaas_tmp/in.yaml"',
+            "fi",
+        ]
+    else:
+        lines.append(f"printf '%s\\n' {_q(cfg.content or '')} > \"$cubepaas_tmp/in.yaml\"")
+    lines += [
+        'cubepaas_subst "$cubepaas_tmp/in.yaml" "$cubepaas_tmp/manifests.yaml"',
+        f"if ! kubectl apply --server-side --force-conflicts --field-manager={_q(field_manager)}{ns}"
+        f' -f "$cubepaas_tmp/manifests.yaml" -o go-template={_q(_APPLIED_TEMPLATE)} > "$cubepaas_tmp/applied"'
+        ' 2> "$cubepaas_tmp/err"; then',
+        _indent(_fail_with("kubectl apply was refused")),
+        "fi",
+        'cat "$cubepaas_tmp/err" >&2',
+        "sed 's/^/applied /' \"$cubepaas_tmp/applied\"",
+        "while read -r cubepaas_obj cubepaas_ns; do",
+        '  case "$cubepaas_obj" in Deployment/*|StatefulSet/*|DaemonSet/*) ;; *) continue ;; esac',
+        "  cubepaas_left=$(( cubepaas_deadline - $(date +%s) ))",
+        '  if [ "$cubepaas_left" -lt 1 ]; then cubepaas_left=1; fi',
+        '  if ! kubectl rollout status "$cubepaas_obj" -n "$cubepaas_ns" --timeout="${cubepaas_left}s"'
+        " < /dev/null; then",
+        f"    printf '{REPORT_PREFIX}error %s\\n'"
+        f' "$cubepaas_obj in namespace $cubepaas_ns did not roll out within {int(timeout)}s"',
+        "    exit 1",
+        "  fi",
+        'done < "$cubepaas_tmp/applied"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def apply_app_script(cfg: ApplyAppConfig, variables: dict[str, str], namespace: str, timeout: int) -> str:
+    """``helm upgrade --install --atomic``: a failed install is uninstalled and a failed upgrade rolled back
+    to the release's previous revision, within the step's time; the revision is reported."""
+    name = substitute(cfg.name, variables)
+    ns = substitute(cfg.target_namespace, variables) if cfg.target_namespace else namespace
+    # Keep a margin so that helm's own rollback finishes before the step's timeout stops it.
+    helm_timeout = max(timeout - min(60, timeout // 5), 1)
+    cmd = f"helm upgrade --install {_q(name)} {_q(substitute(cfg.chart, variables))}"
+    if cfg.chart_repository:
+        cmd += f" --repo {_q(substitute(cfg.chart_repository, variables))}"
+    if cfg.version:
+        cmd += f" --version {_q(substitute(cfg.version, variables))}"
+    cmd += f' --namespace {_q(ns)} --values "$cubepaas_tmp/values.json"'
+    cmd += f" --atomic --wait --timeout {helm_timeout}s"
+    lines = [
+        "set -e",
+        published_image_prelude().rstrip("\n"),
+        _tmpdir_prelude().rstrip("\n"),
+        substitution_function().rstrip("\n"),
+        # JSON is YAML: the values go to helm as a file, exactly as written in the pipeline file.
+        f"printf '%s\\n' {_q(json.dumps(cfg.values, sort_keys=True))} > \"$cubepaas_tmp/in.json\"",
+        'cubepaas_subst "$cubepaas_tmp/in.json" "$cubepaas_tmp/values.json" json',
+        f'if ! {cmd} 2> "$cubepaas_tmp/err"; then',
+        _indent(_fail_with(f"helm upgrade --install {name} failed (rolled back)")),
+        "fi",
+        'cat "$cubepaas_tmp/err" >&2',
+        f"cubepaas_revision=\"$(helm status {_q(name)} --namespace {_q(ns)} | sed -n 's/^REVISION: *//p')\"",
+        f"printf '{REPORT_PREFIX}release name=%s namespace=%s revision=%s\\n' {_q(name)} {_q(ns)}"
+        ' "$cubepaas_revision"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def publish_catalog_script(
+    cfg: PublishCatalogConfig, variables: dict[str, str], with_credentials: bool
+) -> str:
+    """Copy the chart folder to ``templates/<template>/<version>`` of the catalog branch and push it. The same
+    content again is a no-op; different content for a published version is refused unless ``overwrite``."""
+    src = substitute(cfg.path, variables).rstrip("/") or "."
     version = substitute(cfg.version, variables)
-    dest = f"templates/{cfg.catalog_template}/{version}"
+    template = substitute(cfg.catalog_template, variables)
+    dest = f"templates/{template}/{version}"
+    url, branch = substitute(cfg.git_url, variables), substitute(cfg.git_branch, variables)
     author = cfg.git_author or "CubePaaS DevOps"
     email = cfg.git_email or "devops@cubepaas.local"
-    return (
-        "\n".join(
-            [
-                "set -e",
-                'cubepaas_catalog="$(mktemp -d)"',
-                "trap 'rm -rf \"$cubepaas_catalog\"' EXIT",
-                f'git clone -q --branch {_q(cfg.git_branch)} {_q(cfg.git_url)} "$cubepaas_catalog"',
-                f'rm -rf "$cubepaas_catalog"/{_q(dest)}',
-                f'mkdir -p "$cubepaas_catalog"/{_q(dest)}',
-                f'cp -R {_q(src.rstrip("/"))}/. "$cubepaas_catalog"/{_q(dest)}/',
-                'cd "$cubepaas_catalog"',
-                "git add -A",
-                f"git -c user.name={_q(author)} -c user.email={_q(email)} commit -q -m "
-                f"{_q(f'Publish {cfg.catalog_template} {version}')} || echo 'catalog already up to date'",
-                f"git push -q origin HEAD:{_q(cfg.git_branch)}",
-            ]
-        )
-        + "\n"
+    refused = (
+        f"catalog template {template} version {version} is already published with different content"
+        " (set overwrite: true to replace it)"
     )
+    lines = ["set -e"]
+    if with_credentials:
+        lines.append(_askpass_prelude().rstrip("\n"))
+    lines += [
+        published_image_prelude().rstrip("\n"),
+        'cubepaas_src="$(pwd)"/' + _q(src),
+        'cubepaas_catalog="$(mktemp -d)"',
+        'trap \'rm -rf "$cubepaas_catalog" "${cubepaas_askpass:-}"\' EXIT',
+        'cd "$cubepaas_catalog"',
+        "git init -q .",
+        "cubepaas_rc=0",
+        f"git ls-remote --exit-code --heads {_q(url)} {_q(branch)} > /dev/null || cubepaas_rc=$?",
+        'if [ "$cubepaas_rc" -eq 0 ]; then',
+        f"  git fetch -q {_q(url)} {_q('refs/heads/' + branch)}",
+        f"  git checkout -q -B {_q(branch)} FETCH_HEAD",
+        'elif [ "$cubepaas_rc" -eq 2 ]; then',
+        f"  git checkout -q --orphan {_q(branch)}",
+        "else",
+        f"  printf '{REPORT_PREFIX}error %s\\n' {_q(f'cannot read the catalog repository {url}')}",
+        "  exit 1",
+        "fi",
+        f"if [ -d {_q(dest)} ]; then",
+        f'  if diff -r "$cubepaas_src" {_q(dest)} > /dev/null; then',
+        f"    echo {_q(f'{template} {version} is already published with this content')}",
+        "    exit 0",
+        "  fi",
+    ]
+    if not cfg.overwrite:
+        lines += [f"  printf '{REPORT_PREFIX}error %s\\n' {_q(refused)}", "  exit 1"]
+    lines += [
+        "fi",
+        f"rm -rf {_q(dest)}",
+        f"mkdir -p {_q(dest)}",
+        f'cp -R "$cubepaas_src"/. {_q(dest)}/',
+        f"git add -A {_q(dest)}",
+        f"git -c user.name={_q(author)} -c user.email={_q(email)}"
+        f" commit -q -m {_q(f'Publish {template} {version}')}",
+        f"git push -q {_q(url)} {_q(f'HEAD:refs/heads/{branch}')}",
+        f"echo {_q(f'Published {template} {version} to {url} ({branch})')}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line if line else line for line in text.rstrip("\n").split("\n"))
 
 
 # ------------------------------------------------------------------------------------------- plan
 
 
+def step_resources(step: Resources | None, executor: Resources | None) -> dict[str, str]:
+    """A step container's requests and limits: the step's own, field by field over the executor's."""
+    merged: dict[str, str] = {}
+    for source in (executor, step):
+        if source is not None:
+            merged.update(source.model_dump(by_alias=True, exclude_none=True))
+    return merged
+
+
+def _registry_login(inp: JenkinsfileInput, registry: str) -> dict[str, str] | None:
+    cred = inp.registry_credentials.get(registry)
+    if cred is None:
+        return None
+    return {
+        "id": cred,
+        "kind": "usernamePassword",
+        "usernameVariable": REGISTRY_USERNAME_VAR,
+        "passwordVariable": REGISTRY_PASSWORD_VAR,
+    }
+
+
+def _git_login(cred: str) -> dict[str, str]:
+    return {
+        "id": cred,
+        "kind": "usernamePassword",
+        "usernameVariable": GIT_USERNAME_VAR,
+        "passwordVariable": GIT_PASSWORD_VAR,
+    }
+
+
 def _step_plan(
-    inp: JenkinsfileInput, stage_index: int, step_index: int, step: Step, variables: dict[str, str]
+    inp: JenkinsfileInput,
+    stage_index: int,
+    step_index: int,
+    step: Step,
+    variables: dict[str, str],
+    stage_timeout: int | None,
 ) -> dict[str, Any]:
     cfg = step.config
-    if isinstance(cfg, RunScriptConfig):
-        image, script = substitute(cfg.image, variables), run_script(cfg)
-    elif isinstance(cfg, PublishImageConfig):
-        image, script = DOCKER_IMAGE, publish_image_script(cfg, variables)
-    elif isinstance(cfg, ApplyYamlConfig):
-        image, script = KUBECTL_IMAGE, apply_yaml_script(cfg, variables)
-    elif isinstance(cfg, ApplyAppConfig):
-        image, script = HELM_IMAGE, apply_app_script(cfg, variables)
-    else:
-        image, script = CATALOG_IMAGE, publish_catalog_script(cfg, variables)
     credentials: list[dict[str, str]] = []
+    where = f"stages[{stage_index - 1}].steps[{step_index}]"
+    try:
+        if isinstance(cfg, RunScriptConfig):
+            image, script = substitute(cfg.image, variables), run_script(cfg)
+        elif isinstance(cfg, PublishImageConfig):
+            registry = image_reference(cfg, variables)[0]
+            login = _registry_login(inp, registry)
+            credentials += [login] if login else []
+            insecure = registry in inp.insecure_registries
+            image, script = BUILDAH_IMAGE, publish_image_script(cfg, variables, insecure, login is not None)
+        elif isinstance(cfg, ApplyYamlConfig):
+            timeout = _deploy_timeout(step, stage_timeout)
+            manager = inp.pipeline
+            image, script = KUBECTL_IMAGE, apply_yaml_script(cfg, variables, manager, timeout)
+        elif isinstance(cfg, ApplyAppConfig):
+            timeout = _deploy_timeout(step, stage_timeout)
+            image, script = HELM_IMAGE, apply_app_script(cfg, variables, inp.namespace, timeout)
+        else:
+            cred = inp.catalog_credentials.get(cfg.source_code_credential or "")
+            if cfg.source_code_credential and cred is None:
+                raise JenkinsfileError(
+                    f"no Jenkins credential for SourceCodeCredential {cfg.source_code_credential}"
+                )
+            credentials += [_git_login(cred)] if cred else []
+            image, script = CATALOG_IMAGE, publish_catalog_script(cfg, variables, cred is not None)
+    except JenkinsfileError as err:
+        raise JenkinsfileError(f"{where}: {err}") from None
     if inp.event != "pull_request":  # secrets are not injected for pull requests
         for ref in step.env_from:
             key = env_from_key(ref.source_name, ref.source_key)
-            cred = inp.env_from_credentials.get(key)
-            if cred is None:
-                raise ValueError(f"no Jenkins credential for envFrom {key} (step {stage_index}-{step_index})")
-            credentials.append({"id": cred, "kind": "string", "variable": ref.variable})
-    resources = step.resources or inp.executor_resources
+            env_cred = inp.env_from_credentials.get(key)
+            if env_cred is None:
+                raise JenkinsfileError(f"{where}: no Jenkins credential for envFrom {key}")
+            credentials.append({"id": env_cred, "kind": "string", "variable": ref.variable})
     return {
         "index": step_index,
-        "node": f"step-{stage_index}-{step_index}",
+        "node": step_node(stage_index, step_index),
         "type": step.type.value,
         "image": image,
         "script": script,
@@ -469,7 +801,7 @@ def _step_plan(
         "credentials": credentials,
         "timeoutSeconds": step.timeout.seconds if step.timeout else None,
         "privileged": step.privileged,
-        "resources": resources.model_dump(by_alias=True, exclude_none=True) if resources else {},
+        "resources": step_resources(step.resources, inp.executor_resources),
     }
 
 
@@ -488,7 +820,7 @@ def build_plan(inp: JenkinsfileInput) -> dict[str, Any]:
         )
     clone = {
         "index": 0,
-        "node": "step-0-0",
+        "node": step_node(0, 0),
         "type": "clone",
         "image": CLONE_IMAGE,
         "script": clone_script(inp.git_url, inp.commit, inp.ref, bool(inp.git_credential_id)),
@@ -496,9 +828,7 @@ def build_plan(inp: JenkinsfileInput) -> dict[str, Any]:
         "credentials": clone_creds,
         "timeoutSeconds": None,
         "privileged": False,
-        "resources": inp.executor_resources.model_dump(by_alias=True, exclude_none=True)
-        if inp.executor_resources
-        else {},
+        "resources": step_resources(None, inp.executor_resources),
     }
     stages: list[dict[str, Any]] = [
         {"index": 0, "name": "Clone", "gate": None, "skip": False, "timeoutSeconds": None, "steps": [clone]}
@@ -512,7 +842,7 @@ def build_plan(inp: JenkinsfileInput) -> dict[str, Any]:
             []
             if skip
             else [
-                _step_plan(inp, i, j, step, variables)
+                _step_plan(inp, i, j, step, variables, stage.timeout.seconds if stage.timeout else None)
                 for j, step in enumerate(stage.steps)
                 if step.applies(branch, event)
             ]
@@ -675,19 +1005,16 @@ def render_plan(inp: JenkinsfileInput, plan: dict[str, Any]) -> str:
         f"// Generated by CubePaaS DevOps for {json.dumps(inp.namespace)}/{json.dumps(inp.pipeline)} "
         f"run {inp.run}. Do not edit: the execution regenerates it."
     )
-    ext = pod_extension(inp)
     steps = [s for st in plan["stages"] for s in st["steps"]]
+    ext = pod_extension(inp, frozenset(str(s["node"]) for s in steps))
     pod_args = [
         f"namespace: {_g(inp.agent_namespace or inp.namespace)}",
         f"serviceAccount: {_g(inp.service_account)}",
         "containers: [\n" + "".join(f"        {_container_template(s)},\n" for s in steps) + "    ]",
     ]
-    if ext.volumes:
-        vols = ", ".join(
-            f"hostPathVolume({_args(hostPath=v.host_path, mountPath=v.mount_path)})" for v in ext.volumes
-        )
-        pod_args.append(f"volumes: [{vols}]")
     pod: dict[str, Any] = {"metadata": {"labels": {EXECUTION_LABEL: execution_label_value(inp.execution_id)}}}
+    if ext.volumes:
+        pod = _deep_merge(pod, cache_pod_yaml(ext.volumes))
     if ext.yaml:
         pod = _deep_merge(pod, yaml.safe_load(ext.yaml) or {})
     pod_args += [f"yaml: {_g(yaml.safe_dump(pod, sort_keys=True))}", "yamlMergeStrategy: merge()"]

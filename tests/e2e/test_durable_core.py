@@ -690,7 +690,7 @@ class TestBuildCaches:
 
         node, cache, first_job = run()
         assert cache == "empty"
-        assert "hostPathVolume" in first_job and CACHE_DIR in first_job
+        assert "hostPath" in first_job and CACHE_DIR in first_job  # a volume mounted by the caching step
         assert "preferredDuringScheduling" not in first_job  # no history yet
         assert cache_nodes() == [node]  # recorded from the pod the scheduler placed
 

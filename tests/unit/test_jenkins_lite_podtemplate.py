@@ -87,11 +87,12 @@ def test_the_agent_pod_is_the_generated_pod_template() -> None:
     assert len(host_volumes) == 1 and host_volumes[0]["hostPath"]["path"].startswith(
         "/var/lib/cubepaas/cache/"
     )
-    # Every container mounts the template's volumes (podTemplate volumes are pod-wide in the plugin).
-    mounts = spec.host_mounts["step-1-1"]
+    # Only the container of the step that caches the path mounts it (the pod YAML's per-container mounts).
+    mounts = spec.host_mounts["step-1-0"]
     assert [(m.host_path, m.mount_path) for m in mounts] == [
         (host_volumes[0]["hostPath"]["path"], "/root/.cache/go-build")
     ]
+    assert spec.host_mounts["step-1-1"] == []
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
 

@@ -24,6 +24,7 @@ from activities.jenkins.jenkinsfile import (
     PodVolume,
     build_plan,
     groovy_string,
+    published_image_prelude,
     render_jenkinsfile,
 )
 from crds.pipeline_file import PipelineConfig
@@ -152,18 +153,32 @@ def _cases() -> dict[str, JenkinsfileInput]:
         [
             {
                 "name": "Build",
+                "cache": {"paths": ["/root/.cache/go-build"]},
                 "steps": [
-                    {
-                        "runScriptConfig": {"image": "golang:1.22", "shellScript": "go build ./..."},
-                        "cache": {"paths": ["/root/.cache/go-build", "/go/pkg/mod"]},
-                    },
+                    {"runScriptConfig": {"image": "golang:1.22", "shellScript": "go build ./..."}},
                     {
                         "runScriptConfig": {"image": "maven:3", "shellScript": "mvn -q package"},
                         "cache": {"paths": ["/root/.m2", "/go/pkg/mod"]},
                     },
+                    {
+                        "runScriptConfig": {"image": "alpine", "shellScript": "echo fresh"},
+                        "cache": {"enabled": False},
+                    },
                 ],
-            }
-        ]
+            },
+            {
+                "name": "Lint",
+                "cache": {"enabled": False},
+                "steps": [
+                    {"runScriptConfig": {"image": "alpine", "shellScript": "echo lint"}},
+                    {
+                        "runScriptConfig": {"image": "maven:3", "shellScript": "mvn -q verify"},
+                        "cache": {"paths": ["/root/.m2"]},
+                    },
+                ],
+            },
+        ],
+        cache={"paths": ["/go/pkg/mod"]},
     )
     return {
         "cached": _inp(cached, cache_root="/var/lib/cubepaas-devops/cache", cache_nodes=["node-b", "node-a"]),
@@ -241,12 +256,24 @@ def test_cached_paths_become_host_path_volumes_and_recent_nodes_are_preferred(
     groovy_results: dict[str, Any],
 ) -> None:
     pod = _calls(groovy_results, "cached")[0]
-    mounts = sorted(v["mountPath"] for v in pod["volumes"])
-    assert mounts == ["/go/pkg/mod", "/root/.cache/go-build", "/root/.m2"]  # a path shared by steps: once
-    for volume in pod["volumes"]:
-        assert volume["hostPath"].startswith("/var/lib/cubepaas-devops/cache/team-a/web/")
-    assert len({v["hostPath"] for v in pod["volumes"]}) == 3
+    assert pod.get("volumes") is None  # podTemplate volumes would be mounted in every container
     spec = yaml.safe_load(pod["yaml"])
+    volumes = {v["name"]: v["hostPath"] for v in spec["spec"]["volumes"]}
+    assert len(volumes) == 3  # a path shared by steps and levels: once
+    for host_path in volumes.values():
+        assert host_path["path"].startswith("/var/lib/cubepaas-devops/cache/team-a/web/")
+        assert host_path["type"] == "DirectoryOrCreate"
+    mounts = {
+        c["name"]: sorted(m["mountPath"] for m in c["volumeMounts"]) for c in spec["spec"]["containers"]
+    }
+    assert mounts == {
+        # pipeline level (/go/pkg/mod) + stage level (/root/.cache/go-build)
+        "step-1-0": ["/go/pkg/mod", "/root/.cache/go-build"],
+        # ... + the step's own
+        "step-1-1": ["/go/pkg/mod", "/root/.cache/go-build", "/root/.m2"],
+        # step-1-2 turned the cache off; stage Lint turned it off, and its second step caches its own path
+        "step-2-1": ["/root/.m2"],
+    }
     preferred = spec["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert [(p["weight"], p["preference"]["matchExpressions"][0]["values"]) for p in preferred] == [
         (100, ["node-b"]),
@@ -328,7 +355,7 @@ def test_hostile_input_runs_literally(groovy_results: dict[str, Any]) -> None:
     names = [c["name"] for c in calls if c["step"] == "stage"]
     assert HOSTILE_NAME in names
     sh = next(c for c in calls if c["step"] == "sh" and c["label"] == "step-1-0")
-    assert sh["script"] == "set -e\n" + HOSTILE_SCRIPT
+    assert sh["script"] == "set -e\n" + published_image_prelude() + HOSTILE_SCRIPT
     assert "CICD_EXECUTION_ID=team-a/web-7/$(id)" in sh["env"]
     assert "CICD_GIT_BRANCH=feat/x'y" in sh["env"]
     assert not any(c["step"] == "sh" and "pwned" in c["script"] for c in calls)
@@ -359,13 +386,21 @@ def test_pod_extension_point(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         jf,
         "pod_extension",
-        lambda inp: PodExtension(
-            volumes=[PodVolume(host_path="/var/cache/x'y", mount_path="/root/.cache")],
+        lambda inp, nodes=None: PodExtension(
+            volumes=[
+                PodVolume(
+                    name="cache-1",
+                    host_path="/var/cache/x'y",
+                    mount_path="/root/.cache",
+                    containers=["step-1-0"],
+                )
+            ],
             yaml="spec:\n  affinity: {}\n",
         ),
     )
     script = jf.render_jenkinsfile(_cases()["all_types"])
-    assert "hostPathVolume(hostPath: '/var/cache/x\\'y', mountPath: '/root/.cache')" in script
+    assert "- hostPath:\\n      path: /var/cache/x\\'y\\n" in script
+    assert "volumeMounts:\\n    - mountPath: /root/.cache\\n      name: cache-1\\n" in script
     # The hook's YAML is merged into the pod YAML that labels the agent pod with its execution.
     assert "spec:\\n  affinity: {}\\n" in script
     assert "metadata:\\n  labels:\\n    devops.cubepaas.io/execution: " in script
