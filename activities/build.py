@@ -273,7 +273,7 @@ class BuildActivities:
             )
             cred_ids.append(git_cred)
         env_from: dict[str, str] = {}
-        for _, _, _, step in ctx.config.iter_steps():
+        for _, _, _, step in [] if ctx.secrets_withheld else ctx.config.iter_steps():
             for ef in step.env_from:
                 key = env_from_key(ef.source_name, ef.source_key)
                 if key in env_from:
@@ -345,6 +345,8 @@ class BuildActivities:
                     service_account=SERVICE_ACCOUNT,
                     git_credential_id=git_cred,
                     env_from_credentials=env_from,
+                    secrets_withheld=ctx.secrets_withheld,
+                    extra_variables=ctx.variables,
                     cache_root=ctx.setting.cache.host_path_root if ctx.setting.cache.enabled else None,
                     cache_nodes=self._cache_nodes(ctx),
                 )

@@ -125,6 +125,8 @@ class ExecutionActivities:
             trigger_user=pe.spec.trigger_user_name or "",
             repository_url=repo,
             source_code_credential=pipeline.spec.source_code_credential_name or "",
+            variables=dict(pe.spec.variables),
+            secrets_withheld=pe.spec.secrets_withheld,
             config=config,
             setting=setting.spec,
             pipeline_namespace=setting.spec.pipeline_namespace(ref.namespace),

@@ -22,6 +22,8 @@ from crds.text import SafeMessage
 PIPELINE_LABEL: Final = "devops.cubepaas.io/pipeline"
 """Label on each execution naming its Pipeline (for list selectors)."""
 RUN_LABEL: Final = "devops.cubepaas.io/run"
+DELIVERY_LABEL: Final = "devops.cubepaas.io/delivery"
+"""Label on an execution started by a delivery (webhook, schedule, poll): the delivery's key."""
 
 
 class PipelineExecutionSpec(KubeModel):
@@ -53,7 +55,7 @@ class PipelineExecutionSpec(KubeModel):
     commit: str | None = None
     """Commit SHA built; empty = the head of branch when the run starts."""
     event: GitEvent = GitEvent.MANUAL
-    """push, pull_request, tag or manual."""
+    """push, pull_request, tag, image, cron or manual."""
     author: str | None = None
     """Commit author."""
     commit_message: str | None = None
@@ -61,6 +63,10 @@ class PipelineExecutionSpec(KubeModel):
     """Link to the commit, tag or pull request in the provider's UI."""
     repository_url: str | None = None
     """Repository URL; empty = the Pipeline's repositoryUrl."""
+    variables: dict[str, str] = Field(default_factory=dict, max_length=50)
+    """Extra CICD_* variables of the run, e.g. CICD_IMAGE_REPO/TAG/DIGEST of an image-push run."""
+    secrets_withheld: bool = False
+    """Steps get no envFrom secrets (a pull request from a fork, without triggers.forkPullRequestSecrets)."""
     pipeline_config: PipelineConfig | None = None
     """The pipeline file this run uses (a snapshot); empty = read from the repository at commit."""
     paused: bool = False
@@ -234,6 +240,7 @@ class PipelineExecution(CustomResource):
 
 
 __all__ = [
+    "DELIVERY_LABEL",
     "PIPELINE_LABEL",
     "RUN_LABEL",
     "HelmRelease",

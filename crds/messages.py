@@ -20,6 +20,8 @@ from crds.setting import PipelineSettingSpec
 TASK_QUEUE = "cubepaas-devops"
 EXECUTION_WORKFLOW = "PipelineExecutionWorkflow"
 QUOTA_WORKFLOW = "ExecutorQuotaWorkflow"
+SCHEDULED_RUN_WORKFLOW = "ScheduledRunWorkflow"
+SCM_POLL_WORKFLOW = "ScmPollWorkflow"
 LOG_RETENTION_WORKFLOW = "LogRetentionWorkflow"
 LOG_RETENTION_SCHEDULE = "devops-log-retention"
 """Id of the daily Temporal Schedule that starts :data:`LOG_RETENTION_WORKFLOW`."""
@@ -51,6 +53,10 @@ class Activity(StrEnum):
     CLEANUP = "devops.execution.cleanup"
     QUOTA_ACQUIRE = "devops.quota.acquire"
     QUOTA_GONE_HOLDERS = "devops.quota.gone_holders"
+    TRIGGER_CREATE_RUN = "devops.trigger.create_run"
+    TRIGGER_WAIT_RUN = "devops.trigger.wait_run"
+    TRIGGER_CANCEL_RUN = "devops.trigger.cancel_run"
+    TRIGGER_POLL_SCM = "devops.trigger.poll_scm"
     RUN_FINISHED = "devops.execution.finished"
     SWEEP_LOGS = "devops.logs.sweep"
 
@@ -207,6 +213,10 @@ class ExecutionContext(Msg):
     trigger_user: str = ""
     repository_url: str = ""
     source_code_credential: str = ""
+    #: Extra CICD_* variables of the run (e.g. CICD_IMAGE_* of an image-push run).
+    variables: dict[str, str] = Field(default_factory=dict)
+    #: Steps get no envFrom secrets (a pull request from a fork).
+    secrets_withheld: bool = False
     config: PipelineConfig
     setting: PipelineSettingSpec
     #: Where Jenkins, the registry and MinIO run for this project.
@@ -591,6 +601,64 @@ class RoleBindingResult(Msg):
     writes: int = 0
     namespaces: list[str] = Field(default_factory=list)
     """The project's namespaces, sorted."""
+
+
+# --- schedules: cron and SCM polling -------------------------------------------------------------
+
+
+def cron_schedule_id(namespace: str, pipeline: str) -> str:
+    """The Temporal Schedule of a Pipeline's ``triggers.cron``."""
+    return f"devops-cron/{namespace}/{pipeline}"
+
+
+def poll_schedule_id(namespace: str, pipeline: str) -> str:
+    """The Temporal Schedule of a Pipeline's ``triggers.pollScm``."""
+    return f"devops-poll/{namespace}/{pipeline}"
+
+
+class ScheduledRunInput(Msg):
+    """Input of the workflow a cron Schedule starts (one per firing)."""
+
+    namespace: str
+    pipeline: str
+    branch: str = ""
+
+
+class CreateScheduledRunInput(Msg):
+    namespace: str
+    pipeline: str
+    branch: str = ""
+    #: The firing's workflow id (unique per firing, stable across retries): the run's delivery.
+    delivery: str
+
+
+class ScheduledRunResult(Msg):
+    run: str = ""
+    """The execution created (empty: none, see ``reason``)."""
+    reason: str = ""
+    phase: str = ""
+    """How the run ended (the workflow waits for it, so the Schedule's overlap policy applies to runs)."""
+
+
+class RunRefInput(Msg):
+    namespace: str
+    name: str
+
+
+class ScmPollInput(Msg):
+    """Input of the workflow a polling Schedule starts."""
+
+    namespace: str
+    pipeline: str
+    branch: str = ""
+
+
+class ScmPollResult(Msg):
+    commit: str = ""
+    """The branch head seen."""
+    run: str = ""
+    """The execution created for it (empty: none, see ``reason``)."""
+    reason: str = ""
 
 
 ExecutionWorkflowInput.model_rebuild()

@@ -7,8 +7,12 @@ from typing import ClassVar, Final, Literal
 from pydantic import Field
 
 from crds.meta import AGE_COLUMN, CrdInfo, CustomResource, KubeModel, PrinterColumn, Timestamp
-from crds.pipeline_file import Constraint, PipelineConfig
-from crds.reasons import ExecutionPhase
+from crds.pipeline_file import Constraint, Duration, PipelineConfig
+from crds.reasons import ExecutionPhase, OverlapPolicy
+
+WEBHOOK_SECRET_KEY: Final = "secret"
+"""Key of the webhook Secret holding the shared secret providers sign with."""
+MAX_DELIVERIES: Final = 50
 
 
 class CronTrigger(KubeModel):
@@ -20,6 +24,22 @@ class CronTrigger(KubeModel):
     """IANA time zone of the schedule; default UTC."""
     branch: str | None = None
     """Branch to build; default the pipeline's defaultBranch."""
+    paused: bool = False
+    """Keep the schedule but start nothing while true (the Temporal Schedule is paused)."""
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    """When the previous scheduled run has not ended: Skip (default), BufferOne, BufferAll, CancelOther
+    (cancels the running one) or AllowAll."""
+    catchup_window: Duration = Duration("10m")
+    """Runs missed while Temporal was down are started if they are at most this late."""
+
+
+class PollScmTrigger(KubeModel):
+    """Poll the repository (git ls-remote) and run when the branch head moved."""
+
+    interval: Duration = Duration("1m")
+    """How often to poll."""
+    branch: str | None = None
+    """Branch to watch; default the pipeline's defaultBranch."""
 
 
 class ImagePushTrigger(KubeModel):
@@ -39,6 +59,9 @@ class Triggers(KubeModel):
     webhook_tag: bool = True
     image_push: ImagePushTrigger | None = None
     cron: CronTrigger | None = None
+    poll_scm: PollScmTrigger | None = None
+    fork_pull_request_secrets: bool = False
+    """Give steps their envFrom secrets also for pull requests from forks (default: withheld)."""
 
 
 DEFAULT_SUCCESSFUL_HISTORY: Final = 50
@@ -77,6 +100,14 @@ class CacheNode(KubeModel):
     last_used: Timestamp | None = None
 
 
+class DeliveryRecord(KubeModel):
+    """One delivery (webhook, schedule firing, poll) and the run number it took."""
+
+    key: str = Field(max_length=64)
+    """sha256 (hex, 40 characters) of ``<source>:<delivery id>``."""
+    run: int = Field(ge=1)
+
+
 class PipelineStatus(KubeModel):
     """Run counter and the last run."""
 
@@ -91,8 +122,13 @@ class PipelineStatus(KubeModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["nodeName"]},
     )
     """Nodes with warm caches, most recently used first."""
-    webhook_id: str | None = None
-    """Id of the webhook registered with the provider."""
+    deliveries: list[DeliveryRecord] = Field(default_factory=list, max_length=MAX_DELIVERIES)
+    """The most recent webhook deliveries, schedule firings and polls that started a run (newest last):
+    a redelivery finds the run it started here."""
+    last_polled_commit: str | None = None
+    """The branch head SCM polling saw last (a run was created for it, except for the first poll)."""
+    triggers_message: str | None = None
+    """Why a cron or pollScm trigger is not scheduled (e.g. an invalid cron expression); empty when fine."""
     observed_generation: int | None = None
 
 
@@ -119,14 +155,22 @@ class Pipeline(CustomResource):
         """Name of this pipeline's execution number ``run``."""
         return f"{self.name}-{run}"
 
+    def webhook_secret_name(self) -> str:
+        """``<pipeline>-webhook``: the Secret holding the webhook secret of this Pipeline."""
+        return f"{self.name}-webhook"
+
 
 __all__ = [
+    "MAX_DELIVERIES",
+    "WEBHOOK_SECRET_KEY",
     "CacheNode",
     "CronTrigger",
+    "DeliveryRecord",
     "ExecutionHistoryLimit",
     "ImagePushTrigger",
     "Pipeline",
     "PipelineSpec",
     "PipelineStatus",
+    "PollScmTrigger",
     "Triggers",
 ]

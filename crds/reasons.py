@@ -79,6 +79,8 @@ class TriggeredBy(StrEnum):
     WEBHOOK = "webhook"
     CRON = "cron"
     IMAGE = "image"
+    POLL = "poll"
+    """SCM polling saw the branch head move."""
 
 
 class GitEvent(StrEnum):
@@ -88,6 +90,20 @@ class GitEvent(StrEnum):
     PULL_REQUEST = "pull_request"
     TAG = "tag"
     MANUAL = "manual"
+    IMAGE = "image"
+    """An image was pushed to a registry (``triggers.imagePush``)."""
+    CRON = "cron"
+    """A schedule fired (``triggers.cron``)."""
+
+
+class OverlapPolicy(StrEnum):
+    """What a schedule does when its previous run has not ended (Temporal's ScheduleOverlapPolicy)."""
+
+    SKIP = "Skip"
+    BUFFER_ONE = "BufferOne"
+    BUFFER_ALL = "BufferAll"
+    CANCEL_OTHER = "CancelOther"
+    ALLOW_ALL = "AllowAll"
 
 
 class JenkinsMode(StrEnum):
@@ -219,6 +235,7 @@ __all__ = [
     "JenkinsMode",
     "NotificationCondition",
     "NotificationState",
+    "OverlapPolicy",
     "Reason",
     "SourceCodeProviderType",
     "StageState",

@@ -114,6 +114,14 @@ class RegistrySettings(KubeModel):
     """Plain HTTP or unverified TLS to this registry (buildah --tls-verify=false), for pulls and pushes."""
 
 
+class WebhookSettings(KubeModel):
+    """How the webhook receiver authenticates image-push notifications of this project."""
+
+    image_token_secret_ref: SecretReference | None = None
+    """Secret with key ``token``: registries send it as ``Authorization: Bearer <token>`` (Docker Hub,
+    which cannot set headers, as ``?token=``). Unset: image-push notifications are refused."""
+
+
 class DataPlaneSettings(KubeModel):
     """Where Jenkins, the registry and the object store run for this project."""
 
@@ -146,6 +154,7 @@ class PipelineSettingSpec(KubeModel):
     object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     data_plane: DataPlaneSettings = Field(default_factory=DataPlaneSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     persistence: PersistenceSettings = Field(default_factory=PersistenceSettings)
     poll_interval: Duration = Duration(DEFAULT_POLL_INTERVAL)
     """How often a running build is polled in Jenkins."""
@@ -241,4 +250,5 @@ __all__ = [
     "PipelineSettingStatus",
     "RegistrySettings",
     "ResourceQuotaSettings",
+    "WebhookSettings",
 ]

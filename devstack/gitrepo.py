@@ -52,3 +52,20 @@ def make_git_repo(
     git(work, "commit", "-q", "-m", "pipeline", author=author)
     git(work, "push", "-q", str(bare), f"HEAD:refs/heads/{branch}", author=author)
     return bare.as_uri(), git(work, "rev-parse", "HEAD", author=author)
+
+
+def push_commit(
+    url: str, files: dict[str, str], message: str, branch: str = "main", *, author: str = "devstack"
+) -> str:
+    """Commit ``files`` in the work tree of a repository made by :func:`make_git_repo` and push it to
+    ``branch`` of its bare repository (``url``); returns the new commit sha."""
+    bare = Path(url.removeprefix("file://"))
+    work = bare.parent / "work"
+    for rel, text in files.items():
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(work, "add", "-A", author=author)
+    git(work, "commit", "-q", "-m", message, author=author)
+    git(work, "push", "-q", str(bare), f"HEAD:refs/heads/{branch}", author=author)
+    return git(work, "rev-parse", "HEAD", author=author)

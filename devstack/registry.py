@@ -8,7 +8,9 @@ keeps serving, so a missing receiver costs nothing.
 
 from __future__ import annotations
 
+import secrets
 import shutil
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -37,6 +39,8 @@ def registry_config(ctx: Context, ports: dict[str, int]) -> dict[str, Any]:
                 {
                     "name": "cubepaas",
                     "url": webhook_url(ports),
+                    # The receiver trusts the stack's registry by this token (CUBEPAAS_REGISTRY_TOKEN).
+                    "headers": {"Authorization": [f"Bearer {notification_token(ctx)}"]},
                     "timeout": "2s",
                     "threshold": 5,
                     "backoff": "5s",
@@ -46,6 +50,16 @@ def registry_config(ctx: Context, ports: dict[str, int]) -> dict[str, Any]:
             ]
         },
     }
+
+
+def notification_token(ctx: Context) -> str:
+    """The token the registry sends with its notifications: made once per state folder."""
+    path: Path = ctx.dir / "registry" / "notification-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, secrets.token_hex(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def webhook_url(ports: dict[str, int]) -> str:
@@ -84,4 +98,5 @@ class Registry(Component):
             "REGISTRY_HOST": f"{LOOPBACK}:{ports['main']}",
             "CUBEPAAS_WEBHOOK_PORT": str(ports["webhook"]),
             "REGISTRY_NOTIFICATIONS_URL": webhook_url(ports),
+            "CUBEPAAS_REGISTRY_TOKEN": notification_token(ctx),
         }

@@ -191,3 +191,17 @@ def namespace(request: pytest.FixtureRequest, kube_api_client: Any) -> Iterator[
     admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
     admin.delete_object("v1", "Namespace", name, missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def webhook_receiver(stack_env: dict[str, str], crds_installed: None) -> Iterator[Any]:
+    """The real ``python -m worker.webhooks`` with the stack's environment (log: test-output/webhooks.log)."""
+    from webhook_client import ReceiverProcess
+
+    receiver = ReceiverProcess(dict(stack_env), TESTS_DIR.parent / "test-output" / "webhooks.log")
+    try:
+        receiver.start()
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)
+    yield receiver
+    receiver.stop()

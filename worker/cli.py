@@ -338,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ui", help="print the link to the run in the Temporal UI")
     p.add_argument("execution", metavar="EXECUTION")
     ns_arg(p)
+
+    from worker.cli_triggers import add_webhook_parser
+
+    add_webhook_parser(sub, ns_arg)
     return parser
 
 
@@ -509,8 +513,15 @@ def cmd_get(ctx: Ctx, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     wide = out == "wide"
     if model is Pipeline:
+        from worker.cli_triggers import next_cron_times
+
+        pipelines = [i for i in items if isinstance(i, Pipeline)]
         text = render.pipelines_table(
-            [i for i in items if isinstance(i, Pipeline)], wide=wide, all_namespaces=all_ns, now=now
+            pipelines,
+            wide=wide,
+            all_namespaces=all_ns,
+            now=now,
+            next_cron=next_cron_times(ctx, pipelines) if wide else None,
         )
     else:
         text = render.executions_table(
@@ -964,7 +975,14 @@ COMMANDS: dict[str, Callable[[Ctx, argparse.Namespace], int]] = {
     "approve": cmd_decision,
     "reject": cmd_decision,
     "ui": cmd_ui,
+    "webhook": lambda ctx, args: _cmd_webhook(ctx, args),
 }
+
+
+def _cmd_webhook(ctx: Ctx, args: argparse.Namespace) -> int:
+    from worker.cli_triggers import cmd_webhook
+
+    return cmd_webhook(ctx, args)
 
 
 def main(argv: Sequence[str] | None = None, *, settings: WorkerSettings | None = None) -> int:

@@ -7,7 +7,7 @@ passed in (``now``) so the output is deterministic in tests.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -358,10 +358,20 @@ class ProgressView:
 # --- pipelines ------------------------------------------------------------------------------------------
 
 
-def pipelines_table(items: Sequence[Pipeline], *, wide: bool, all_namespaces: bool, now: datetime) -> str:
+def pipelines_table(
+    items: Sequence[Pipeline],
+    *,
+    wide: bool,
+    all_namespaces: bool,
+    now: datetime,
+    next_cron: Mapping[tuple[str, str], datetime | None] | None = None,
+) -> str:
+    """``next_cron``: the next cron time per (namespace, name), shown with ``wide``."""
+    from worker.cli_triggers import triggers_summary
+
     headers = ["NAME", "REPOSITORY", "LAST RUN", "STATE", "AGE"]
     if wide:
-        headers += ["BRANCH", "NEXT RUN", "LAST STARTED"]
+        headers += ["BRANCH", "NEXT RUN", "LAST STARTED", "TRIGGERS", "NEXT CRON"]
     if all_namespaces:
         headers.insert(0, "NAMESPACE")
     rows: list[list[str]] = []
@@ -379,8 +389,17 @@ def pipelines_table(items: Sequence[Pipeline], *, wide: bool, all_namespaces: bo
                 pl.spec.default_branch,
                 str(status.next_run) if status else "1",
                 age(status.last_started, now) if status and status.last_started else "",
+                triggers_summary(pl),
+                _next_cron(pl, next_cron or {}),
             ]
         if all_namespaces:
             row.insert(0, pl.metadata.namespace or "")
         rows.append(row)
     return table(headers, rows)
+
+
+def _next_cron(pl: Pipeline, next_cron: Mapping[tuple[str, str], datetime | None]) -> str:
+    if pl.spec.triggers.cron is None:
+        return ""
+    when = next_cron.get((pl.metadata.namespace or "", pl.metadata.name or ""))
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if when else "-"

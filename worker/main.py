@@ -46,6 +46,7 @@ from worker.leader import LeaderElector, LeaseStore, LeaseTiming, default_identi
 from worker.schedules import ensure_log_retention_schedule
 from worker.settings import WorkerSettings
 from worker.temporal import connect
+from worker.triggers.reconciler import ScheduleReconciler
 
 logger = logging.getLogger("worker")
 
@@ -85,6 +86,7 @@ def build_activities(
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
     from activities.retention import LogRetentionActivities
+    from worker.triggers.activities import TriggerActivities
 
     kube = kube or settings.kube()
     store = (
@@ -111,6 +113,7 @@ def build_activities(
         NamespaceActivities(kube),  # devops.namespace.bootstrap, devops.rbac.reconcile
         BuildActivities(kube, defaults),  # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
+        TriggerActivities(kube),  # devops.trigger.* (cron firings and SCM polls create runs)
         RunFinishedActivities(kube),  # devops.execution.finished (notifications, history limit)
         LogRetentionActivities(kube, store, settings.watch_namespaces),  # devops.logs.sweep
         # ---------------------------------------------------------------------------------------------
@@ -127,6 +130,9 @@ def workflow_classes() -> list[type]:
     """The workflows this worker runs."""
     from workflows.execution import PipelineExecutionWorkflow
     from workflows.quota import ExecutorQuotaWorkflow
+    from workflows.triggers import ScheduledRunWorkflow, ScmPollWorkflow
+
+    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow, ScheduledRunWorkflow, ScmPollWorkflow]
     from workflows.retention import LogRetentionWorkflow
 
     return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow, LogRetentionWorkflow]
@@ -261,6 +267,19 @@ async def _run_bridge_while(bridge: Bridge, health: Health, lost: asyncio.Event)
         health.bridge = None
 
 
+async def _run_schedules_while(reconciler: ScheduleReconciler, lost: asyncio.Event) -> None:
+    """Run the Schedules reconciler until ``lost`` is set (leadership gone or shutdown)."""
+    task = asyncio.create_task(reconciler.run(), name="schedules")
+    lost_wait = asyncio.create_task(lost.wait())
+    try:
+        await asyncio.wait({task, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lost_wait.cancel()
+        reconciler.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 20)
+
+
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     def on_signal(signum: int) -> None:
         if stop.is_set():
@@ -341,7 +360,15 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             health.elector = elector
 
             async def lead(lost: asyncio.Event) -> None:
-                await _run_bridge_while(Bridge(kube, client, settings), health, lost)
+                # The Schedules reconciler, like the bridge, runs on the leader only.
+                schedules_while = (
+                    [_run_schedules_while(ScheduleReconciler(kube, client, settings), lost)]
+                    if settings.schedules_enabled
+                    else []
+                )
+                await asyncio.gather(
+                    _run_bridge_while(Bridge(kube, client, settings), health, lost), *schedules_while
+                )
 
             elector_task = asyncio.create_task(elector.run(lead, stop), name="leader-election")
             tasks.append(elector_task)
@@ -350,6 +377,10 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             health.bridge = bridge
             bridge_task = asyncio.create_task(bridge.run(), name="bridge")
             tasks.append(bridge_task)
+        schedules: ScheduleReconciler | None = None
+        if settings.schedules_enabled and not (settings.bridge_enabled and settings.leader_election):
+            schedules = ScheduleReconciler(kube, client, settings)
+            tasks.append(asyncio.create_task(schedules.run(), name="schedules"))
         logger.info("worker running on task queue %s", settings.task_queue)
 
         stop_wait = asyncio.create_task(stop.wait())
@@ -362,6 +393,8 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             code = 1
         stop.set()
 
+        if schedules is not None:
+            schedules.stop()
         if bridge is not None and bridge_task is not None:
             bridge.stop()
             with contextlib.suppress(Exception):

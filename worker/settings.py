@@ -41,6 +41,14 @@ CUBEPAAS_INSTALL_CRDS        install/update the CRDs at start-up; failure is onl
 CUBEPAAS_RETENTION_SCHEDULE  create the daily log retention Schedule (on this task queue) if missing
                              (``true``; workers on side queues, e.g. tests', set ``false``)
 CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
+CUBEPAAS_WEBHOOK_HOST        bind address of the webhook receiver (``0.0.0.0``)
+CUBEPAAS_WEBHOOK_PORT        its port (``8090``; 0: a free port, printed in its first log line)
+CUBEPAAS_WEBHOOK_URL         the receiver's public base URL shown by ``devopsctl webhook``
+                             (empty: ``http://127.0.0.1:<CUBEPAAS_WEBHOOK_PORT>``)
+CUBEPAAS_WEBHOOK_TIMEOUT     seconds a client may take to send a request (``10``)
+CUBEPAAS_REGISTRY_TOKEN      token of the platform's own registry: its notifications to ``/hooks/registry``
+                             with it reach every project's imagePush triggers (secret; unset: none)
+CUBEPAAS_SCHEDULES           reconcile the Pipelines' cron and SCM-polling Temporal Schedules (``true``)
 ===========================  ====================================================================
 """
 
@@ -121,6 +129,12 @@ class WorkerSettings(BaseSettings):
     install_crds: bool = Field(True, validation_alias="CUBEPAAS_INSTALL_CRDS")
     retention_schedule: bool = Field(True, validation_alias="CUBEPAAS_RETENTION_SCHEDULE")
     log_level: str = Field("INFO", validation_alias="CUBEPAAS_LOG_LEVEL")
+    webhook_host: str = Field("0.0.0.0", validation_alias="CUBEPAAS_WEBHOOK_HOST")
+    webhook_port: int = Field(8090, ge=0, le=65535, validation_alias="CUBEPAAS_WEBHOOK_PORT")
+    webhook_url: str = Field("", validation_alias="CUBEPAAS_WEBHOOK_URL")
+    webhook_timeout: float = Field(10.0, gt=0, validation_alias="CUBEPAAS_WEBHOOK_TIMEOUT")
+    registry_token: SecretStr = Field(SecretStr(""), validation_alias="CUBEPAAS_REGISTRY_TOKEN")
+    schedules_enabled: bool = Field(True, validation_alias="CUBEPAAS_SCHEDULES")
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -129,7 +143,7 @@ class WorkerSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("shutdown_grace", "lease_duration", mode="before")
+    @field_validator("shutdown_grace", "lease_duration", "webhook_timeout", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value)
@@ -153,7 +167,7 @@ class WorkerSettings(BaseSettings):
             raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS needs both)")
         return self
 
-    @field_validator("temporal_ui_url")
+    @field_validator("temporal_ui_url", "webhook_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")

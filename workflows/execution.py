@@ -255,7 +255,9 @@ class PipelineExecutionWorkflow:
         s.context = ctx
         progress.init_stages(s.status, ctx.config, ctx.branch, ctx.event)
         now = workflow.now()
-        stages = f"{len(ctx.config.stages)} stages"
+        stages = f"{len(ctx.config.stages)} stages" + (
+            "; envFrom secrets withheld (pull request from a fork)" if ctx.secrets_withheld else ""
+        )
         s.status.set_condition(
             ConditionType.INITIALIZED, ConditionStatus.TRUE, Reason.CONFIG_LOADED, stages, now
         )

@@ -225,6 +225,10 @@ class JenkinsfileInput(BaseModel):
     """usernamePassword credential for the clone; None for public or file:// repositories."""
     env_from_credentials: dict[str, str] = Field(default_factory=dict)
     """``env_from_key(sourceName, sourceKey)`` -> id of the secret-text credential holding that key."""
+    secrets_withheld: bool = False
+    """No envFrom secrets for the steps (a pull request from a fork; the run's spec says so)."""
+    extra_variables: dict[str, str] = Field(default_factory=dict)
+    """More CICD_* variables of this run (CICD_IMAGE_REPO/TAG/DIGEST); the built-in ones win."""
     cache_root: str | None = None
     """hostPath directory under which step caches live (None: caches are off for this project)."""
     cache_nodes: list[str] = Field(default_factory=list)
@@ -361,6 +365,7 @@ def repo_name(url: str) -> str:
 
 def cicd_variables(inp: JenkinsfileInput) -> dict[str, str]:
     return {
+        **{k: v for k, v in inp.extra_variables.items() if k.startswith("CICD_")},
         "CICD_GIT_REPO_NAME": repo_name(inp.git_url),
         "CICD_GIT_URL": inp.git_url,
         "CICD_GIT_COMMIT": inp.commit,
@@ -784,7 +789,7 @@ def _step_plan(
             image, script = CATALOG_IMAGE, publish_catalog_script(cfg, variables, cred is not None)
     except JenkinsfileError as err:
         raise JenkinsfileError(f"{where}: {err}") from None
-    if inp.event != "pull_request":  # secrets are not injected for pull requests
+    if not inp.secrets_withheld:  # a pull request from a fork gets no secrets
         for ref in step.env_from:
             key = env_from_key(ref.source_name, ref.source_key)
             env_cred = inp.env_from_credentials.get(key)

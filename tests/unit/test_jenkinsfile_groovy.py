@@ -189,7 +189,7 @@ def _cases() -> dict[str, JenkinsfileInput]:
         ),
         "hostile": _inp(hostile, branch="feat/x'y", execution_id="team-a/web-7/$(id)"),
         "long_script": _inp(long_script),
-        "pull_request": _inp(all_types, event="pull_request"),
+        "pull_request": _inp(all_types, event="pull_request", secrets_withheld=True),
     }
 
 
@@ -373,10 +373,35 @@ def test_timeouts_and_resources(groovy_results: dict[str, Any]) -> None:
     assert containers["step-0-0"]["image"].startswith("alpine/git")
 
 
-def test_pull_requests_get_no_secrets(groovy_results: dict[str, Any]) -> None:
+def test_pull_requests_from_forks_get_no_secrets(groovy_results: dict[str, Any]) -> None:
     calls = _calls(groovy_results, "pull_request")
     step = next(c for c in calls if c["step"] == "sh" and c["label"] == "step-1-0")
     assert step["credentials"] == []
+
+
+def test_a_pull_request_from_the_same_repository_gets_its_envfrom_secrets() -> None:
+    from activities.jenkins.jenkinsfile import build_plan
+
+    inp = _cases()["all_types"].model_copy(update={"event": "pull_request"})
+    plan = build_plan(inp)
+    step = plan["stages"][1]["steps"][0]
+    assert step["credentials"] == [
+        {"id": "team-a-web-7-my-secret-token", "kind": "string", "variable": "API_TOKEN"}
+    ]
+
+
+def test_extra_cicd_variables_reach_the_steps_but_cannot_override_the_built_in_ones() -> None:
+    from activities.jenkins.jenkinsfile import cicd_variables
+
+    inp = _cases()["long_script"].model_copy(
+        update={
+            "extra_variables": {"CICD_IMAGE_DIGEST": "sha256:abc", "CICD_GIT_COMMIT": "evil", "PATH": "/x"}
+        }
+    )
+    variables = cicd_variables(inp)
+    assert variables["CICD_IMAGE_DIGEST"] == "sha256:abc"
+    assert variables["CICD_GIT_COMMIT"] == "4f2a9c0"
+    assert "PATH" not in variables
 
 
 def test_pod_extension_point(monkeypatch: pytest.MonkeyPatch) -> None:

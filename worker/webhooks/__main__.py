@@ -1,0 +1,3 @@
+from worker.webhooks.main import main
+
+raise SystemExit(main())
