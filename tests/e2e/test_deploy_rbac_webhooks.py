@@ -1,8 +1,9 @@
 """The receiver's shipped ServiceAccount is enough for its job and for nothing else.
 
-The receiver process runs with only the ``cubepaas-webhooks`` identity of ``deploy/manifests/webhooks.yaml``
-(a bearer token, no admin certificate) and turns a signed push into a run, once; the same identity is
-refused everything else a compromised receiver might try.
+The receiver process runs with only the ``cubepaas-webhooks`` identity of the Helm chart's rendered
+objects (``deploy/manifests/worker.yaml``, from ``templates/webhook-*.yaml``; a bearer token, no admin
+certificate) and turns a signed push into a run, once; the same identity is refused everything else a
+compromised receiver might try.
 """
 
 from __future__ import annotations
@@ -66,10 +67,14 @@ def receiver_kubeconfig(kube: Kube, stack: Any, path: Path) -> Path:
 def test_the_receiver_creates_runs_with_only_its_shipped_cluster_role_and_nothing_more(
     stack: Any, stack_env: dict[str, str], kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
-    for file in ("worker.yaml", "webhooks.yaml"):  # webhooks.yaml lives in worker.yaml's namespace
-        for doc in yaml.safe_load_all((MANIFESTS / file).read_text()):
-            if doc:
-                kube.apply(doc)
+    docs = [d for d in yaml.safe_load_all((MANIFESTS / "worker.yaml").read_text()) if d]
+    shipped = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert {
+        (kind, "cubepaas-webhooks")
+        for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service")
+    } <= shipped
+    for doc in docs:
+        kube.apply(doc)
     pipeline = kube.create(
         Pipeline(
             metadata=ObjectMeta(name="app", namespace=namespace, annotations=NOT_RUN),
