@@ -1,21 +1,25 @@
-"""``python -m devstack.demo`` (``make demo``): the whole product on this machine, one run to Success.
+"""``python -m devstack.demo`` (``make demo``): the loop the design describes, on this machine.
 
-Steps, each reusing what is already there so that running it again only starts a new run:
+A commit is pushed to a local git repository -> SCM polling starts the build run, which tests, builds and
+pushes an image (publishImage) to the stack's registry -> the registry's notification reaches the webhook
+receiver -> the deploy pipeline whose ``triggers.imagePush`` matches starts with ``CICD_IMAGE_DIGEST`` ->
+its applyYaml deploys a Deployment pinned to that digest into ``demo-apps`` -> the Deployment becomes
+Available (real controllers, kwok nodes). Each step is printed as it happens, with the seconds since the
+push. Set-up, each step reusing what is already there so that running it again only pushes a new commit:
 
-1. the local stack (``python -m devstack up``: apiserver, Temporal + UI, MinIO, jenkins-lite);
-2. the CRDs;
-3. the worker (``python -m worker``) in the background: pid in ``.devstack/worker.pid``, log in
-   ``.devstack/worker.log``;
-4. a local bare git repository ``.devstack/demo-repo.git`` with a real ``.cubepaas.devops.yml``
-   (clone, a test stage running a small shell test, a build stage with two parallel steps);
-5. the namespace ``demo`` with the Jenkins and object store credentials as Secrets, its PipelineSetting
-   (External Jenkins = jenkins-lite, object store = MinIO, executorQuota 2, pollInterval 1s) and the
-   Pipeline ``demo``;
-6. one execution, followed live exactly as ``devopsctl run demo -n demo --wait`` does;
-7. the Temporal UI link and the commands to try next.
+1. the local stack (``python -m devstack up``: apiserver + controllers + kwok, Temporal + UI, MinIO, the
+   registry, jenkins-lite) and the CRDs;
+2. the worker (``python -m worker``) and the webhook receiver (``python -m worker.webhooks`` on
+   ``CUBEPAAS_WEBHOOK_PORT`` of ``.devstack/env``, where the registry sends its notifications) in the
+   background: pids and logs in ``.devstack/{worker,webhooks}.{pid,log}``;
+3. the base image in the registry, and a bare git repository ``.devstack/demo-repo.git`` with a real
+   ``.cubepaas.devops.yml`` (clone, test, build, publishImage);
+4. the namespace ``demo``: Secrets, PipelineSetting (jenkins-lite, MinIO, the stack's registry), the
+   Pipeline ``demo`` (pollScm) and the Pipeline ``demo-deploy`` (imagePush of ``demo/hello``);
+5. a ``git push`` of the next ``version.txt``, followed through the loop (devstack/demo_loop.py).
 
-``--stop`` (``make demo-stop``) stops the worker and the stack (data is kept). The exit code is 0 only
-when the run succeeded.
+``--stop`` (``make demo-stop``) stops the receiver, the worker and the stack (data is kept). The exit code
+is 0 only when the whole loop worked.
 """
 
 from __future__ import annotations
