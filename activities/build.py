@@ -26,7 +26,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.execution import CAS_ATTEMPTS, git_credentials
-from activities.heartbeat import heartbeating, seconds_left
+from activities.heartbeat import beating, heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
     EXECUTION_LABEL,
@@ -127,19 +127,6 @@ def snapshot_of(status: BuildStatus) -> BuildSnapshot:
     )
 
 
-_TERMINAL_PHASES = frozenset(p.value for p in ExecutionPhase if p.is_terminal)
-
-
-@dataclass(frozen=True)
-class EndedRuns:
-    """Run numbers whose run has ended: every number but those of runs still at work."""
-
-    still_running: frozenset[int]
-
-    def __contains__(self, run: object) -> bool:
-        return run not in self.still_running
-
-
 def console_failure(console: str) -> str | None:
     """The last ``ERROR:`` line of a build console with the lines that continue it, up to the next blank,
     ``[Pipeline]`` or ``Finished:`` line: the kubernetes plugin and jenkins-lite say so why an agent could not
@@ -162,6 +149,19 @@ def _reports(ctx: ExecutionContext, stage: int, step: int) -> bool:
     if stage < 1 or stage > len(ctx.config.stages) or step >= len(ctx.config.stages[stage - 1].steps):
         return False
     return not isinstance(ctx.config.stages[stage - 1].steps[step].config, RunScriptConfig)
+
+
+_TERMINAL_PHASES = frozenset(p.value for p in ExecutionPhase if p.is_terminal)
+
+
+@dataclass(frozen=True)
+class EndedRuns:
+    """Run numbers whose run has ended: every number but those of runs still at work."""
+
+    still_running: frozenset[int]
+
+    def __contains__(self, run: object) -> bool:
+        return run not in self.still_running
 
 
 class BuildActivities:
@@ -391,7 +391,11 @@ class BuildActivities:
             eng = await asyncio.to_thread(self.engine, ctx)
             node_pending = self._caches_on(ctx)
             while True:
-                status = await asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped)
+                # A slow Jenkins must not look like a dead worker: heartbeat while the request runs.
+                status = await beating(
+                    asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped),
+                    {"build": number, "describing": True},
+                )
                 snap = snapshot_of(status)
                 if snap.building and not any(s.state == StageState.BUILDING for s in snap.steps):
                     snap.agent_waiting = await asyncio.to_thread(self._agent_waiting, ctx)

@@ -14,10 +14,11 @@ which :func:`seconds_left` derives the inner waits' deadlines.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
@@ -80,6 +81,19 @@ def keep_alive() -> Iterator[None]:
         thread.join()
 
 
+async def beating(awaitable: Awaitable[R], *details: object) -> R:
+    """Await ``awaitable`` (an async activity's blocking call in a thread), heartbeating meanwhile."""
+    task = asyncio.ensure_future(awaitable)
+    if not activity.in_activity():
+        return await task
+    interval = heartbeat_interval(activity.info())
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=interval)
+        if done:
+            return task.result()
+        activity.heartbeat(*details)
+
+
 def heartbeating(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a synchronous activity (under ``@activity.defn``) to heartbeat while it runs."""
 
@@ -91,4 +105,4 @@ def heartbeating(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-__all__ = ["heartbeat_interval", "heartbeating", "keep_alive", "seconds_left"]
+__all__ = ["beating", "heartbeat_interval", "heartbeating", "keep_alive", "seconds_left"]

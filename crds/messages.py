@@ -554,6 +554,7 @@ class BootstrapInput(Msg):
             resource_quota=setting.resource_quota.hard(),
             default_requests=setting.executor_resources.default_requests(),
             default_limits=setting.executor_resources.default_limits(),
+            project_label=setting.project_label,
         )
 
 

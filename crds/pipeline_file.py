@@ -434,12 +434,12 @@ class ApplyAppConfig(FileModel):
     chart: NonEmpty
     """Chart folder in the repository (./charts/app), an OCI reference (oci://host/path/app), or the chart's
     name in chartRepository."""
-    chart_repository: str | None = None
+    chart_repository: Text | None = None
     """URL of a chart repository that holds chart (helm --repo)."""
     name: NonEmpty
     """Release name."""
     version: Text | None = None
-    """Chart version (for charts from a repository)."""
+    """Chart version (for charts from a chart repository or an OCI registry)."""
     target_namespace: Text | None = None
     """Namespace of the release."""
     values: dict[str, JsonValue] = Field(
@@ -465,7 +465,7 @@ class PublishCatalogConfig(FileModel):
     """Commit author name."""
     git_email: Text | None = None
     """Commit author email."""
-    source_code_credential: str | None = None
+    source_code_credential: Text | None = None
     """SourceCodeCredential (in the project namespace) used to push; none for repositories open to push."""
     overwrite: bool = False
     """Replace a published version whose content differs; otherwise such a publish fails."""

@@ -193,6 +193,8 @@ class Reason(StrEnum):
     CANCELLED = "Cancelled"
     ABORTED_IN_JENKINS = "AbortedInJenkins"
     """Jenkins aborted the build though this run never asked it to (e.g. a Jenkins restart)."""
+    TIMED_OUT = "TimedOut"
+    """Jenkins aborted the build because a pipeline, stage or step timeout was exceeded."""
     APPROVAL_DENIED = "ApprovalDenied"
     INTERNAL_ERROR = "InternalError"
     # Written by the bridge when a run's workflow closed without finishing the run

@@ -104,7 +104,8 @@ class KubeApiserver(Component):
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
-            # The ServiceAccount admission plugin stays on (the controller-manager creates `default`).
+            # The default admission plugins, ServiceAccount included (the controller-manager creates each
+            # namespace's `default`), as in a cluster.
             # /16: every pipeline namespace has Services, and a long-lived dev stack runs many projects.
             "--service-cluster-ip-range=10.0.0.0/16",
             "--allow-privileged=true",

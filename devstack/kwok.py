@@ -2,7 +2,8 @@
 
 Before kwok starts, the stack registers the Nodes (as kubelets would register themselves) and gives
 kwok's own identity (client certificate CN ``devstack:kwok``) the RBAC of kwok's published
-ClusterRole, limited to what the Stages in ``kwok_stages.yaml`` use. kwok then reports them Ready,
+ClusterRoles (controller and volume), limited to what the Stages in ``kwok_stages.yaml`` use. It also
+creates the default StorageClass whose claims those Stages bind. kwok then reports the Nodes Ready,
 renews their Leases, and moves the Pods the scheduler binds to them through their lifecycle.
 """
 

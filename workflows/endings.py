@@ -105,11 +105,14 @@ def for_build(
     if result == "ABORTED":
         if stop_requested:
             return Ending(ExecutionPhase.ABORTED, Reason.CANCELLED, "The build was aborted")
+        if console_line.startswith(TIMEOUT_LINE):
+            message = f"The build exceeded a timeout ({TIMEOUT_LINE})"
+            return Ending(ExecutionPhase.ABORTED, Reason.TIMED_OUT, message)
         said = f": {console_line}" if console_line else ""
         return Ending(
             ExecutionPhase.ABORTED,
             Reason.ABORTED_IN_JENKINS,
-            f"Jenkins aborted the build, though nobody cancelled the run (e.g. Jenkins restarted){said}",
+            f"Jenkins aborted the build, though the run did not ask it to (e.g. Jenkins restarted){said}",
         )
     if failed is not None:
         stage, step = failed
@@ -132,6 +135,9 @@ def _first_failed_step(status: PipelineExecutionStatus) -> tuple[StageStatus, St
                 return stage, step
     return None
 
+
+#: What Jenkins' ``timeout`` step writes to the console when it aborts the build.
+TIMEOUT_LINE = "Timeout has been exceeded"
 
 __all__ = [
     "FAILURES",

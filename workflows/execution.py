@@ -320,6 +320,7 @@ class PipelineExecutionWorkflow:
                 project_namespace=ctx.execution.namespace,
                 pipeline_namespace=ctx.pipeline_namespace,
                 cluster_role=ctx.setting.role_binding_cluster_role(),
+                project_label=ctx.setting.project_label,
             ),
             RoleBindingResult,
             summary=f"RoleBindings for {ctx.pipeline_namespace}/jenkins",

@@ -10,6 +10,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -68,7 +69,7 @@ TWO_STAGES_FILE = """\
 stages:
 - name: First
   steps:
-  - runScriptConfig: {image: "alpine:3.20", shellScript: "echo first; sleep 4; echo first done"}
+  - runScriptConfig: {image: "alpine:3.20", shellScript: "echo first; %(wait)s; echo first done"}
 - name: Second
   steps:
   - runScriptConfig: {image: "alpine:3.20", shellScript: "echo second"}
@@ -87,12 +88,19 @@ APPROVAL_FILE = """\
 stages:
 - name: Build
   steps:
-  - runScriptConfig: {image: "alpine:3.20", shellScript: "echo building; sleep 4"}
+  - runScriptConfig: {image: "alpine:3.20", shellScript: "echo building; %(wait)s"}
 - name: Deploy
   approval: true
   steps:
   - runScriptConfig: {image: "alpine:3.20", shellScript: "echo deploying"}
 """
+
+
+def _held_until_released(pipeline_file: str, release: Path) -> str:
+    """The file with its first stage held until ``release`` exists (jenkins-lite runs steps on this host),
+    so a control sent while that stage builds is sent in time however slow the machine is."""
+    wait = f"for i in $(seq 1 1200); do [ -e {release} ] && break; sleep 0.25; done"
+    return pipeline_file % {"wait": wait}
 
 
 def _out(done: subprocess.CompletedProcess[str]) -> str:
@@ -249,14 +257,16 @@ def test_logs_follow_a_running_step_without_gaps_or_duplicates(
 
 
 def test_pause_and_resume(
-    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube
+    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube, tmp_path: Path
 ) -> None:
-    make_pipeline("twostages", TWO_STAGES_FILE)
+    release = tmp_path / "release"
+    make_pipeline("twostages", _held_until_released(TWO_STAGES_FILE, release))
     name = _start(devopsctl, ns, "twostages")
     wait_for(lambda: _state(kube, ns, name, 1) == StageState.BUILDING, 120, "stage 1 to start")
     paused = devopsctl("pause", name, "-n", ns, "--reason", "e2e")
     assert paused.returncode == 0, _out(paused)
     assert "pause sent" in paused.stdout
+    release.touch()
     wait_for(lambda: _phase(kube, ns, name) == ExecutionPhase.PAUSED, 60, f"{name} to be Paused")
     # Held: stage 2 does not start for several poll intervals.
     for _ in range(4):
@@ -297,8 +307,10 @@ def test_approve_when_no_stage_waits_is_refused_with_the_reason(
     ns: str,
     make_pipeline: Callable[[str, str], str],
     kube: Kube,
+    tmp_path: Path,
 ) -> None:
-    make_pipeline("approval", APPROVAL_FILE)
+    release = tmp_path / "release"
+    make_pipeline("approval", _held_until_released(APPROVAL_FILE, release))
     name = _start(devopsctl, ns, "approval")
     wait_for(lambda: _state(kube, ns, name, 1) == StageState.BUILDING, 120, "stage 1 to start")
     refused = devopsctl("approve", name, "-n", ns)
@@ -306,6 +318,7 @@ def test_approve_when_no_stage_waits_is_refused_with_the_reason(
     assert refused.stderr.startswith(f"devopsctl: error: cannot approve {name}: ")
     assert "no stage is waiting for approval" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    release.touch()
 
     def waiting() -> bool:
         pe = get_execution(kube, ns, name)
@@ -321,9 +334,11 @@ def test_approve_when_no_stage_waits_is_refused_with_the_reason(
 
 
 def test_reject_ends_denied(
-    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube
+    devopsctl: Cli, ns: str, make_pipeline: Callable[[str, str], str], kube: Kube, tmp_path: Path
 ) -> None:
-    make_pipeline("rejected", APPROVAL_FILE)
+    release = tmp_path / "release"
+    release.touch()  # nothing to send while the first stage builds
+    make_pipeline("rejected", _held_until_released(APPROVAL_FILE, release))
     name = _start(devopsctl, ns, "rejected")
 
     def waiting() -> bool:

@@ -23,7 +23,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from activities.jenkins.jenkinsfile import cache_host_path
 from activities.kube import Kube
 from crds.execution import PipelineExecution
-from crds.reasons import ExecutionPhase, StageState
+from crds.reasons import ExecutionPhase, Reason, StageState
 from crds.setting import CacheSettings
 from worker.runs import create_run
 
@@ -376,6 +376,28 @@ class TestDurability:
         assert st is not None and st.phase == ExecutionPhase.SUCCESS, st.message
         assert st.jenkins is not None
         assert builds_of(jenkins_client, st.jenkins.job) == [1]
+
+    def test_a_jenkins_restart_mid_build_ends_the_run_aborted_in_jenkins_not_cancelled(
+        self,
+        stack: Any,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+    ) -> None:
+        ns = project()
+        pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, LONG_STEP)
+        wait_step_building(kube, ns, pe.name, 1)
+        stack.jenkins_lite_restart()  # the running build cannot resume: Jenkins ends it ABORTED
+        st = wait_terminal(kube, ns, pe.name, timeout=240).status
+        assert st is not None and st.phase == ExecutionPhase.ABORTED, st.message
+        succeeded = st.condition("Succeeded")
+        assert succeeded is not None and succeeded.reason == Reason.ABORTED_IN_JENKINS, st.message
+        # The console's last line before "Finished: ABORTED" says why.
+        assert st.message is not None and st.message.startswith("Jenkins aborted the build"), st.message
+        assert ": " in st.message.split("(e.g. Jenkins restarted)", 1)[1]
 
     def test_runs_finish_with_the_right_result_while_jenkins_answers_5xx_to_a_fifth_of_requests(
         self,

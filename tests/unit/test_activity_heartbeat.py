@@ -3,6 +3,7 @@ ActivityEnvironment (no server)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
-from activities.heartbeat import heartbeating, seconds_left
+from activities.heartbeat import beating, heartbeating, seconds_left
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +63,22 @@ def test_an_inner_wait_ends_before_the_attempts_start_to_close_deadline() -> Non
     assert 1.0 <= left <= 5.0
     assert environment(start_to_close_timeout=None).run(seconds_left, 120.0) == 120.0
     assert seconds_left(120.0) == 120.0  # outside an activity
+
+
+async def test_an_async_activity_heartbeats_while_it_awaits_a_blocking_call_in_a_thread() -> None:
+    env = environment(heartbeat_timeout=timedelta(seconds=0.3))
+    beats: list[tuple[Any, ...]] = []
+    enough = threading.Event()
+
+    def on_heartbeat(*details: Any) -> None:
+        beats.append(details)
+        if len(beats) >= 3:
+            enough.set()
+
+    env.on_heartbeat = on_heartbeat
+
+    async def follow_like() -> bool:
+        return await beating(asyncio.to_thread(enough.wait, 30), {"describing": True})
+
+    assert await env.run(follow_like)
+    assert beats[0] == ({"describing": True},)

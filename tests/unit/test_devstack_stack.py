@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devstack import component
-from devstack.components import BY_NAME, Context, temporal_binary
+from devstack.components import BY_NAME, Context, temporal_binary, tools_env
 from devstack.kwok import node_specs
 from devstack.pki import CONTROLLER_MANAGER, Pki, ensure_pki
 from devstack.registry import registry_config
@@ -19,7 +19,7 @@ from devstack.testbin import TOOLS, Binaries
 
 @pytest.fixture
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
-    fake = Binaries(**{tool.name.replace("-", "_"): tmp_path / "bin" / tool.name for tool in TOOLS})
+    fake = Binaries(**{tool.name.replace("-", "_"): tmp_path / "bin-cache" / tool.name for tool in TOOLS})
     monkeypatch.setattr(component, "ensure_binaries", lambda log=print: fake)
     context = Context(dir=tmp_path, creds=Credentials("ak", "sk", "admin", "tok"), pki=Pki(tmp_path / "pki"))
     context.ports = {"etcd": {"main": 2379}, "kube-apiserver": {"main": 6443}}
@@ -176,3 +176,13 @@ def test_the_registry_notifies_the_webhook_port_and_advertises_its_url(ctx: Cont
     assert env["REGISTRY_URL"] == "http://127.0.0.1:5000"
     assert env["CUBEPAAS_WEBHOOK_PORT"] == "5001"
     assert BY_NAME["registry"].target_ports == ("webhook",)
+
+
+def test_build_steps_get_kubectl_and_helm_by_path_and_in_one_folder(ctx: Context) -> None:
+    env = tools_env(ctx)
+    assert env["DEVSTACK_BIN"] == str(ctx.dir / "bin")
+    for name, variable in (("kubectl", "KUBECTL"), ("helm", "HELM")):
+        link = ctx.dir / "bin" / name
+        assert env[variable] == str(link)
+        assert link.readlink() == ctx.dir / "bin-cache" / name
+    assert tools_env(ctx) == env  # idempotent: the links are kept

@@ -110,6 +110,10 @@ def test_an_aborted_build_is_a_cancel_only_when_the_run_asked_for_the_stop() -> 
     )
     assert (theirs.phase, theirs.reason) == (ExecutionPhase.ABORTED, Reason.ABORTED_IN_JENKINS)
     assert theirs.message.endswith(": Jenkins is restarting")
+    timed_out = endings.for_build(
+        status, snap, rejected=False, stop_requested=False, console_line="Timeout has been exceeded"
+    )
+    assert (timed_out.phase, timed_out.reason) == (ExecutionPhase.ABORTED, Reason.TIMED_OUT)
     denied = endings.for_build(status, snap, rejected=True, stop_requested=False)
     assert denied.reason == Reason.APPROVAL_DENIED and not endings.aborted_by_jenkins(
         snap, rejected=True, stop_requested=False

@@ -25,7 +25,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.errors import DevopsError, to_application_error
+from activities.errors import PermanentError, to_application_error
+from activities.jenkins.logs import last_line
 from activities.quota import QuotaActivities
 from crds.execution import PipelineExecutionStatus
 from crds.messages import (
@@ -110,8 +111,6 @@ def successful_build() -> list[BuildSnapshot]:
 
 def permanent(message: str, reason: Any = None) -> ApplicationError:
     """What an activity raises for a permanent fault (as activities.errors translates it)."""
-    from activities.errors import PermanentError
-
     return to_application_error(PermanentError(message, reason=reason))
 
 
@@ -250,8 +249,6 @@ class World:
 
     @activity.defn(name=Activity.JENKINS_CONSOLE_TAIL)
     async def console_tail(self, inp: ConsoleTailInput) -> ConsoleTail:
-        from activities.jenkins.logs import last_line
-
         await self._record(Activity.JENKINS_CONSOLE_TAIL, inp)
         return ConsoleTail(last_line=last_line(self.console))
 
@@ -347,7 +344,6 @@ async def _value(check: Callable[[], Any]) -> Any:
 
 
 __all__ = [
-    "DevopsError",
     "World",
     "eventually",
     "permanent",
