@@ -86,6 +86,12 @@ PUBLISHED_IMAGE_VARIABLES = (
     "CICD_PUBLISHED_IMAGE_TAG",
     "CICD_PUBLISHED_IMAGE_DIGEST",
 )
+#: Given by an image-push trigger (the run's spec.variables): the image whose push started the run.
+IMAGE_TRIGGER_VARIABLES = (
+    "CICD_IMAGE_REPO",
+    "CICD_IMAGE_TAG",
+    "CICD_IMAGE_DIGEST",
+)
 _CICD_REF = re.compile(r"\$\{(CICD_[A-Z_]+)\}")
 
 #: Variables the registry credential of a publishImage step is bound to.
@@ -449,7 +455,7 @@ def _tmpdir_prelude() -> str:
 def substitution_function() -> str:
     """``cubepaas_subst IN OUT [json]``: ``${CICD_...}`` references replaced by the step's environment at run
     time (so the published image's digest reaches manifests and values); unset variables stay as written."""
-    names = " ".join((*CICD_VARIABLES, *PUBLISHED_IMAGE_VARIABLES))
+    names = " ".join((*CICD_VARIABLES, *IMAGE_TRIGGER_VARIABLES, *PUBLISHED_IMAGE_VARIABLES))
     return (
         "cubepaas_subst() {\n"
         '  cp "$1" "$2.part"\n'

@@ -40,30 +40,70 @@ def _demo(stack: Any, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_runs_to_success_and_reuses_what_is_up(stack: Any) -> None:
-    from devstack.demo import stop_worker
+def _check_loop(stack: Any, stdout: str) -> str:
+    """The loop the demo printed happened in the cluster: a build run started by SCM polling for the pushed
+    commit pushed an image; the deploy run was started by that image's push with its digest; the
+    Deployment references the digest and is Available. Returns the build run's name."""
+    from activities.kube import Kube
+    from crds.execution import PipelineExecution
+    from crds.reasons import ExecutionPhase, TriggeredBy
+    from devstack.demo_loop import APP, APPS_NAMESPACE, BUILD, DEPLOY, IMAGE_REPOSITORY
 
-    pid_path = stack.dir / "worker.pid"
-    ours = not _worker_running(pid_path)
+    pushed = re.search(r"git push: commit ([0-9a-f]{12})", stdout)
+    build_name = re.search(rf"pipelineexecution/({BUILD}-\d+) succeeded", stdout)
+    deploy_name = re.search(rf"pipelineexecution/({DEPLOY}-\d+) succeeded", stdout)
+    assert pushed and build_name and deploy_name, stdout
+    kube = Kube.from_kubeconfig(str(stack.kubeconfig_path))
+    try:
+        build = kube.get(PipelineExecution, "demo", build_name.group(1))
+        assert build.spec.triggered_by == TriggeredBy.POLL and build.spec.commit.startswith(pushed.group(1))
+        assert build.status is not None and build.status.phase == ExecutionPhase.SUCCESS
+        images = [step.image for stage in build.status.stages for step in stage.steps if step.image]
+        assert len(images) == 1 and images[0].repository.endswith("/" + IMAGE_REPOSITORY), images
+        digest = images[0].digest
+        deploy = kube.get(PipelineExecution, "demo", deploy_name.group(1))
+        assert deploy.spec.triggered_by == TriggeredBy.IMAGE
+        assert deploy.spec.variables["CICD_IMAGE_REPO"] == IMAGE_REPOSITORY
+        assert deploy.spec.variables["CICD_IMAGE_DIGEST"] == digest
+        assert deploy.status is not None and deploy.status.phase == ExecutionPhase.SUCCESS
+        deployment = kube.read_object("apps/v1", "Deployment", APP, APPS_NAMESPACE)
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"{images[0].repository}@{digest}"
+        conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
+        assert conditions["Available"] == "True"
+    finally:
+        kube.close()
+    return build_name.group(1)
+
+
+def test_demo_shows_the_loop_from_a_push_to_an_available_deployment_and_reuses_what_is_up(
+    stack: Any,
+) -> None:
+    from devstack.demo import RECEIVER, WORKER, stop_background
+
+    running = {proc: _worker_running(proc.paths(stack)[0]) for proc in (WORKER, RECEIVER)}
     try:
         first = _demo(stack, "--non-interactive")
         out = f"exit {first.returncode}\n--- stdout\n{first.stdout}\n--- stderr\n{first.stderr}"
         assert first.returncode == 0, out
-        assert re.search(r"pipelineexecution/(demo-\d+) succeeded", first.stdout), out
-        assert "phase Success" in first.stdout and "\x1b[" not in first.stdout  # plain progress lines
+        assert "\x1b[" not in first.stdout  # plain progress lines
         assert "/namespaces/" in first.stdout and "/workflows/" in first.stdout  # the Temporal UI link
         for hint in ("devopsctl pause", "devopsctl logs", "devopsctl cancel", "make demo-stop"):
             assert hint in first.stdout, out
-        assert _worker_running(pid_path), "the demo leaves its worker running for the user"
-        first_run = re.search(r"pipelineexecution/(demo-\d+) created", first.stdout)
-        assert first_run is not None
+        first_build = _check_loop(stack, first.stdout)
+        for proc in (WORKER, RECEIVER):
+            assert _worker_running(proc.paths(stack)[0]), (
+                f"the demo leaves its {proc.name} running for the user"
+            )
 
         second = _demo(stack, "--non-interactive")
         out2 = f"exit {second.returncode}\n--- stdout\n{second.stdout}\n--- stderr\n{second.stderr}"
         assert second.returncode == 0, out2
-        assert "already up" in second.stdout and "reused" in second.stdout, out2
-        second_run = re.search(r"pipelineexecution/(demo-\d+) created", second.stdout)
-        assert second_run is not None and second_run.group(1) != first_run.group(1), out2
+        assert "already up" in second.stdout and second.stdout.count("reused") >= 2, out2
+        assert _check_loop(stack, second.stdout) != first_build, out2  # a new commit, a new run
     finally:
-        if ours:
-            stop_worker(stack)  # the harness owns the stack; the worker is the demo's
+        for proc, was_running in running.items():
+            if not was_running:
+                stop_background(
+                    stack, proc
+                )  # the harness owns the stack; the worker and receiver are the demo's

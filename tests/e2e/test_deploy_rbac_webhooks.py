@@ -1,8 +1,9 @@
 """The receiver's shipped ServiceAccount is enough for its job and for nothing else.
 
-The receiver process runs with only the ``cubepaas-webhooks`` identity of ``deploy/manifests/webhooks.yaml``
-(a bearer token, no admin certificate) and turns a signed push into a run, once; the same identity is
-refused everything else a compromised receiver might try.
+The receiver process runs with only the ``cubepaas-webhooks`` identity of the Helm chart's rendered
+objects (``deploy/manifests/worker.yaml``, from ``templates/webhook-*.yaml``; a bearer token, no admin
+certificate) and turns a signed push into a run, once; the same identity is refused everything else a
+compromised receiver might try.
 """
 
 from __future__ import annotations
@@ -69,16 +70,21 @@ def receiver_kubeconfig(kube: Kube, stack: Any, path: Path) -> Path:
 def test_the_receiver_creates_runs_with_only_its_shipped_cluster_role_and_nothing_more(
     stack: Any, stack_env: dict[str, str], kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
-    # Applied as a user would: kubectl, server-side (worker.yaml first: it holds the namespace).
+    rendered = (MANIFESTS / "worker.yaml").read_text()
+    shipped = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(rendered) if d}
+    assert {
+        (kind, "cubepaas-webhooks")
+        for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service")
+    } <= shipped
+    # Applied as a user would: kubectl, server-side (the chart's render, with the namespace first).
     kubectl = stack_env.get("KUBECTL") or shutil.which("kubectl") or pytest.fail("no kubectl", pytrace=False)
-    for file in ("worker.yaml", "webhooks.yaml"):
-        subprocess.run(
-            [kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(MANIFESTS / file)],
-            env=dict(os.environ, KUBECONFIG=stack_env["KUBECONFIG"]),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    subprocess.run(
+        [kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(MANIFESTS / "worker.yaml")],
+        env=dict(os.environ, KUBECONFIG=stack_env["KUBECONFIG"]),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pipeline = kube.create(
         Pipeline(
             metadata=ObjectMeta(name="app", namespace=namespace, annotations=NOT_RUN),

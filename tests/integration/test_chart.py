@@ -79,29 +79,68 @@ def test_the_shipped_manifests_are_the_charts_output(helm: str, stack_env: dict[
     assert MANIFESTS.read_text() == render_manifests(helm), "deploy/manifests is stale: run `make manifests`"
 
 
-def test_the_default_render_holds_every_piece_of_the_worker(helm: str, stack_env: dict[str, str]) -> None:
+def test_the_default_render_holds_every_piece_of_the_worker_and_the_webhook_receiver(
+    helm: str, stack_env: dict[str, str]
+) -> None:
     docs = render(helm, stack_env)
-    kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted(
-        [
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "Role",
-            "RoleBinding",
-            "Deployment",
-            "Service",
-            "PodDisruptionBudget",
-            "NetworkPolicy",
-        ]
+    pieces = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    each = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
+    each += ["PodDisruptionBudget", "NetworkPolicy"]
+    assert pieces == sorted(
+        [(kind, "cubepaas-worker") for kind in each]
+        + [("Role", "cubepaas-worker-leader-election"), ("RoleBinding", "cubepaas-worker-leader-election")]
+        + [(kind, "cubepaas-webhooks") for kind in each]
     )
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    deployment = next(
+        d for d in docs if (d["kind"], d["metadata"]["name"]) == ("Deployment", "cubepaas-worker")
+    )
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["CUBEPAAS_LEADER_ELECTION"]["value"] == "true"
     assert env["CUBEPAAS_LEASE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["CUBEPAAS_INSTALL_CRDS"]["value"] == "false"
     role = next(d for d in docs if d["kind"] == "Role")
     assert {"get", "update", "create"} == {v for rule in role["rules"] for v in rule["verbs"]}
+
+
+def test_the_webhook_receiver_runs_worker_webhooks_with_only_settings_it_reads_and_its_own_identity(
+    helm: str, stack_env: dict[str, str]
+) -> None:
+    from worker.settings import WorkerSettings
+
+    docs = render(
+        helm,
+        stack_env,
+        "--set",
+        "webhook.url=https://ci.example.com",
+        "--set",
+        "webhook.registryTokenSecret=registry-notify",
+    )
+    deployment = next(
+        d for d in docs if (d["kind"], d["metadata"]["name"]) == ("Deployment", "cubepaas-webhooks")
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["python", "-m", "worker.webhooks"]
+    assert pod["serviceAccountName"] == "cubepaas-webhooks"
+    env = {e["name"]: e for e in container["env"]}
+    read = {str(field.validation_alias) for field in WorkerSettings.model_fields.values()}
+    assert set(env) <= read, set(env) - read
+    assert env["CUBEPAAS_WEBHOOK_URL"]["value"] == "https://ci.example.com"
+    token = {"name": "registry-notify", "key": "token"}
+    assert env["CUBEPAAS_REGISTRY_TOKEN"]["valueFrom"]["secretKeyRef"] == token
+    assert container["ports"] == [
+        {"name": "http", "containerPort": int(env["CUBEPAAS_WEBHOOK_PORT"]["value"])}
+    ]
+    binding = next(
+        d for d in docs if (d["kind"], d["metadata"]["name"]) == ("ClusterRoleBinding", "cubepaas-webhooks")
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "cubepaas-webhooks", "namespace": "cubepaas-system"}
+    ]
+    assert not any(
+        d["metadata"]["name"] == "cubepaas-webhooks"
+        for d in render(helm, stack_env, "--set", "webhook.enabled=false")
+    )
 
 
 def test_values_for_temporal_cloud_and_mtls_become_the_settings_the_worker_reads(
@@ -125,7 +164,9 @@ def test_values_for_temporal_cloud_and_mtls_become_the_settings_the_worker_reads
         "--set",
         "serviceMonitor.enabled=true",
     )
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    deployment = next(
+        d for d in docs if (d["kind"], d["metadata"]["name"]) == ("Deployment", "cubepaas-worker")
+    )
     pod = deployment["spec"]["template"]["spec"]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "temporal-key", "key": "api-key"}
@@ -185,6 +226,9 @@ def test_helm_install_into_the_local_cluster_creates_the_worker(
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == f"{release}-worker"
         assert deployment["status"].get("availableReplicas") == 2
         assert kube.read_object("rbac.authorization.k8s.io/v1", "ClusterRole", f"{release}-worker")["rules"]
+        receiver = kube.read_object("apps/v1", "Deployment", f"{release}-webhooks", release_namespace)
+        assert receiver["spec"]["template"]["spec"]["serviceAccountName"] == f"{release}-webhooks"
+        assert receiver["status"].get("availableReplicas") == 2
         # The chart's crds/ are installed with the release unless the cluster has them already
         # (helm never overwrites CRDs): either way every kind is served afterwards.
         from kubernetes import client

@@ -276,15 +276,18 @@ def test_manifests_and_values_get_the_published_image_and_other_variables_at_run
     from activities.jenkins.jenkinsfile import substitution_function
 
     text = 'image: "${CICD_PUBLISHED_IMAGE_REPO}@${CICD_PUBLISHED_IMAGE_DIGEST}"\n'
+    text += "pushed: ${CICD_IMAGE_REPO}@${CICD_IMAGE_DIGEST}\n"
     text += "b: ${CICD_GIT_BRANCH} ${HOME} ${CICD_NOT_OURS} ${CICD_GIT_TAG}\n"
     (tmp_path / "in").write_text(text)
     env = {"CICD_PUBLISHED_IMAGE_REPO": "reg:5000/demo/app", "CICD_PUBLISHED_IMAGE_DIGEST": DIGEST}
+    env |= {"CICD_IMAGE_REPO": "demo/base", "CICD_IMAGE_DIGEST": DIGEST}  # an image-push run's variables
     env["CICD_GIT_BRANCH"] = 'fix/a&b|c\\d"e'
     script = substitution_function() + "cubepaas_subst in out\ncubepaas_subst in out.json json\n"
     done = _sh(script, tmp_path, **env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out").read_text() == (
         f'image: "reg:5000/demo/app@{DIGEST}"\n'
+        f"pushed: demo/base@{DIGEST}\n"
         'b: fix/a&b|c\\d"e ${HOME} ${CICD_NOT_OURS} ${CICD_GIT_TAG}\n'
     )
     # In JSON values, quotes and backslashes of a value are escaped so the document stays valid.

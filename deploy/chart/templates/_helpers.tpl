@@ -32,3 +32,27 @@ app.kubernetes.io/component: worker
 {{- define "cubepaas.worker.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* The webhook receiver's name: "<release>-webhooks" (cubepaas-webhooks for release "cubepaas"). */}}
+{{- define "cubepaas.webhook.fullname" -}}
+{{- printf "%s-webhooks" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "cubepaas.webhook.serviceAccountName" -}}
+{{- if .Values.webhook.serviceAccount.create -}}
+{{- default (include "cubepaas.webhook.fullname" .) .Values.webhook.serviceAccount.name -}}
+{{- else -}}
+{{- required "webhook.serviceAccount.name is required when webhook.serviceAccount.create is false" .Values.webhook.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cubepaas.webhook.selectorLabels" -}}
+app.kubernetes.io/name: cubepaas-webhooks
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "cubepaas.webhook.labels" -}}
+{{ include "cubepaas.labels" . }}
+{{ include "cubepaas.webhook.selectorLabels" . }}
+app.kubernetes.io/component: webhooks
+{{- end -}}
