@@ -130,12 +130,16 @@ def workflow_classes() -> list[type]:
     """The workflows this worker runs."""
     from workflows.execution import PipelineExecutionWorkflow
     from workflows.quota import ExecutorQuotaWorkflow
+    from workflows.retention import LogRetentionWorkflow
     from workflows.triggers import ScheduledRunWorkflow, ScmPollWorkflow
 
-    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow, ScheduledRunWorkflow, ScmPollWorkflow]
-    from workflows.retention import LogRetentionWorkflow
-
-    return [PipelineExecutionWorkflow, ExecutorQuotaWorkflow, LogRetentionWorkflow]
+    return [
+        PipelineExecutionWorkflow,
+        ExecutorQuotaWorkflow,
+        LogRetentionWorkflow,
+        ScheduledRunWorkflow,
+        ScmPollWorkflow,
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
