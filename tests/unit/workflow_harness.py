@@ -330,7 +330,9 @@ async def eventually(check: Callable[[], Any], what: str, seconds: float = 60.0)
             if await _value(check):
                 return
         except RPCError as err:
-            if err.status != RPCStatusCode.DEADLINE_EXCEEDED:
+            # The server gave up waiting for a worker to answer the query (DEADLINE_EXCEEDED), or the
+            # client's own call timed out ("Timeout expired", reported as CANCELLED).
+            if err.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
                 raise
         await asyncio.sleep(0.025)
     raise AssertionError(f"never happened: {what}")
