@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,15 +34,36 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
 
 
 def free_port(exclude: Iterable[int] = (), host: str = LOOPBACK) -> int:
-    """A currently free loopback port chosen by the kernel, never one of ``exclude``."""
+    """A currently free loopback port below the kernel's ephemeral range, never one of ``exclude``.
+
+    Ports the kernel hands out (``bind(0)``) lie in the range it also gives every outgoing connection
+    its local port from. A server of the stack that is restarted on its port can then find it taken
+    by some client's connection in the meantime ("address already in use"); ports below that range are
+    only ever taken by another listener, which the bind check sees.
+    """
     excluded = set(exclude)
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-        if port not in excluded:
+    low, high = _listen_range()
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randint(low, high)
+        if port not in excluded and port_is_free(port, host):
             return port
-    raise RuntimeError("no free loopback port found")
+    raise RuntimeError(f"no free loopback port found in {low}-{high}")
+
+
+def _listen_range() -> tuple[int, int]:
+    """Up to 12000 ports just below ``net.ipv4.ip_local_port_range`` (default 32768-60999), else above."""
+    try:
+        ephemeral_low, ephemeral_high = map(
+            int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        )
+    except (OSError, ValueError):
+        ephemeral_low, ephemeral_high = 32768, 60999
+    high = ephemeral_low - 1
+    low = max(10000, high - 12000)
+    if high - low < 1000 and ephemeral_high < 64535:  # an unusual setting with no room below it
+        return ephemeral_high + 1, 65535
+    return low, high
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:

@@ -82,3 +82,10 @@ def test_free_ports_are_bindable_distinct_and_respect_exclusions() -> None:
         sock.listen()
         busy = sock.getsockname()[1]
         assert not port_is_free(busy)
+
+
+def test_free_ports_lie_outside_the_range_outgoing_connections_take_their_local_port_from() -> None:
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2])
+    ports = {free_port() for _ in range(50)}
+    assert not [port for port in ports if low <= port <= high], (low, high, sorted(ports))
+    assert len(ports) > 40  # drawn at random from thousands, not handed out in sequence
