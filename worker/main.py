@@ -3,9 +3,10 @@
 - Settings from the environment (:class:`worker.settings.WorkerSettings`), so
   ``source .devstack/env && python -m worker`` just works.
 - A Temporal runtime whose Prometheus exporter listens on ``127.0.0.1:<CUBEPAAS_METRICS_PORT>``.
-- A :class:`temporalio.worker.Worker` on the task queue with ``PipelineExecutionWorkflow``,
-  ``ExecutorQuotaWorkflow`` and every activity of :func:`build_activities` (sync activities run in a
-  thread pool of ``CUBEPAAS_MAX_ACTIVITIES`` threads).
+- A :class:`temporalio.worker.Worker` on the task queue with the workflows of :func:`workflow_classes`
+  and every activity of :func:`build_activities` (sync activities run in a thread pool of
+  ``CUBEPAAS_MAX_ACTIVITIES`` threads), replaced by a new one when the SDK gives up on an unreachable
+  Temporal (:mod:`worker.supervise`), so an outage of any length ends no process.
 - The bridge (:class:`worker.bridge.Bridge`) as a task; with ``CUBEPAAS_LEADER_ELECTION`` only while this
   replica holds the Lease (:mod:`worker.leader`), so of many replicas exactly one runs it.
 - HTTP on ``CUBEPAAS_HEALTH_HOST:CUBEPAAS_HEALTH_PORT``: ``/healthz`` (the process is alive),
@@ -45,6 +46,7 @@ from worker.bridge import Bridge
 from worker.leader import LeaderElector, LeaseStore, LeaseTiming, default_identity, own_namespace
 from worker.schedules import ensure_log_retention_schedule
 from worker.settings import WorkerSettings
+from worker.supervise import WorkerSupervisor
 from worker.temporal import connect
 from worker.triggers.reconciler import ScheduleReconciler
 
@@ -152,7 +154,7 @@ class Health:
     def __init__(self, sdk_metrics_url: str) -> None:
         self.sdk_metrics_url = sdk_metrics_url
         self.temporal_ok = False
-        self.worker: Worker | None = None
+        self.worker: WorkerSupervisor[Worker] | None = None
         self.bridge: Bridge | None = None
         self.bridge_enabled = True
         self.elector: LeaderElector | None = None
@@ -339,18 +341,23 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
                 await ensure_log_retention_schedule(client, settings.task_queue)
             except Exception as err:  # e.g. no permission for schedules: the sweep can be started by hand
                 logger.warning("could not create the log retention schedule (%s)", err)
-        worker = Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=workflow_classes(),
-            activities=build_activities(settings, client, kube),
-            activity_executor=executor,
-            max_concurrent_activities=settings.max_activities,
-            graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace),
-        )
-        health.worker = worker
-        worker_task = asyncio.create_task(worker.run(), name="temporal-worker")
-        tasks.append(worker_task)
+        activities = build_activities(settings, client, kube)
+
+        def make_worker() -> Worker:
+            return Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=workflow_classes(),
+                activities=activities,
+                activity_executor=executor,
+                max_concurrent_activities=settings.max_activities,
+                graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace),
+            )
+
+        supervisor = WorkerSupervisor(make_worker)
+        health.worker = supervisor
+        supervisor_task = asyncio.create_task(supervisor.run(stop), name="worker-supervisor")
+        tasks.append(supervisor_task)
         tasks.append(asyncio.create_task(_watch_temporal(client, health, stop), name="temporal-health"))
         bridge: Bridge | None = None
         bridge_task: asyncio.Task[None] | None = None
@@ -388,12 +395,12 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         logger.info("worker running on task queue %s", settings.task_queue)
 
         stop_wait = asyncio.create_task(stop.wait())
-        await asyncio.wait({stop_wait, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({stop_wait, supervisor_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
         health.stopping = True
-        if worker_task.done() and not stop.is_set():
-            error = worker_task.exception()
-            logger.error("the Temporal worker stopped: %s", error or "without an error")
+        if supervisor_task.done() and not stop.is_set():  # only a worker that cannot be built ends it
+            error = None if supervisor_task.cancelled() else supervisor_task.exception()
+            logger.error("the Temporal worker cannot run: %s", error or "supervisor ended")
             code = 1
         stop.set()
 
@@ -407,9 +414,11 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(elector_task, 25)
         logger.info("shutting the worker down (grace %.0fs)", settings.shutdown_grace)
-        await worker.shutdown()
-        if not worker_task.cancelled() and worker_task.exception() is not None and code == 0:
-            logger.error("worker ended with %s", worker_task.exception())
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await supervisor_task
+        final_error = await supervisor.shutdown()
+        if final_error is not None and code == 0:
+            logger.error("worker ended with %s", final_error)
             code = 1
         logger.info("worker stopped")
         return code
