@@ -18,6 +18,8 @@ Fixtures (all session-scoped):
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if folder in _LEVEL_MARKERS:
             item.add_marker(getattr(pytest.mark, folder))
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Past ``$CUBEPAAS_TEST_DEADLINE`` (epoch seconds, set by .ci/run) no further test starts.
+
+    A CI job killed at its time limit prints no summary; stopping first prints which tests failed and
+    why, which is the only way to diagnose a cascade (one dead server failing every later test).
+    """
+    deadline = os.environ.get("CUBEPAAS_TEST_DEADLINE")
+    if deadline and time.time() > float(deadline):
+        item.session.shouldstop = f"CUBEPAAS_TEST_DEADLINE passed after {item.nodeid}: later tests did not run"
 
 
 @pytest.fixture(scope="session")
