@@ -3,7 +3,8 @@
 Fixtures:
   worker_process      session: installs the CRDs, starts ``python -m worker`` with the stack env (its own
                       health/metrics ports; log in test-output/worker.log), waits for /readyz, and stops
-                      it with SIGTERM at the end. Yields the ``subprocess.Popen``.
+                      it with SIGTERM at the end. Yields the ``SessionWorker``. A worker that dies
+                      fails the test it died in and is started again for the next.
   kube                session: ``activities.kube.Kube`` on the stack's apiserver (admin).
   project_namespace   factory ``(prefix="e2e", *, executor_quota=2, poll_interval="1s",
                       keep_jenkins_jobs=0) -> namespace``: a fresh namespace with the Secrets
@@ -72,62 +73,106 @@ def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    OUTPUT_DIR.mkdir(exist_ok=True)
-    log_path = OUTPUT_DIR / "worker.log"
-    health_port = devproc.free_port()
-    env = dict(cli_env)
-    env.update(
-        {
-            "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
-            "CUBEPAAS_HEALTH_PORT": str(health_port),
-            "CUBEPAAS_METRICS_PORT": "0",
-            "CUBEPAAS_SHUTDOWN_GRACE": "5",
-        }
-    )
-    with log_path.open("ab") as log:
-        log.write(f"\n==== worker started by pytest at {time.strftime('%H:%M:%S')} ====\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "worker"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+class SessionWorker:
+    """The session's ``python -m worker`` (log: test-output/worker.log), started again if it dies."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, str] = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = OUTPUT_DIR / "worker.log"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        health_port = devproc.free_port()
+        env = dict(self.env)
+        env.update(
+            {
+                "CUBEPAAS_HEALTH_HOST": "127.0.0.1",
+                "CUBEPAAS_HEALTH_PORT": str(health_port),
+                "CUBEPAAS_METRICS_PORT": "0",
+                "CUBEPAAS_SHUTDOWN_GRACE": "5",
+            }
         )
-    ready_url = f"http://127.0.0.1:{health_port}/readyz"
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(
-                f"python -m worker exited with {proc.returncode} during start-up; last lines of "
-                f"{log_path}:\n{(devproc.tail(log_path, 40) or '<no log>')}",
-                pytrace=False,
+        with self.log_path.open("ab") as log:
+            log.write(f"\n==== worker started by pytest at {time.strftime('%H:%M:%S')} ====\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        try:
-            with urllib.request.urlopen(ready_url, timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(
-                f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s ({ready_url}); "
-                f"last lines of {log_path}:\n{(devproc.tail(log_path, 40) or '<no log>')}",
-                pytrace=False,
-            )
-        time.sleep(0.3)
-    yield proc
-    if proc.poll() is None:
+        self.proc = proc
+        ready_url = f"http://127.0.0.1:{health_port}/readyz"
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"python -m worker exited with {proc.returncode} during start-up; last lines of "
+                    f"{self.log_path}:\n{self.tail()}",
+                    pytrace=False,
+                )
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return proc
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(
+                    f"python -m worker not ready after {WORKER_READY_TIMEOUT:.0f}s ({ready_url}); "
+                    f"last lines of {self.log_path}:\n{self.tail()}",
+                    pytrace=False,
+                )
+            time.sleep(0.3)
+
+    def exit_code(self) -> int | None:
+        """The code it exited with, None while it runs (or was never started)."""
+        return None if self.proc is None else self.proc.poll()
+
+    def tail(self) -> str:
+        return devproc.tail(self.log_path, 40) or "<no log>"
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+SESSION_WORKER = SessionWorker()
+
+
+@pytest.fixture(scope="session")
+def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[SessionWorker]:
+    SESSION_WORKER.env = dict(cli_env)
+    SESSION_WORKER.start()
+    yield SESSION_WORKER
+    SESSION_WORKER.stop()
+
+
+@pytest.fixture(autouse=True)
+def session_worker_survives_each_test() -> Iterator[None]:
+    """A worker that dies fails the test it died in, and the next tests get a new one.
+
+    Without this one dead worker fails every later test, each only after its own timeout: a cascade
+    that once outlasted the whole CI job and hid its cause.
+    """
+    yield
+    code = SESSION_WORKER.exit_code()
+    if code is None:
+        return
+    tail = SESSION_WORKER.tail()
+    SESSION_WORKER.start()
+    pytest.fail(f"the session's worker exited with {code} in this test; last lines:\n{tail}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

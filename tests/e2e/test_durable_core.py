@@ -377,6 +377,32 @@ class TestDurability:
         assert st.jenkins is not None
         assert builds_of(jenkins_client, st.jenkins.job) == [1]
 
+    def test_a_temporal_outage_longer_than_the_sdks_minute_of_retries_ends_no_worker_and_loses_no_run(
+        self,
+        stack: Any,
+        worker_process: Any,
+        kube: Kube,
+        kube_api_client: Any,
+        project: Callable[..., str],
+        pipeline_factory: Callable[..., Any],
+        git_repo: Callable[..., tuple[str, str]],
+        jenkins_client: Any,
+    ) -> None:
+        ns = project(keep_jenkins_jobs=10)
+        pe = run_pipeline(kube, kube_api_client, pipeline_factory, git_repo, ns, LONG_STEP)
+        wait_step_building(kube, ns, pe.name, 1)
+        stack.stop_component("temporal")
+        try:
+            time.sleep(80)  # the SDK fails a worker whose polls failed for about a minute
+            assert worker_process.exit_code() is None, "the worker process ended during the outage"
+        finally:
+            stack.start_component("temporal")
+        st = wait_terminal(kube, ns, pe.name, timeout=240).status
+        assert st is not None and st.phase == ExecutionPhase.SUCCESS, st.message
+        assert st.jenkins is not None
+        assert builds_of(jenkins_client, st.jenkins.job) == [1]
+        assert worker_process.exit_code() is None
+
     def test_a_jenkins_restart_mid_build_ends_the_run_aborted_in_jenkins_not_cancelled(
         self,
         stack: Any,
