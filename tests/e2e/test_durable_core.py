@@ -393,7 +393,7 @@ class TestDurability:
         wait_step_building(kube, ns, pe.name, 1)
         stack.stop_component("temporal")
         try:
-            time.sleep(80)  # the SDK fails a worker whose polls failed for about a minute
+            time.sleep(80)  # longer than the minute the SDK retries a poll error it does not know
             assert worker_process.exit_code() is None, "the worker process ended during the outage"
         finally:
             stack.start_component("temporal")
