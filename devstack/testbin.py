@@ -1,8 +1,13 @@
 """The stack's Go binaries, built from their Go modules and cached by version.
 
-Each wrapper module in ``devstack/testbin/<module>`` pins every dependency (committed
+Two wrapper modules in ``devstack/testbin/<module>`` pin every dependency (committed
 ``go.mod``/``go.sum``), so a cold machine needs only a Go toolchain (>= 1.26) and access to the Go
 module proxy; a warm machine finds every binary in :func:`cache_dir` and builds nothing.
+
+``stack`` holds Kubernetes, etcd, helm and MinIO in one module graph: one version of every shared
+dependency (client-go, grpc, otel, protobuf, x/*), so each shared package is compiled once, and one
+``go build`` links them all. kwok v0.8.0 needs Kubernetes 1.36 libraries the 1.34 commands cannot be
+built with, so it has a module of its own, built alongside.
 
 ``python -m devstack.testbin`` builds (if needed) and prints the paths.
 
@@ -16,8 +21,10 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +32,7 @@ from pathlib import Path
 KUBE_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.4"
 KWOK_VERSION = "v0.8.0"
-HELM_VERSION = "v3.22.0"
+HELM_VERSION = "v3.19.5"  # the newest helm on client-go v0.34, the Kubernetes libraries of KUBE_VERSION
 # The module proxy's pseudo-version of github.com/minio/minio (the project publishes no module tags).
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 MINIO_RELEASE = "2026-02-12T20:18:48Z"  # the commit time of MINIO_VERSION, in MinIO's release format
@@ -42,15 +49,18 @@ class Tool:
     module: str
     package: str
     ldflags: str
-    tags: tuple[str, ...] = ()
     version_args: tuple[str, ...] = ("--version",)
     version_text: str = ""  # what ``version_args`` must print (default: the version without its "v")
+    built_as: str = ""  # the file ``go build -o <dir>/`` names it (default: ``name``)
 
     def path(self, cache: Path) -> Path:
         return cache / f"{self.name}-{self.version}" / self.name
 
     def expected_version_text(self) -> str:
         return self.version_text or self.version.removeprefix("v")
+
+    def output_name(self) -> str:
+        return self.built_as or self.name
 
 
 def _kube_ldflags() -> str:
@@ -63,26 +73,25 @@ def _kube_ldflags() -> str:
 
 
 def _kube(name: str) -> Tool:
-    # The same flags for every k8s.io/kubernetes command, so they share the Go build cache.
     return Tool(
         name=name,
         version=KUBE_VERSION,
-        module="kubernetes",
+        module="stack",
         package=f"k8s.io/kubernetes/cmd/{name}",
         ldflags=_kube_ldflags(),
-        tags=("notest",),
         version_args=("version", "--client") if name == "kubectl" else ("--version",),
     )
 
 
 def _helm_ldflags() -> str:
     pkg = "helm.sh/helm/v3"
-    # As helm's Makefile: the Kubernetes version helm assumes offline is its client-go's (v0.37 -> 1.37).
+    # As helm's Makefile: the Kubernetes version helm assumes offline is its client-go's (v0.34 -> 1.34).
+    minor = KUBE_VERSION.split(".")[1]
     return (
         f"-s -w -X {pkg}/internal/version.version={HELM_VERSION} "
         f"-X {pkg}/internal/version.gitTreeState=clean "
-        f"-X {pkg}/pkg/lint/rules.k8sVersionMajor=1 -X {pkg}/pkg/lint/rules.k8sVersionMinor=37 "
-        f"-X {pkg}/pkg/chartutil.k8sVersionMajor=1 -X {pkg}/pkg/chartutil.k8sVersionMinor=37"
+        f"-X {pkg}/pkg/lint/rules.k8sVersionMajor=1 -X {pkg}/pkg/lint/rules.k8sVersionMinor={minor} "
+        f"-X {pkg}/pkg/chartutil.k8sVersionMajor=1 -X {pkg}/pkg/chartutil.k8sVersionMinor={minor}"
     )
 
 
@@ -102,7 +111,12 @@ KUBE_CONTROLLER_MANAGER = _kube("kube-controller-manager")
 KUBE_SCHEDULER = _kube("kube-scheduler")
 KUBECTL = _kube("kubectl")
 ETCD = Tool(
-    name="etcd", version=ETCD_VERSION, module="etcd", package="go.etcd.io/etcd/server/v3", ldflags="-s -w"
+    name="etcd",
+    version=ETCD_VERSION,
+    module="stack",
+    package="go.etcd.io/etcd/server/v3",
+    ldflags="-s -w",
+    built_as="server",  # go build names a /vN module's command after the element before it
 )
 KWOK = Tool(
     name="kwok",
@@ -114,7 +128,7 @@ KWOK = Tool(
 HELM = Tool(
     name="helm",
     version=HELM_VERSION,
-    module="helm",
+    module="stack",
     package="helm.sh/helm/v3/cmd/helm",
     ldflags=_helm_ldflags(),
     version_args=("version", "--short"),
@@ -123,14 +137,12 @@ HELM = Tool(
 MINIO = Tool(
     name="minio",
     version=MINIO_VERSION,
-    module="minio",
+    module="stack",
     package="github.com/minio/minio",
     ldflags=_minio_ldflags(),
     version_text="RELEASE." + MINIO_RELEASE.replace(":", "-"),
 )
 
-# Build order on a cold machine: the apiserver first (it fills most of the Go build cache the other
-# Kubernetes commands reuse), then what the stack needs to start, then the tools.
 TOOLS: tuple[Tool, ...] = (
     KUBE_APISERVER,
     ETCD,
@@ -173,16 +185,23 @@ def ensure_binaries(log: Callable[[str], None] = print) -> Binaries:
     """Return the cached binaries, building whichever is missing (once, under a file lock)."""
     cache = cache_dir()
     binaries = Binaries(**{tool.name.replace("-", "_"): tool.path(cache) for tool in TOOLS})
-    missing = [tool for tool in TOOLS if not _ready(tool.path(cache))]
-    if not missing:
+    if all(_ready(tool.path(cache)) for tool in TOOLS):
         return binaries
 
     cache.mkdir(parents=True, exist_ok=True)
     with _locked(cache / ".build.lock", log):
         # Another process may have built some while we waited for the lock.
+        missing = [tool for tool in TOOLS if not _ready(tool.path(cache))]
+        by_module: dict[str, list[Tool]] = {}
         for tool in missing:
-            if not _ready(tool.path(cache)):
-                _build(tool, tool.path(cache), log)
+            by_module.setdefault(tool.module, []).append(tool)
+        # The modules build side by side: one `go build` alone leaves a core idle while it links a
+        # binary or compiles one large package (MinIO's cmd), and the Go build cache is safe to share.
+        with ThreadPoolExecutor(max_workers=len(by_module) or 1) as pool:
+            futures = [pool.submit(_build, module, tools, cache, log) for module, tools in by_module.items()]
+            errors = [str(err) for err in (f.exception() for f in futures) if err is not None]
+        if errors:
+            raise RuntimeError("; ".join(errors))
     return binaries
 
 
@@ -200,52 +219,77 @@ def _locked(lock_path: Path, log: Callable[[str], None]) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _build(tool: Tool, dest: Path, log: Callable[[str], None]) -> None:
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError(
-            f"testbin: {tool.name} {tool.version} is not cached in {dest.parent} and no `go` is on PATH; "
-            "install Go >= 1.26 (it needs proxy.golang.org) or point CUBEPAAS_TESTBIN_CACHE at a "
-            "directory holding the prebuilt binaries"
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-    env = dict(os.environ, CGO_ENABLED="0", GOWORK="off")
-    tags = ["-tags", ",".join(tool.tags)] if tool.tags else []
-    cmd = [
+def build_command(go: str, tools: list[Tool], out_dir: Path) -> list[str]:
+    """One `go build` for every tool of one module: shared packages are compiled once, for all.
+
+    ``-X`` settings of every tool go into one ``-ldflags``; the linker applies each to the binaries
+    that hold the variable and ignores it elsewhere. ``notest`` is the tag Kubernetes' own builds set.
+    """
+    ldflags = " ".join(dict.fromkeys(flag for tool in tools for flag in _split_ldflags(tool.ldflags)))
+    return [
         go,
         "build",
         "-mod=readonly",  # the committed go.sum is the source of truth
         "-trimpath",
-        *tags,
+        "-tags",
+        "notest",
         "-ldflags",
-        tool.ldflags,
+        ldflags,
         "-o",
-        str(tmp),
-        tool.package,
+        f"{out_dir}/",
+        *(tool.package for tool in tools),
     ]
-    log(f"testbin: building {tool.name} {tool.version} (a cold build takes minutes) ...")
-    started = time.monotonic()
-    try:
-        result = subprocess.run(cmd, cwd=_MODULES_DIR / tool.module, env=env, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"testbin: `go build` of {tool.name} {tool.version} failed (exit {result.returncode})"
-            )
-        check = subprocess.run(
-            [str(tmp), *tool.version_args], capture_output=True, text=True, check=False, timeout=60
+
+
+def _split_ldflags(ldflags: str) -> list[str]:
+    """``"-s -w -X a=b -X c=d"`` -> ``["-s", "-w", "-X a=b", "-X c=d"]`` (each -X kept with its value)."""
+    parts = ldflags.split()
+    flags: list[str] = []
+    i = 0
+    while i < len(parts):
+        if parts[i] == "-X" and i + 1 < len(parts):
+            flags.append(f"-X {parts[i + 1]}")
+            i += 2
+        else:
+            flags.append(parts[i])
+            i += 1
+    return flags
+
+
+def _build(module: str, tools: list[Tool], cache: Path, log: Callable[[str], None]) -> None:
+    go = shutil.which("go")
+    if go is None:
+        names = ", ".join(f"{tool.name} {tool.version}" for tool in tools)
+        raise RuntimeError(
+            f"testbin: {names} not cached in {cache} and no `go` is on PATH; install Go >= 1.26 (it needs "
+            "proxy.golang.org) or point CUBEPAAS_TESTBIN_CACHE at a directory holding the prebuilt binaries"
         )
-        if check.returncode != 0 or tool.expected_version_text() not in check.stdout + check.stderr:
-            raise RuntimeError(
-                f"testbin: built {tool.name} does not report {tool.expected_version_text()}: "
-                f"{check.stdout!r} {check.stderr!r}"
+    env = dict(os.environ, CGO_ENABLED="0", GOWORK="off")
+    names = " ".join(tool.name for tool in tools)
+    log(f"testbin: building {names} from devstack/testbin/{module} (a cold build takes minutes) ...")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f".build-{module}-", dir=cache) as tmp:
+        out_dir = Path(tmp)
+        result = subprocess.run(
+            build_command(go, tools, out_dir), cwd=_MODULES_DIR / module, env=env, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"testbin: `go build` of {names} failed (exit {result.returncode})")
+        for tool in tools:
+            built = out_dir / tool.output_name()
+            check = subprocess.run(
+                [str(built), *tool.version_args], capture_output=True, text=True, check=False, timeout=60
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    size_mb = dest.stat().st_size / 1e6
-    took = time.monotonic() - started
-    log(f"testbin: built {tool.name} {tool.version} in {took:.0f}s ({size_mb:.0f} MB) -> {dest}")
+            if check.returncode != 0 or tool.expected_version_text() not in check.stdout + check.stderr:
+                raise RuntimeError(
+                    f"testbin: built {tool.name} does not report {tool.expected_version_text()}: "
+                    f"{check.stdout!r} {check.stderr!r}"
+                )
+            dest = tool.path(cache)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(built, dest)
+            log(f"testbin: {tool.name} {tool.version} ({dest.stat().st_size / 1e6:.0f} MB) -> {dest}")
+    log(f"testbin: built {names} in {time.monotonic() - started:.0f}s")
 
 
 def main() -> int:

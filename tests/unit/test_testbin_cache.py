@@ -38,3 +38,24 @@ def test_cache_dir_defaults_to_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("CUBEPAAS_TESTBIN_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert testbin.cache_dir() == tmp_path / "cubepaas-devstack" / "bin"
+
+
+@pytest.mark.unit
+def test_one_go_build_per_module_carries_every_tools_package_and_version_stamp() -> None:
+    stack = [tool for tool in testbin.TOOLS if tool.module == "stack"]
+    cmd = testbin.build_command("go", stack, Path("/out"))
+
+    assert cmd[:2] == ["go", "build"] and cmd[cmd.index("-o") + 1] == "/out/"
+    assert cmd[-len(stack) :] == [tool.package for tool in stack]
+    ldflags = cmd[cmd.index("-ldflags") + 1]
+    for tool in stack:
+        for flag in testbin._split_ldflags(tool.ldflags):
+            assert flag in ldflags, (tool.name, flag)
+    assert ldflags.count("-s ") == 1  # shared flags once
+    assert f"version.gitVersion={testbin.KUBE_VERSION}" in ldflags
+    assert f"internal/version.version={testbin.HELM_VERSION}" in ldflags
+    # Every module dir named by a tool exists, and every binary is found under the name go build gives it.
+    modules = {tool.module for tool in testbin.TOOLS}
+    assert modules == {"stack", "kwok"}
+    assert all((Path(testbin.__file__).parent / "testbin" / m / "go.mod").is_file() for m in modules)
+    assert testbin.ETCD.output_name() == "server" and testbin.HELM.output_name() == "helm"
