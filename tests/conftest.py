@@ -53,7 +53,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     """
     deadline = os.environ.get("CUBEPAAS_TEST_DEADLINE")
     if deadline and time.time() > float(deadline):
-        item.session.shouldstop = f"CUBEPAAS_TEST_DEADLINE passed after {item.nodeid}: later tests did not run"
+        item.session.shouldstop = f"CUBEPAAS_TEST_DEADLINE passed after {item.nodeid}: no later test ran"
 
 
 @pytest.fixture(scope="session")
