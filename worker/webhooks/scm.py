@@ -70,6 +70,27 @@ def _ignored(event: str, note: str) -> GitHook:
     return GitHook(kind=HookKind.IGNORED, event=event, note=note)
 
 
+def _github_shaped_pull_request(event: str, doc: dict[str, Any], actions: frozenset[str]) -> GitHook:
+    """A ``pull_request`` hook as GitHub sends it, and Gitea, whose payload copies GitHub's."""
+    action = text(doc, "action")
+    if action not in actions:
+        return _ignored(event, f"pull_request action {action or '<none>'} starts nothing")
+    pr = get(doc, "pull_request")
+    number = text(doc, "number") or text(pr, "number")
+    head_repo = text(pr, "head", "repo", "full_name")
+    return _pull_request(
+        event,
+        number,
+        ref=f"refs/pull/{number}/head",
+        target=text(pr, "base", "ref"),
+        commit=text(pr, "head", "sha"),
+        sender=text(doc, "sender", "login") or text(pr, "user", "login"),
+        message=text(pr, "title"),
+        link=text(pr, "html_url"),
+        fork=not head_repo or head_repo != text(pr, "base", "repo", "full_name"),
+    )
+
+
 # --- GitHub -------------------------------------------------------------------------------------------
 
 _GITHUB_PR_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
@@ -91,23 +112,7 @@ def github(event: str, doc: dict[str, Any]) -> GitHook:
             has_commits=isinstance(head, dict),
         )
     if event == "pull_request":
-        action = text(doc, "action")
-        if action not in _GITHUB_PR_ACTIONS:
-            return _ignored(event, f"pull_request action {action or '<none>'} starts nothing")
-        pr = get(doc, "pull_request")
-        number = text(doc, "number") or text(pr, "number")
-        head_repo = text(pr, "head", "repo", "full_name")
-        return _pull_request(
-            event,
-            number,
-            ref=f"refs/pull/{number}/head",
-            target=text(pr, "base", "ref"),
-            commit=text(pr, "head", "sha"),
-            sender=text(doc, "sender", "login") or text(pr, "user", "login"),
-            message=text(pr, "title"),
-            link=text(pr, "html_url"),
-            fork=not head_repo or head_repo != text(pr, "base", "repo", "full_name"),
-        )
+        return _github_shaped_pull_request(event, doc, _GITHUB_PR_ACTIONS)
     return _ignored(event, f"GitHub event {event or '<none>'} starts nothing")
 
 
@@ -266,23 +271,7 @@ def gitea(event: str, doc: dict[str, Any]) -> GitHook:
             has_commits=bool(commits) or isinstance(head, dict),
         )
     if event == "pull_request":
-        action = text(doc, "action")
-        if action not in _GITEA_PR_ACTIONS:
-            return _ignored(event, f"pull_request action {action or '<none>'} starts nothing")
-        pr = get(doc, "pull_request")
-        number = text(doc, "number") or text(pr, "number")
-        head_repo = text(pr, "head", "repo", "full_name")
-        return _pull_request(
-            event,
-            number,
-            ref=f"refs/pull/{number}/head",
-            target=text(pr, "base", "ref"),
-            commit=text(pr, "head", "sha"),
-            sender=text(doc, "sender", "login"),
-            message=text(pr, "title"),
-            link=text(pr, "html_url"),
-            fork=not head_repo or head_repo != text(pr, "base", "repo", "full_name"),
-        )
+        return _github_shaped_pull_request(event, doc, _GITEA_PR_ACTIONS)
     return _ignored(event, f"Gitea event {event or '<none>'} starts nothing")
 
 
