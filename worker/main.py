@@ -28,7 +28,7 @@ import signal
 import socket
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -261,27 +261,28 @@ async def _watch_temporal(client: Client, health: Health, stop: asyncio.Event) -
 async def _run_bridge_while(bridge: Bridge, health: Health, lost: asyncio.Event) -> None:
     """Run ``bridge`` until ``lost`` is set (leadership gone or shutdown), then stop it."""
     health.bridge = bridge
-    task = asyncio.create_task(bridge.run(), name="bridge")
-    lost_wait = asyncio.create_task(lost.wait())
     try:
-        await asyncio.wait({task, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+        await _run_until(bridge.run, bridge.stop, lost, "bridge")
     finally:
-        lost_wait.cancel()
-        bridge.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 20)
         health.bridge = None
 
 
 async def _run_schedules_while(reconciler: ScheduleReconciler, lost: asyncio.Event) -> None:
     """Run the Schedules reconciler until ``lost`` is set (leadership gone or shutdown)."""
-    task = asyncio.create_task(reconciler.run(), name="schedules")
+    await _run_until(reconciler.run, reconciler.stop, lost, "schedules")
+
+
+async def _run_until(
+    run: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], None], lost: asyncio.Event, name: str
+) -> None:
+    """``run()`` until it ends or ``lost`` is set; then ``stop()`` and give it 20 s to finish."""
+    task = asyncio.create_task(run(), name=name)
     lost_wait = asyncio.create_task(lost.wait())
     try:
         await asyncio.wait({task, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         lost_wait.cancel()
-        reconciler.stop()
+        stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 20)
 
