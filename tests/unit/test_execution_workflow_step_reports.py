@@ -46,7 +46,7 @@ class ReportingWorld(World):
 
     @activity.defn(name=Activity.STORE_STEP_LOG)
     async def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
-        self._record(Activity.STORE_STEP_LOG, inp)
+        await self._record(Activity.STORE_STEP_LOG, inp)
         report = StepReport(image=IMAGE) if (inp.stage, inp.step) == (1, 0) else None
         return StoreStepLogResult(object_name=f"logs/{inp.stage}/{inp.step}.log", size=3, report=report)
 
