@@ -56,6 +56,21 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _start(
+    workflow: str, arg: object, workflow_id: str, task_queue: str, summary: str, fingerprint: str
+) -> ScheduleActionStartWorkflow:
+    """A Schedule's action: one attempt of ``workflow`` (a failed firing waits for the next one)."""
+    return ScheduleActionStartWorkflow(
+        workflow,
+        arg,
+        id=workflow_id,
+        task_queue=task_queue,
+        retry_policy=RetryPolicy(maximum_attempts=1),
+        static_summary=summary,
+        memo={FINGERPRINT_MEMO: fingerprint},
+    )
+
+
 def desired_schedules(pipeline: Pipeline, task_queue: str) -> list[DesiredSchedule]:
     """The Schedules of ``pipeline``: one for ``triggers.cron``, one for ``triggers.pollScm``."""
     ns, name = pipeline.namespace, pipeline.name
@@ -71,14 +86,13 @@ def desired_schedules(pipeline: Pipeline, task_queue: str) -> list[DesiredSchedu
             DesiredSchedule(
                 sid,
                 Schedule(
-                    action=ScheduleActionStartWorkflow(
+                    action=_start(
                         SCHEDULED_RUN_WORKFLOW,
                         ScheduledRunInput(namespace=ns, pipeline=name, branch=branch),
-                        id=f"{sid}/run",
-                        task_queue=task_queue,
-                        retry_policy=RetryPolicy(maximum_attempts=1),
-                        static_summary=f"scheduled run of {ns}/{name}",
-                        memo={FINGERPRINT_MEMO: fp},
+                        f"{sid}/run",
+                        task_queue,
+                        f"scheduled run of {ns}/{name}",
+                        fp,
                     ),
                     spec=ScheduleSpec(
                         cron_expressions=[cron.schedule], time_zone_name=cron.timezone or "UTC"
@@ -101,14 +115,13 @@ def desired_schedules(pipeline: Pipeline, task_queue: str) -> list[DesiredSchedu
             DesiredSchedule(
                 sid,
                 Schedule(
-                    action=ScheduleActionStartWorkflow(
+                    action=_start(
                         SCM_POLL_WORKFLOW,
                         ScmPollInput(namespace=ns, pipeline=name, branch=branch),
-                        id=f"{sid}/poll",
-                        task_queue=task_queue,
-                        retry_policy=RetryPolicy(maximum_attempts=1),
-                        static_summary=f"SCM poll of {ns}/{name}",
-                        memo={FINGERPRINT_MEMO: fp},
+                        f"{sid}/poll",
+                        task_queue,
+                        f"SCM poll of {ns}/{name}",
+                        fp,
                     ),
                     spec=ScheduleSpec(
                         intervals=[ScheduleIntervalSpec(every=timedelta(seconds=poll.interval.seconds))]
