@@ -45,10 +45,12 @@ lint: install
 testbin: install
 	@$(call timed,testbin (the stack's Go binaries from Go modules),$(PY) -m devstack.testbin)
 
-# Everything: lint, unit, contract, integration and end-to-end tests against the local stack. The chaos
-# suite (components and workers killed mid-build, several minutes) is separate: make chaos.
+# Everything: lint, unit, contract, integration and end-to-end tests against the local stack, then the
+# chaos suite (components and workers killed mid-build, about 3 min) in a session of its own, last, so
+# that its outages cannot touch the other tests.
 test: system-deps lint testbin
 	@$(call timed,pytest (all but chaos),$(PY) -m pytest -p no:cacheprovider -m "not chaos" tests)
+	@$(call timed,pytest (chaos),$(PY) -m pytest -p no:cacheprovider -m chaos tests/chaos)
 
 chaos: install testbin
 	@$(call timed,pytest (chaos),$(PY) -m pytest -p no:cacheprovider -m chaos -s tests/chaos)

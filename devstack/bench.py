@@ -647,7 +647,7 @@ def figure_chaos(b: Bench) -> None:
     chaos = Chaos(Stack(), b.env, b.kube, b.repos / "chaos", OUTPUT_DIR / "chaos")
     results: list[ChaosResult] = []
     try:
-        for component in ("kube-apiserver", "jenkins", "s3"):
+        for component in ("kube-apiserver", "jenkins", "minio"):
             results.append(chaos.component_outage(component))
         burst = chaos.worker_killed_in_burst(runs=20)
         results.append(burst)

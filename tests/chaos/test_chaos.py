@@ -41,7 +41,7 @@ def no_run_lost_or_built_twice(result: ChaosResult) -> None:
     assert result.duplicates == 0, result.notes
 
 
-@pytest.mark.parametrize("component", ["kube-apiserver", "s3"])
+@pytest.mark.parametrize("component", ["kube-apiserver", "minio"])
 def test_an_apiserver_or_object_store_outage_mid_build_delays_the_runs_which_still_succeed(
     chaos: Chaos, component: str
 ) -> None:
