@@ -101,17 +101,18 @@ class Stack:
     def kubeconfig_path(self) -> Path:
         return MANAGEMENT.kubeconfig(self.dir)
 
-    def cluster_kubeconfig_path(self, cluster: Cluster) -> Path:
+    def kubeconfig_of(self, cluster: Cluster) -> Path:
         """A cluster's admin kubeconfig (``<dir>/dp1.kubeconfig`` for the data plane ``dp1``)."""
         return cluster.kubeconfig(self.dir)
 
-    def cluster_ca_cert_path(self, cluster: Cluster) -> Path:
-        return cluster.state_dir(self.dir) / "pki" / "ca.crt"
+    def pki_of(self, cluster: Cluster) -> Pki:
+        """A cluster's CA, certificates and keys (``<dir>/dp1/pki`` for ``dp1``)."""
+        return Pki(cluster.state_dir(self.dir) / "pki")
 
     @property
     def ca_cert_path(self) -> Path:
         """The apiserver's CA (for clients that authenticate by token rather than kubeconfig)."""
-        return self.dir / "pki" / "ca.crt"
+        return self.pki_of(MANAGEMENT).ca_cert
 
     @property
     def logs_dir(self) -> Path:
