@@ -11,10 +11,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devstack.cluster import MANAGEMENT, Cluster
 from devstack.pki import ADMIN, ClientIdentity, Pki, write_kubeconfig
 from devstack.proc import LOOPBACK
 from devstack.state import Credentials
@@ -29,32 +30,51 @@ class Unhealthy(Exception):
 
 @dataclass
 class Context:
-    """What components need from the stack: folder, secrets, PKI and everyone's ports."""
+    """What components need from the stack: folder, secrets, PKI and everyone's ports.
+
+    ``pki`` and ``cluster`` are those of the Kubernetes cluster the component belongs to (see
+    :meth:`for_cluster`); ``dir`` is always the stack's state folder.
+    """
 
     dir: Path
     creds: Credentials
     pki: Pki
     ports: dict[str, dict[str, int]] = field(default_factory=dict)
     log: Callable[[str], None] = print
+    cluster: Cluster = MANAGEMENT
+
+    def for_cluster(self, cluster: Cluster) -> Context:
+        """The same stack seen from ``cluster``: its PKI and folder; ``ports`` is shared, not copied."""
+        if cluster == self.cluster:
+            return self
+        return replace(self, cluster=cluster, pki=Pki(cluster.state_dir(self.dir) / "pki"))
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.cluster.state_dir(self.dir)
 
     @property
     def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
+        return self.cluster.kubeconfig(self.dir)
 
     @property
     def bin_dir(self) -> Path:
         """The folder of command-line tools the stack offers to build steps (``DEVSTACK_BIN``)."""
         return self.dir / "bin"
 
+    def port_of(self, base: str) -> int:
+        """The main port of this cluster's ``base`` component (``etcd``, ``kube-apiserver``, ...)."""
+        return self.ports[self.cluster.component(base)]["main"]
+
     def apiserver_url(self) -> str:
-        return f"https://{LOOPBACK}:{self.ports['kube-apiserver']['main']}"
+        return f"https://{LOOPBACK}:{self.port_of('kube-apiserver')}"
 
     def component_kubeconfig(self, identity: ClientIdentity) -> Path:
         """Write (each start: the apiserver's port may change) and return ``identity``'s kubeconfig."""
-        folder = self.dir / "kubeconfigs"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder = self.cluster_dir / "kubeconfigs"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = folder / f"{identity.file_stem}.kubeconfig"
-        write_kubeconfig(self.pki, self.apiserver_url(), path, identity)
+        write_kubeconfig(self.pki, self.apiserver_url(), path, identity, cluster_name=self.cluster.name)
         return path
 
     def admin_ssl_context(self) -> ssl.SSLContext:
@@ -120,6 +140,7 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 class Component:
     name: str = ""
+    cluster: Cluster = MANAGEMENT  # whose PKI and folder its Context carries
     port_names: tuple[str, ...] = ("main",)
     # Ports among ``port_names`` that the component sends to rather than listens on (kept when in use).
     target_ports: tuple[str, ...] = ()
@@ -147,6 +168,22 @@ class Component:
 
     def env(self, ctx: Context, ports: dict[str, int]) -> dict[str, str]:
         return {}
+
+
+class ClusterComponent(Component):
+    """A component of one Kubernetes cluster; the stack hands it that cluster's :class:`Context`.
+
+    ``base_name`` and ``base_deps`` name it within its cluster; :attr:`name` and :attr:`deps` are
+    the stack-wide names (``dp1-etcd`` for the data plane's, ``etcd`` for the management cluster's).
+    """
+
+    base_name: str = ""
+    base_deps: tuple[str, ...] = ()
+
+    def __init__(self, cluster: Cluster = MANAGEMENT) -> None:
+        self.cluster = cluster
+        self.name = cluster.component(self.base_name)
+        self.deps = tuple(cluster.component(dep) for dep in self.base_deps)
 
 
 _BINARIES_LOCK = threading.Lock()

@@ -11,7 +11,9 @@ from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 
+from devstack.cluster import DP1, MANAGEMENT, Cluster
 from devstack.component import (
+    ClusterComponent,
     Component,
     Context,
     Unhealthy,
@@ -30,6 +32,7 @@ from devstack.registry import Registry
 __all__ = [
     "BY_NAME",
     "COMPONENTS",
+    "DATA_PLANE_COMPONENTS",
     "Component",
     "Context",
     "Unhealthy",
@@ -50,8 +53,8 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 TEMPORAL_NAMESPACE = "default"
 
 
-class Etcd(Component):
-    name = "etcd"
+class Etcd(ClusterComponent):
+    base_name = "etcd"
     startup_timeout = 60.0
 
     def prepare(self, ctx: Context) -> None:
@@ -61,8 +64,8 @@ class Etcd(Component):
         client_url = self.url(ports)
         return [
             str(binaries(ctx).etcd),
-            "--name=devstack",
-            f"--data-dir={ctx.dir / 'etcd-data'}",
+            f"--name={ctx.cluster.name}",
+            f"--data-dir={ctx.cluster_dir / 'etcd-data'}",
             f"--listen-client-urls={client_url}",
             f"--advertise-client-urls={client_url}",
             "--listen-peer-urls=http://127.0.0.1:0",
@@ -76,9 +79,9 @@ class Etcd(Component):
             raise Unhealthy(f"etcd /health: {status} {body[:200]!r}")
 
 
-class KubeApiserver(Component):
-    name = "kube-apiserver"
-    deps = ("etcd",)
+class KubeApiserver(ClusterComponent):
+    base_name = "kube-apiserver"
+    base_deps = ("etcd",)
     startup_timeout = 90.0
 
     def prepare(self, ctx: Context) -> None:
@@ -89,11 +92,10 @@ class KubeApiserver(Component):
 
     def command(self, ctx: Context, ports: dict[str, int]) -> list[str]:
         pki = ctx.pki
-        etcd = ctx.ports["etcd"]["main"]
         return [
             str(binaries(ctx).kube_apiserver),
-            f"--etcd-servers=http://{LOOPBACK}:{etcd}",
-            f"--cert-dir={ctx.dir / 'apiserver-certs'}",
+            f"--etcd-servers=http://{LOOPBACK}:{ctx.port_of('etcd')}",
+            f"--cert-dir={ctx.cluster_dir / 'apiserver-certs'}",
             f"--secure-port={ports['main']}",
             f"--bind-address={LOOPBACK}",
             f"--advertise-address={LOOPBACK}",
@@ -119,7 +121,7 @@ class KubeApiserver(Component):
             raise Unhealthy(f"kube-apiserver /readyz: {status} {body[-300:]!r}")
 
     def env(self, ctx: Context, ports: dict[str, int]) -> dict[str, str]:
-        return {"KUBECONFIG": str(ctx.kubeconfig)}
+        return {ctx.cluster.kubeconfig_env: str(ctx.kubeconfig)}
 
 
 def temporal_binary() -> Path:
@@ -271,15 +273,27 @@ def tools_env(ctx: Context) -> dict[str, str]:
     }
 
 
+def cluster_components(cluster: Cluster) -> tuple[ClusterComponent, ...]:
+    """One Kubernetes cluster: etcd, the apiserver, the controller-manager, the scheduler and kwok."""
+    return (
+        Etcd(cluster),
+        KubeApiserver(cluster),
+        KubeControllerManager(cluster),
+        KubeScheduler(cluster),
+        Kwok(cluster),
+    )
+
+
+# The default stack: the management cluster and the services.
 COMPONENTS: tuple[Component, ...] = (
-    Etcd(),
-    KubeApiserver(),
-    KubeControllerManager(),
-    KubeScheduler(),
-    Kwok(),
+    *cluster_components(MANAGEMENT),
     Temporal(),
     MinIO(),
     Registry(),
     JenkinsLite(),
 )
-BY_NAME: dict[str, Component] = {c.name: c for c in COMPONENTS}
+# Started only by `up --data-plane` (`Stack.up(data_plane=True)`), after the default stack's.
+DATA_PLANE_COMPONENTS: dict[Cluster, tuple[Component, ...]] = {DP1: cluster_components(DP1)}
+BY_NAME: dict[str, Component] = {
+    c.name: c for c in (*COMPONENTS, *(c for group in DATA_PLANE_COMPONENTS.values() for c in group))
+}

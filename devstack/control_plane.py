@@ -10,15 +10,15 @@ for its predecessor's lease to expire.
 
 from __future__ import annotations
 
-from devstack.component import Component, Context, Unhealthy, binaries, http_get
+from devstack.component import ClusterComponent, Context, Unhealthy, binaries, http_get
 from devstack.pki import CONTROLLER_MANAGER, SCHEDULER, ClientIdentity
 from devstack.proc import LOOPBACK
 
 
-class _SecureComponent(Component):
+class _SecureComponent(ClusterComponent):
     """A Kubernetes component with a secure port: /healthz is checked over verified TLS as admin."""
 
-    deps = ("kube-apiserver",)
+    base_deps = ("kube-apiserver",)
     startup_timeout = 60.0
     identity: ClientIdentity
     serving: str  # stem of the serving certificate in the PKI
@@ -54,7 +54,7 @@ class _SecureComponent(Component):
 
 
 class KubeControllerManager(_SecureComponent):
-    name = "kube-controller-manager"
+    base_name = "kube-controller-manager"
     identity = CONTROLLER_MANAGER
     serving = "kube-controller-manager-serving"
 
@@ -69,12 +69,12 @@ class KubeControllerManager(_SecureComponent):
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={ctx.pki.sa_key}",
             f"--root-ca-file={ctx.pki.ca_cert}",
-            "--cluster-name=devstack",
+            f"--cluster-name={ctx.cluster.name}",
         ]
 
 
 class KubeScheduler(_SecureComponent):
-    name = "kube-scheduler"
+    base_name = "kube-scheduler"
     identity = SCHEDULER
     serving = "kube-scheduler-serving"
 

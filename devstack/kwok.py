@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.component import Component, Context, Unhealthy, api_request, binaries, http_get
+from devstack.cluster import MANAGEMENT, Cluster
+from devstack.component import ClusterComponent, Context, Unhealthy, api_request, binaries, http_get
 from devstack.pki import KWOK
 from devstack.proc import LOOPBACK
 
@@ -85,8 +86,11 @@ class NodeSpec:
         }
 
 
-def node_specs() -> list[NodeSpec]:
-    """``node-1..N`` (``$DEVSTACK_KWOK_NODES``, default 3), zones cycled through :data:`ZONES`."""
+def node_specs(cluster: Cluster = MANAGEMENT) -> list[NodeSpec]:
+    """``node-1..N`` (``$DEVSTACK_KWOK_NODES``, default 3), zones cycled through :data:`ZONES`.
+
+    A data plane's Nodes carry its prefix (``dp1-node-1``), so a Pod's node says where it ran.
+    """
     raw = os.environ.get("DEVSTACK_KWOK_NODES", str(DEFAULT_NODE_COUNT))
     try:
         count = int(raw)
@@ -94,7 +98,7 @@ def node_specs() -> list[NodeSpec]:
         raise ValueError(f"DEVSTACK_KWOK_NODES must be a whole number, not {raw!r}") from err
     if count < 1:
         raise ValueError(f"DEVSTACK_KWOK_NODES must be at least 1, not {count}")
-    return [NodeSpec(f"node-{i}", ZONES[(i - 1) % len(ZONES)]) for i in range(1, count + 1)]
+    return [NodeSpec(f"{cluster.prefix}node-{i}", ZONES[(i - 1) % len(ZONES)]) for i in range(1, count + 1)]
 
 
 def _create_unless_present(ctx: Context, path: str, body: dict[str, Any]) -> bool:
@@ -146,13 +150,13 @@ def register(ctx: Context) -> None:
         "volumeBindingMode": "Immediate",
     }
     _create_unless_present(ctx, "/apis/storage.k8s.io/v1/storageclasses", storage_class)
-    for spec in node_specs():
+    for spec in node_specs(ctx.cluster):
         _create_unless_present(ctx, "/api/v1/nodes", spec.manifest())
 
 
 def not_ready_nodes(ctx: Context) -> list[str]:
     """The names of the stack's Nodes that are missing or not Ready."""
-    wanted = {spec.name for spec in node_specs()}
+    wanted = {spec.name for spec in node_specs(ctx.cluster)}
     status, body = http_get(f"{ctx.apiserver_url()}/api/v1/nodes", context=ctx.admin_ssl_context())
     if status != 200:
         raise Unhealthy(f"list nodes: HTTP {status} {body[-200:]!r}")
@@ -164,9 +168,9 @@ def not_ready_nodes(ctx: Context) -> list[str]:
     return sorted(wanted - ready)
 
 
-class Kwok(Component):
-    name = "kwok"
-    deps = ("kube-apiserver",)
+class Kwok(ClusterComponent):
+    base_name = "kwok"
+    base_deps = ("kube-apiserver",)
     startup_timeout = 60.0
 
     def prepare(self, ctx: Context) -> None:
@@ -195,4 +199,4 @@ class Kwok(Component):
             raise Unhealthy(f"kwok: nodes not Ready yet: {', '.join(missing)}")
 
     def env(self, ctx: Context, ports: dict[str, int]) -> dict[str, str]:
-        return {"DEVSTACK_NODES": ",".join(spec.name for spec in node_specs())}
+        return {ctx.cluster.nodes_env: ",".join(spec.name for spec in node_specs(ctx.cluster))}

@@ -149,8 +149,12 @@ def _serving_extensions(sans: str) -> str:
     )
 
 
-def ensure_pki(directory: Path) -> Pki:
-    """Create what is missing: the CA, the serving certs, the client certs and the ServiceAccount keys."""
+def ensure_pki(directory: Path, ca_name: str = "devstack-ca") -> Pki:
+    """Create what is missing: the CA, the serving certs, the client certs and the ServiceAccount keys.
+
+    Each cluster of the stack has its own folder, hence its own CA (``ca_name`` is its subject's CN):
+    what one cluster signed is refused by the other.
+    """
     pki = Pki(directory)
     if pki.complete():
         return pki
@@ -162,7 +166,7 @@ def ensure_pki(directory: Path) -> Pki:
             path.unlink(missing_ok=True)
         _ec_key(pki.ca_key)
         _openssl(
-            "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", "/CN=devstack-ca", "-days", DAYS,
+            "req", "-x509", "-new", "-key", str(pki.ca_key), "-subj", f"/CN={ca_name}", "-days", DAYS,
             "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", str(pki.ca_cert),
         )  # fmt: skip
@@ -198,14 +202,20 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def write_kubeconfig(pki: Pki, server: str, path: Path, identity: ClientIdentity = ADMIN) -> None:
-    """A kubeconfig for ``identity`` with the CA and client certificate embedded (self-contained)."""
+def write_kubeconfig(
+    pki: Pki, server: str, path: Path, identity: ClientIdentity = ADMIN, *, cluster_name: str = "devstack"
+) -> None:
+    """A kubeconfig for ``identity`` with the CA and client certificate embedded (self-contained).
+
+    The cluster and context are named ``cluster_name``, so a kubeconfig says which of the stack's
+    clusters it is for (``kubectl config current-context``).
+    """
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
-                "name": "devstack",
+                "name": cluster_name,
                 "cluster": {"server": server, "certificate-authority-data": _b64(pki.ca_cert)},
             }
         ],
@@ -218,8 +228,8 @@ def write_kubeconfig(pki: Pki, server: str, path: Path, identity: ClientIdentity
                 },
             }
         ],
-        "contexts": [{"name": "devstack", "context": {"cluster": "devstack", "user": identity.user}}],
-        "current-context": "devstack",
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": identity.user}}],
+        "current-context": cluster_name,
         "preferences": {},
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -2,6 +2,7 @@
 
     stack = Stack()            # state folder: $DEVSTACK_DIR or <repo>/.devstack
     env = stack.up()           # start what is not running, wait until healthy, return the env
+    stack.up(data_plane=True)  # also the second cluster `dp1` (devstack.cluster), until `down`
     stack.status()             # [ComponentStatus, ...]
     stack.restart_component("temporal")
     stack.down()               # stop exactly what it started (pid + start time), keep data
@@ -17,12 +18,22 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.components import BY_NAME, COMPONENTS, Component, Context, Unhealthy, file_lock, tools_env
+from devstack.cluster import DATA_PLANES, DP1, MANAGEMENT, Cluster
+from devstack.components import (
+    BY_NAME,
+    COMPONENTS,
+    DATA_PLANE_COMPONENTS,
+    Component,
+    Context,
+    Unhealthy,
+    file_lock,
+    tools_env,
+)
 from devstack.pki import Pki, ensure_pki, write_kubeconfig
 from devstack.proc import free_port, is_running, port_is_free, proc_start_time, spawn, tail, terminate
 from devstack.state import (
@@ -40,6 +51,7 @@ from devstack.state import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_TAIL_LINES = 30
 STOP_GRACE_SECONDS = 10.0
+NAME_WIDTH = max(len(name) for name in BY_NAME)  # the column of component names in reports
 
 
 class StackError(RuntimeError):
@@ -67,7 +79,7 @@ class ComponentStatus:
         health = "healthy" if self.healthy else ("UNHEALTHY" if self.running else "DOWN")
         if not self.available:
             health = "n/a"
-        text = f"{self.name:<23} {health:<9} pid {pid:<8} {self.url}"
+        text = f"{self.name:<{NAME_WIDTH}} {health:<9} pid {pid:<8} {self.url}"
         return f"{text}  ({self.detail})" if self.detail else text
 
 
@@ -87,12 +99,20 @@ class Stack:
 
     @property
     def kubeconfig_path(self) -> Path:
-        return self.dir / "kubeconfig"
+        return MANAGEMENT.kubeconfig(self.dir)
+
+    def kubeconfig_of(self, cluster: Cluster) -> Path:
+        """A cluster's admin kubeconfig (``<dir>/dp1.kubeconfig`` for the data plane ``dp1``)."""
+        return cluster.kubeconfig(self.dir)
+
+    def pki_of(self, cluster: Cluster) -> Pki:
+        """A cluster's CA, certificates and keys (``<dir>/dp1/pki`` for ``dp1``)."""
+        return Pki(cluster.state_dir(self.dir) / "pki")
 
     @property
     def ca_cert_path(self) -> Path:
         """The apiserver's CA (for clients that authenticate by token rather than kubeconfig)."""
-        return self.dir / "pki" / "ca.crt"
+        return self.pki_of(MANAGEMENT).ca_cert
 
     @property
     def logs_dir(self) -> Path:
@@ -102,22 +122,27 @@ class Stack:
         return self.logs_dir / f"{name}.log"
 
     # ---- public API ----------------------------------------------------------------------------------
-    def up(self, *, started_by: str = "cli") -> dict[str, str]:
+    def up(self, *, started_by: str = "cli", data_plane: bool = False) -> dict[str, str]:
         """Start every component that is not running and wait until all are healthy.
 
         Already up and healthy: says so, changes nothing. Partially up: starts only what is dead
         (on its previous ports when they are free, so the env stays valid). On failure: stops what
         this call started and raises :class:`StackError` with the failing component's last log lines.
+
+        ``data_plane`` adds the second cluster ``dp1`` to the stack. It stays part of it until
+        :meth:`down`: a later ``up`` without the flag neither stops it nor leaves it half dead.
         """
         began = time.monotonic()
         with self._locked():
-            ctx = self._context()
             state = load_state(self.state_path)
-            wanted = [c for c in COMPONENTS if c.unavailable() is None]
-            for component in COMPONENTS:
+            planes = _data_planes(state.data_planes, add=DP1 if data_plane else None)
+            ctx = self._context(planes=planes)
+            components = _components(planes)
+            wanted = [c for c in components if c.unavailable() is None]
+            for component in components:
                 reason = component.unavailable()
                 if reason:
-                    self.log(f"{component.name:<23} skipped: {reason}")
+                    self.log(f"{component.name:<{NAME_WIDTH}} skipped: {reason}")
             running = {
                 c.name for c in wanted if c.name in state.components and state.components[c.name].running()
             }
@@ -134,11 +159,14 @@ class Stack:
                         "the stack is up but unhealthy (try `python -m devstack down` then `up`):\n"
                         + "\n".join(problems)
                     )
+                if self._record_data_planes(state, planes):
+                    self._write_outputs(ctx, state)
                 self.log(f"devstack: already up in {self.dir} (nothing changed); env: {self.env_path}")
                 return self.env()
 
             self._assign_ports(ctx, state, to_start)
             started = self._start(ctx, state, to_start, running)
+            self._record_data_planes(state, planes)
             self._write_outputs(ctx, state)
             names = ", ".join(c.name for c in started)
             self.log(
@@ -147,19 +175,23 @@ class Stack:
             return self.env()
 
     def down(self, *, purge: bool = False) -> list[str]:
-        """Stop every process this stack started (by pid + start time); keep data unless ``purge``."""
+        """Stop every process this stack started (by pid + start time); keep data unless ``purge``.
+
+        The data planes go too: stopped, and no longer part of the stack for the next ``up``.
+        """
         reports: list[str] = []
         if not self.dir.exists():
             return [f"nothing to stop: {self.dir} does not exist"]
         with self._locked():
             state = load_state(self.state_path)
-            for component in reversed(COMPONENTS):
+            for component in reversed(BY_NAME.values()):
                 entry = state.components.get(component.name)
                 if entry is None:
                     continue
                 outcome = terminate(entry.pid, entry.start_time, STOP_GRACE_SECONDS)
-                reports.append(f"{component.name:<23} pid {entry.pid:<8} {outcome}")
+                reports.append(f"{component.name:<{NAME_WIDTH}} pid {entry.pid:<8} {outcome}")
                 self.log(reports[-1])
+            state.data_planes = []
             save_state(self.state_path, state)  # ports are remembered for the next `up`
         if purge:
             self._purge()
@@ -168,12 +200,13 @@ class Stack:
         return reports
 
     def status(self) -> list[ComponentStatus]:
+        """Every component of the stack: the default ones, and the data planes' while they are part of it."""
         state = load_state(self.state_path)
         ctx = self._context(create=False)
         for name, known in state.components.items():
             ctx.ports[name] = self._ports_of(known)
         result: list[ComponentStatus] = []
-        for component in COMPONENTS:
+        for component in _components(_data_planes(state.data_planes)):
             entry = state.components.get(component.name)
             reason = component.unavailable()
             if reason is not None:
@@ -186,7 +219,7 @@ class Stack:
             healthy, detail = False, ""
             if running:
                 try:
-                    component.check(ctx, ctx.ports[component.name])
+                    component.check(ctx.for_cluster(component.cluster), ctx.ports[component.name])
                     healthy = True
                 except Unhealthy as err:
                     detail = str(err)
@@ -220,15 +253,15 @@ class Stack:
             if entry is None:
                 return "not running"
             outcome = terminate(entry.pid, entry.start_time, STOP_GRACE_SECONDS)
-            self.log(f"{name:<23} pid {entry.pid:<8} {outcome}")
+            self.log(f"{name:<{NAME_WIDTH}} pid {entry.pid:<8} {outcome}")
             return outcome
 
     def start_component(self, name: str) -> None:
         """Start one stopped component on its previous ports (no-op if it is running) and wait for it."""
         component = BY_NAME[name]
         with self._locked():
-            ctx = self._context()
             state = load_state(self.state_path)
+            ctx = self._context(planes=_data_planes(state.data_planes))
             for other, known in state.components.items():
                 ctx.ports[other] = self._ports_of(known)
             entry = state.components.get(name)
@@ -281,12 +314,17 @@ class Stack:
         with file_lock(self.dir / ".lock"):
             yield
 
-    def _context(self, *, create: bool = True) -> Context:
-        """``create=False`` (status) makes nothing on disk: it only reads what ``up`` made."""
+    def _context(self, *, create: bool = True, planes: Iterable[Cluster] = ()) -> Context:
+        """The management cluster's context (see ``Context.for_cluster`` for the others'), with the
+        PKI of every cluster in ``planes`` made when missing.
+
+        ``create=False`` (status) makes nothing on disk: it only reads what ``up`` made."""
         if create:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.dir.chmod(0o700)
-            pki = ensure_pki(self.dir / "pki")
+            pki = ensure_pki(self.dir / "pki", MANAGEMENT.ca_name)
+            for plane in planes:
+                ensure_pki(plane.state_dir(self.dir) / "pki", plane.ca_name)
             creds = ensure_credentials(self.dir / "credentials.json")
         else:
             pki = Pki(self.dir / "pki")
@@ -333,13 +371,14 @@ class Stack:
                         raise StackError(f"not started because {dep} failed")
                 elif dep not in running:
                     raise StackError(f"{component.name} needs {dep}, which is not running")
-            component.prepare(ctx)
+            own = ctx.for_cluster(component.cluster)
+            component.prepare(own)
             ports = ctx.ports[component.name]
             log_path = self.log_path(component.name)
             offset = log_path.stat().st_size if log_path.exists() else 0
             began = time.monotonic()
             tail_note = f"last {LOG_TAIL_LINES} lines of {log_path}"
-            proc = spawn(component.command(ctx, ports), log_path, env=component.child_env(ctx), cwd=self.dir)
+            proc = spawn(component.command(own, ports), log_path, env=component.child_env(own), cwd=self.dir)
             entry = ComponentState(
                 name=component.name,
                 pid=proc.pid,
@@ -360,7 +399,7 @@ class Stack:
                         + tail(log_path, LOG_TAIL_LINES, offset)
                     )
                 try:
-                    component.check(ctx, ports)
+                    component.check(own, ports)
                     break
                 except Unhealthy as err:
                     last_error = str(err)
@@ -370,8 +409,8 @@ class Stack:
                         f"({last_error}); {tail_note}:\n" + tail(log_path, LOG_TAIL_LINES, offset)
                     )
                 time.sleep(0.2)
-            took = time.monotonic() - began
-            self.log(f"{component.name:<23} healthy   pid {entry.pid:<8} {entry.url}  ({took:.1f}s)")
+            took = f"{time.monotonic() - began:.1f}s"
+            self.log(f"{component.name:<{NAME_WIDTH}} healthy   pid {entry.pid:<8} {entry.url}  ({took})")
 
         with ThreadPoolExecutor(max_workers=len(components), thread_name_prefix="devstack-up") as pool:
             for component in components:
@@ -385,7 +424,7 @@ class Stack:
         if failures:
             for name, entry in started.items():
                 outcome = terminate(entry.pid, entry.start_time, STOP_GRACE_SECONDS)
-                self.log(f"{name:<23} pid {entry.pid:<8} {outcome} (start-up failed)")
+                self.log(f"{name:<{NAME_WIDTH}} pid {entry.pid:<8} {outcome} (start-up failed)")
             # Keep the ports of what did start, so a retry reuses them; nothing of ours runs now.
             state.components.update(started)
             save_state(self.state_path, state)
@@ -403,7 +442,7 @@ class Stack:
             end = time.monotonic() + deadline
             while True:
                 try:
-                    component.check(ctx, ports)
+                    component.check(ctx.for_cluster(component.cluster), ports)
                     break
                 except Unhealthy as err:
                     if time.monotonic() > end:
@@ -412,14 +451,27 @@ class Stack:
                 time.sleep(0.3)
         return problems
 
+    def _record_data_planes(self, state: StackState, planes: list[Cluster]) -> bool:
+        """Remember ``planes`` as part of the stack (for ``status`` and later ``up``s); True if new."""
+        names = [plane.name for plane in planes]
+        if state.data_planes == names:
+            return False
+        state.data_planes = names
+        save_state(self.state_path, state)
+        return True
+
     def _write_outputs(self, ctx: Context, state: StackState) -> None:
+        """The env file and every cluster's admin kubeconfig; a data plane's only while it is part of
+        the stack (its ports stay in ``state.json`` after ``down``, for the next ``up --data-plane``)."""
+        planes = _data_planes(state.data_planes)
         env: dict[str, str] = {"DEVSTACK_DIR": str(self.dir), **tools_env(ctx)}
-        for component in COMPONENTS:
+        for component in _components(planes):
             if component.name in ctx.ports and component.name in state.components:
-                env.update(component.env(ctx, ctx.ports[component.name]))
-        if "kube-apiserver" in ctx.ports:
-            server = BY_NAME["kube-apiserver"].url(ctx.ports["kube-apiserver"])
-            write_kubeconfig(ctx.pki, server, self.kubeconfig_path)
+                env.update(component.env(ctx.for_cluster(component.cluster), ctx.ports[component.name]))
+        for cluster in (MANAGEMENT, *planes):
+            if cluster.component("kube-apiserver") in ctx.ports:
+                own = ctx.for_cluster(cluster)
+                write_kubeconfig(own.pki, own.apiserver_url(), own.kubeconfig, cluster_name=cluster.name)
         atomic_write(self.env_path, render_env(env))
 
     def _purge(self) -> None:
@@ -431,6 +483,19 @@ class Stack:
         if still:
             raise StackError(f"refusing to purge {self.dir}: still running: {', '.join(still)}")
         shutil.rmtree(self.dir)
+
+
+def _data_planes(recorded: Iterable[str], add: Cluster | None = None) -> list[Cluster]:
+    """The data planes that are part of the stack (``recorded`` in its state), plus ``add``."""
+    planes = [DATA_PLANES[name] for name in recorded if name in DATA_PLANES]
+    if add is not None and add not in planes:
+        planes.append(add)
+    return planes
+
+
+def _components(planes: Iterable[Cluster]) -> list[Component]:
+    """The default stack's components, then those of each data plane in ``planes``."""
+    return [*COMPONENTS, *(c for plane in planes for c in DATA_PLANE_COMPONENTS[plane])]
 
 
 def _wait_port_free(port: int, seconds: float) -> bool:

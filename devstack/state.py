@@ -36,10 +36,16 @@ class ComponentState:
 class StackState:
     components: dict[str, ComponentState] = field(default_factory=dict)
     started_by: str = "cli"  # "cli" or "harness": the pytest harness stops only a stack it started
+    # The data-plane clusters `up --data-plane` added to the stack; `down` removes them again.
+    data_planes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(
-            {"started_by": self.started_by, "components": {k: asdict(v) for k, v in self.components.items()}},
+            {
+                "started_by": self.started_by,
+                "data_planes": self.data_planes,
+                "components": {k: asdict(v) for k, v in self.components.items()},
+            },
             indent=2,
             sort_keys=True,
         )
@@ -48,7 +54,11 @@ class StackState:
     def from_json(cls, text: str) -> StackState:
         raw: dict[str, Any] = json.loads(text)
         components = {name: ComponentState(**value) for name, value in raw.get("components", {}).items()}
-        return cls(components=components, started_by=str(raw.get("started_by", "cli")))
+        return cls(
+            components=components,
+            started_by=str(raw.get("started_by", "cli")),
+            data_planes=[str(name) for name in raw.get("data_planes", [])],
+        )
 
 
 def load_state(path: Path) -> StackState:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devstack import component
-from devstack.components import BY_NAME, Context, temporal_binary, tools_env
+from devstack.components import BY_NAME, COMPONENTS, Context, temporal_binary, tools_env
 from devstack.kwok import node_specs
 from devstack.pki import CONTROLLER_MANAGER, Pki, ensure_pki
 from devstack.registry import registry_config
@@ -74,7 +74,7 @@ def test_the_object_store_env_is_in_the_form_the_minio_client_wants(ctx: Context
 def test_status_of_a_stack_never_started_creates_nothing(tmp_path: Path) -> None:
     stack = Stack(tmp_path / "nothing", log=lambda _: None)
     statuses = stack.status()
-    assert {s.name for s in statuses} == set(BY_NAME)
+    assert {s.name for s in statuses} == {c.name for c in COMPONENTS}
     assert not any(s.healthy or s.running for s in statuses)
     assert not stack.is_up()
     assert not (tmp_path / "nothing").exists()
