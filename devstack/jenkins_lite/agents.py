@@ -190,13 +190,20 @@ class KubernetesCloud:
     ) -> dict[str, Any]:
         last_line = ""
         announced = False
+        away = False  # the apiserver was unreachable: wait until it is ready again before asking
         while True:
             if should_stop():
                 raise ProvisionInterrupted
+            if away and not self.client.ready():
+                time.sleep(POLL_SECONDS)
+                continue
+            away = False
             try:
                 pod = kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
             except KubeError as e:
-                if e.status == 0 or e.status >= 500:  # the apiserver is briefly away: keep waiting
+                # Away, or just restarted and refusing what RBAC allows until its caches sync (/readyz).
+                if e.status == 0 or e.status >= 500 or (e.status in (401, 403) and not self.client.ready()):
+                    away = True
                     time.sleep(POLL_SECONDS)
                     continue
                 raise

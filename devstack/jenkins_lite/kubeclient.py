@@ -121,6 +121,19 @@ class KubeClient:
             raise KubeError(0, f"{self.cluster.server}: {e}") from None
         return json.loads(raw) if raw else None
 
+    def ready(self) -> bool:
+        """Whether the apiserver answers ``/readyz`` with 200. One that has just started serves requests
+        before its authorizer's caches are synced and may refuse, with 403, what RBAC allows; a load
+        balancer in front of a real cluster keeps clients away until this says ready."""
+        req = urllib.request.Request(self.cluster.server + "/readyz", method="GET")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                return int(resp.status) == 200
+        except (urllib.error.URLError, OSError):  # HTTPError (a 500 "not ready") is a URLError
+            return False
+
     def service_account_token(
         self, namespace: str, name: str, seconds: int = 3600, bound_pod: tuple[str, str] | None = None
     ) -> str:
