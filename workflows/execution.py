@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from crds.execution import JenkinsBuildRef, PipelineExecutionStatus
@@ -111,21 +111,49 @@ class PipelineExecutionWorkflow:
             self._s.step = RunStep.FOLLOW
             workflow.logger.info("continuing (generation %d)", self._s.generation)
         try:
-            try:
-                ending = await self._phases()
-            except ActivityError as err:
+            ending = await self._phases()
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):
                 ending = endings.for_error(self._s.step, err)
-        except asyncio.CancelledError:
-            # Temporal's own cancellation (`temporal workflow cancel`, a deleted CR): same as the signal,
-            # and the workflow then ends cancelled, as Temporal asked.
-            controls.cancel(self._s, ControlInput(reason="cancelled through Temporal"))
-            await self._finish(await self._stop_build())
-            raise
-        await self._finish(ending)
+            else:
+                # Temporal's own cancellation (`temporal workflow cancel`, a deleted CR) reaches a wait
+                # as asyncio.CancelledError and a running activity as an ActivityError caused by the
+                # activity's cancellation. Either way: the same as the signal, and the workflow then
+                # ends cancelled, as Temporal asked.
+                controls.cancel(self._s, ControlInput(reason="cancelled through Temporal"))
+                await self._settle(None)
+                raise
+        await self._settle(ending)
         return self._s.status
 
-    async def _phases(self) -> Ending:
-        """Run the phases in order (a continued run is past them); the ending of the build or a cancel."""
+    async def _settle(self, ending: Ending | None) -> None:
+        """Stop the build if the run was cancelled (``ending`` None), then the finish path, all of it
+        even when Temporal cancels the workflow meanwhile: a cancel that interrupted the stop or the
+        cleanup would leave a build running or a job behind. The work runs as its own task, which
+        Temporal's cancellation of the workflow's main task does not reach."""
+
+        async def settle() -> None:
+            await self._finish(ending if ending is not None else await self._stop_build())
+
+        task = asyncio.create_task(settle())
+        interrupted = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    raise
+                interrupted = True
+                workflow.logger.info("cancel requested while the run ends; ending it first")
+        task.result()
+        if interrupted and ending is None:
+            # A cancelled run that Temporal also cancelled ends cancelled in Temporal too; a run whose
+            # build had ended keeps its result.
+            raise asyncio.CancelledError("cancelled through Temporal while the run was cancelled")
+
+    async def _phases(self) -> Ending | None:
+        """Run the phases in order (a continued run is past them); the ending of the build, or None
+        when the run was cancelled (:meth:`_settle` stops the build)."""
         s = self._s
         if s.step != RunStep.FOLLOW:
             for step, phase in (
@@ -137,7 +165,7 @@ class PipelineExecutionWorkflow:
                 s.step = step
                 await phase()
                 if s.cancel is not None:
-                    return await self._stop_build()
+                    return None
             s.step = RunStep.FOLLOW
         return await self._follow()
 
@@ -363,17 +391,17 @@ class PipelineExecutionWorkflow:
         self._set_phase(ExecutionPhase.BUILDING, "Building")
         await self._write()
 
-    async def _follow(self) -> Ending:
-        """Follow the build to its end, storing logs and holding gates on the way."""
+    async def _follow(self) -> Ending | None:
+        """Follow the build to its end, storing logs and holding gates on the way; None when cancelled."""
         s, ctx = self._s, self._ctx()
         while True:
             if s.cancel is not None:
-                return await self._stop_build()
+                return None
             if self._continue_as_new_due():
                 await self._continue_as_new()
             snap = await self._next_snapshot(ctx.setting.poll_interval_seconds())
             if snap is None:  # cancelled while following
-                return await self._stop_build()
+                return None
             s.known = snap
             progress.apply_snapshot(s.status, snap, ctx.config)
             if not snap.building:

@@ -259,6 +259,63 @@ async def test_temporals_own_cancellation_stops_the_build_cleans_up_and_ends_the
     assert len(world.called(Activity.JENKINS_STOP)) == 1 and len(world.called(Activity.CLEANUP)) == 1
 
 
+@pytest.mark.parametrize("busy", [Activity.STORE_STEP_LOG, Activity.JENKINS_GATE])
+async def test_temporals_cancellation_during_an_activity_of_the_build_still_stops_the_build(
+    time_env: WorkflowEnvironment, busy: Activity
+) -> None:
+    # A deleted CR cancels the workflow at whatever it is doing; during an activity the SDK reports
+    # that activity's cancellation, which once ended the run Failed with its build left running.
+    world = World(block={busy})
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: busy in world.reached, f"{busy} runs")
+        await handle.cancel()
+        await eventually(lambda: world.called(Activity.JENKINS_STOP), "the build is stopped")
+        world.release.set()
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+    assert isinstance(ended.value.cause, CancelledError)
+    last = world.written()[-1]
+    assert last.phase == ExecutionPhase.ABORTED and last.message == "Aborted: cancelled through Temporal"
+    assert len(world.called(Activity.JENKINS_STOP)) == 1 and len(world.called(Activity.CLEANUP)) == 1
+
+
+async def test_temporals_cancellation_while_a_cancel_stops_the_build_lets_the_stop_finish(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(default_build=list, block={Activity.JENKINS_STOP})
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: "app-1" in world.idle, "the build runs")
+        await handle.signal(Signal.CANCEL, ControlInput(reason="no longer needed"))
+        await eventually(lambda: Activity.JENKINS_STOP in world.reached, "the stop runs")
+        await handle.cancel()
+        world.release.set()
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+    assert isinstance(ended.value.cause, CancelledError)
+    finals = [f for f in world.called(Activity.JENKINS_FOLLOW) if f.known is None][1:]
+    assert finals, "the build's final state is read after the stop"
+    last = world.written()[-1]
+    assert last.phase == ExecutionPhase.ABORTED and last.message == "Aborted: no longer needed"
+    assert len(world.called(Activity.CLEANUP)) == 1
+
+
+async def test_temporals_cancellation_after_the_build_ended_neither_skips_the_cleanup_nor_the_status(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(block={Activity.CLEANUP})
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(lambda: Activity.CLEANUP in world.reached, "the cleanup runs")
+        await handle.cancel()
+        world.release.set()
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.SUCCESS and status.message == "Succeeded"
+    last = world.written()[-1]
+    assert last.phase == ExecutionPhase.SUCCESS and last.message == "Succeeded"
+
+
 async def test_a_run_that_continues_as_new_carries_its_whole_state_and_does_nothing_twice(
     time_env: WorkflowEnvironment,
 ) -> None:
