@@ -39,6 +39,7 @@ from kubernetes.utils import parse_quantity
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
+from activities.dataplane import DataPlanes
 from activities.errors import DevopsError, KubeConflictError, KubeTransientError, to_application_error
 from activities.heartbeat import heartbeating, seconds_left
 from activities.kube import Kube, Outcome, encode_secret_data
@@ -419,8 +420,9 @@ class _Tally:
 class NamespaceActivities:
     """Steps 3 and 4 of the execution workflow; sync methods (the worker runs them in a thread pool)."""
 
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
+    def __init__(self, kube: Kube, planes: DataPlanes | None = None) -> None:
+        self.kube = kube  # the management cluster: the PipelineSetting
+        self.planes = planes or DataPlanes(kube)  # the pipeline namespace and the project's namespaces
 
     # -- devops.namespace.bootstrap ---------------------------------------------------------------
 
@@ -433,26 +435,27 @@ class NamespaceActivities:
             raise to_application_error(err) from err
 
     def _bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
+        kube = self.planes.kube(inp.project_namespace, inp.data_plane)
         tally = _Tally()
         ns = inp.pipeline_namespace
 
         namespace = namespace_manifest(inp)
-        live_ns = self.kube.find_object("v1", "Namespace", ns)
+        live_ns = kube.find_object("v1", "Namespace", ns)
         if live_ns and (live_ns.get("metadata") or {}).get("deletionTimestamp"):
             raise KubeTransientError(f"namespace {ns} is being deleted; bootstrap waits for it to go")
-        tally.record(namespace, self.kube.ensure(namespace, live=live_ns, read=False))
+        tally.record(namespace, kube.ensure(namespace, live=live_ns, read=False))
 
         for manifest in (service_account_manifest(inp), agents_rolebinding_manifest(inp)):
-            tally.record(manifest, self.kube.ensure(manifest))
+            tally.record(manifest, kube.ensure(manifest))
         # Quota and defaults before any workload, so the workloads' pods are admitted against them.
-        self._ensure_optional("ResourceQuota", resource_quota_manifest(inp), inp, tally)
-        self._ensure_optional("LimitRange", limit_range_manifest(inp), inp, tally)
+        self._ensure_optional(kube, "ResourceQuota", resource_quota_manifest(inp), inp, tally)
+        self._ensure_optional(kube, "LimitRange", limit_range_manifest(inp), inp, tally)
         _heartbeat("objects", len(tally.applied) + tally.unchanged)
 
         apps = [REGISTRY, MINIO] + ([JENKINS] if inp.jenkins_mode == "Managed" else [])
         secrets_of = {JENKINS: JENKINS_SECRET, REGISTRY: REGISTRY_SECRET, MINIO: MINIO_SECRET}
         for app in apps:
-            self._ensure_secret(inp, secrets_of[app], app, tally)
+            self._ensure_secret(kube, inp, secrets_of[app], app, tally)
 
         if inp.persistent_volumes:
             sizes = {
@@ -462,16 +465,16 @@ class NamespaceActivities:
             }
             for app in apps:
                 claim, size = sizes[app]
-                self._ensure_absent_only(pvc_manifest(inp, claim, size, app), tally)
+                self._ensure_absent_only(kube, pvc_manifest(inp, claim, size, app), tally)
 
         workloads = desired_workloads(inp)
         for manifest in workloads:
-            tally.record(manifest, self.kube.ensure(manifest))
+            tally.record(manifest, kube.ensure(manifest))
             _heartbeat("objects", len(tally.applied) + tally.unchanged)
         policy = network_policy_manifest(inp)
-        tally.record(policy, self.kube.ensure(policy))
+        tally.record(policy, kube.ensure(policy))
 
-        self._wait_ready(inp, [m["metadata"]["name"] for m in workloads if m["kind"] == "Deployment"])
+        self._wait_ready(kube, inp, [m["metadata"]["name"] for m in workloads if m["kind"] == "Deployment"])
 
         managed = inp.jenkins_mode == "Managed"
         result = BootstrapResult(
@@ -518,47 +521,45 @@ class NamespaceActivities:
                 resource_version=setting.metadata.resource_version,
             )
 
-    def _ensure_secret(self, inp: BootstrapInput, name: str, app: str, tally: _Tally) -> None:
+    def _ensure_secret(self, kube: Kube, inp: BootstrapInput, name: str, app: str, tally: _Tally) -> None:
         """Keep every value a live Secret has; generate only the keys that are missing."""
-        live = self.kube.find_object("v1", "Secret", name, inp.pipeline_namespace)
+        live = kube.find_object("v1", "Secret", name, inp.pipeline_namespace)
         data: dict[str, str] = dict((live or {}).get("data") or {})
         missing = {key: gen() for key, gen in SECRET_GENERATORS[name].items() if key not in data}
         data.update(encode_secret_data(missing))
         keys = SECRET_GENERATORS[name].keys()
         manifest = secret_manifest(inp, name, {k: data[k] for k in keys}, app)
-        tally.record(manifest, self.kube.ensure(manifest, live=live, read=False))
+        tally.record(manifest, kube.ensure(manifest, live=live, read=False))
 
     def _ensure_optional(
-        self, kind: str, manifest: Manifest | None, inp: BootstrapInput, tally: _Tally
+        self, kube: Kube, kind: str, manifest: Manifest | None, inp: BootstrapInput, tally: _Tally
     ) -> None:
         """Our ResourceQuota or LimitRange: applied when the setting asks for it, deleted when it no longer
         does (one read either way when nothing changes)."""
-        live = self.kube.find_object("v1", kind, EXECUTORS_NAME, inp.pipeline_namespace)
+        live = kube.find_object("v1", kind, EXECUTORS_NAME, inp.pipeline_namespace)
         if manifest is not None:
             manifest = with_live_quantities(manifest, live)
-            tally.record(manifest, self.kube.ensure(manifest, live=live, read=False))
+            tally.record(manifest, kube.ensure(manifest, live=live, read=False))
             return
         if live is None or (live.get("metadata") or {}).get("labels", {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
             return
         meta = live["metadata"]
-        self.kube.delete_object(
+        kube.delete_object(
             "v1", kind, EXECUTORS_NAME, inp.pipeline_namespace, uid=meta.get("uid"), missing_ok=True
         )
         tally.applied.append(f"{kind}/{EXECUTORS_NAME} (deleted)")
         tally.writes += 1
 
-    def _ensure_absent_only(self, manifest: Manifest, tally: _Tally) -> None:
+    def _ensure_absent_only(self, kube: Kube, manifest: Manifest, tally: _Tally) -> None:
         meta = manifest["metadata"]
-        live = self.kube.find_object(
-            manifest["apiVersion"], manifest["kind"], meta["name"], meta["namespace"]
-        )
+        live = kube.find_object(manifest["apiVersion"], manifest["kind"], meta["name"], meta["namespace"])
         if live is None:
-            self.kube.apply(manifest)
+            kube.apply(manifest)
             tally.record(manifest, Outcome.CREATED)
         else:
             tally.record(manifest, Outcome.UNCHANGED)
 
-    def _wait_ready(self, inp: BootstrapInput, names: list[str]) -> None:
+    def _wait_ready(self, kube: Kube, inp: BootstrapInput, names: list[str]) -> None:
         # Within the attempt's own deadline, so the error below is reported rather than the attempt killed.
         timeout = seconds_left(float(inp.ready_timeout_seconds))
         deadline = time.monotonic() + timeout
@@ -566,7 +567,7 @@ class NamespaceActivities:
         while True:
             why: dict[str, str] = {}
             for name in pending:
-                deployment = self.kube.read_object("apps/v1", "Deployment", name, inp.pipeline_namespace)
+                deployment = kube.read_object("apps/v1", "Deployment", name, inp.pipeline_namespace)
                 ready, reason = deployment_readiness(deployment)
                 if not ready:
                     why[name] = reason
@@ -595,7 +596,8 @@ class NamespaceActivities:
             raise to_application_error(err) from err
 
     def _reconcile_rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
-        namespaces = self.kube.list_objects(
+        kube = self.planes.kube(inp.project_namespace, inp.data_plane)
+        namespaces = kube.list_objects(
             "v1", "Namespace", label_selector=f"{inp.project_label}={inp.project_namespace}"
         )
         # A terminating namespace refuses new objects; it is not the project's any more.
@@ -604,7 +606,7 @@ class NamespaceActivities:
             for n in namespaces
             if not (n.get("metadata") or {}).get("deletionTimestamp")
         )
-        existing = self.kube.list_objects(
+        existing = kube.list_objects(
             RBAC,
             "RoleBinding",
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{ROLEBINDING_PROJECT_LABEL}={inp.project_namespace}",
@@ -618,7 +620,7 @@ class NamespaceActivities:
             live = live_by_ns.get(ns)
             # Not in the labelled list: absent, or present without our labels; then ensure reads it
             # (which only happens when a write is needed anyway).
-            outcome = self.kube.ensure(manifest, live=live)
+            outcome = kube.ensure(manifest, live=live)
             _heartbeat(ns, str(outcome))
             if outcome is Outcome.CREATED:
                 result.created += 1
@@ -633,7 +635,7 @@ class NamespaceActivities:
             meta = rb["metadata"]
             if meta["namespace"] in wanted_set and meta["name"] == ROLEBINDING_NAME:
                 continue
-            self.kube.delete_object(
+            kube.delete_object(
                 RBAC, "RoleBinding", meta["name"], meta["namespace"], uid=meta["uid"], missing_ok=True
             )
             result.deleted += 1

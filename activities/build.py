@@ -8,6 +8,7 @@ input, a result, a heartbeat detail or an error message, so none reaches the wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 import threading
@@ -17,8 +18,10 @@ from datetime import UTC, datetime
 from temporalio import activity
 
 from activities.bootstrap import JENKINS, JENKINS_SECRET, REGISTRY_SECRET, SERVICE_ACCOUNT
+from activities.dataplane import DataPlanes
 from activities.errors import (
     ConfigError,
+    DataPlaneUnavailableError,
     DevopsError,
     JenkinsTransientError,
     KubeConflictError,
@@ -167,8 +170,9 @@ class EndedRuns:
 class BuildActivities:
     """Jenkins and object-store work for one run; holds the Kubernetes client and the defaults."""
 
-    def __init__(self, kube: Kube, defaults: ServiceDefaults) -> None:
-        self.kube = kube
+    def __init__(self, kube: Kube, defaults: ServiceDefaults, planes: DataPlanes | None = None) -> None:
+        self.kube = kube  # the management cluster: CRs, the Secrets the setting names, git credentials
+        self.planes = planes or DataPlanes(kube)  # the pipeline namespace and its agent pods
         self.defaults = defaults
         self._engines: dict[tuple[str, str], JenkinsEngine] = {}
         self._lock = threading.Lock()
@@ -185,7 +189,7 @@ class BuildActivities:
             data = self._secret(ref.namespace or ctx.execution.namespace, ref.name)
             user, token = data.get("username", ""), data.get("token", "")
         elif jenkins.mode == JenkinsMode.MANAGED and not url:
-            data = self._secret(ctx.pipeline_namespace, JENKINS_SECRET)
+            data = self._pipeline_secret(ctx, JENKINS_SECRET)
             user, token = data.get("username", ""), data.get("token", "")
         if not url:
             if jenkins.mode == JenkinsMode.MANAGED:
@@ -233,11 +237,24 @@ class BuildActivities:
                 )
             logins = docker_config_logins(data[DOCKER_CONFIG_KEY], f"Secret {namespace}/{ref.name}")
         elif not ctx.setting.registry.host:  # the managed registry: the credentials the bootstrap made
-            data = self._secret(ctx.pipeline_namespace, REGISTRY_SECRET)
+            data = self._pipeline_secret(ctx, REGISTRY_SECRET)
             logins = {local: RegistryLogin(data.get("username", ""), data.get("password", ""))}
         else:
             logins = {}
         return {host: login for host, login in logins.items() if host in hosts}
+
+    def plane(self, ctx: ExecutionContext) -> Kube:
+        """The cluster of the run's pipeline namespace (the project's data plane, or this one)."""
+        return self.planes.kube(ctx.execution.namespace, ctx.setting.data_plane.kubeconfig_secret_ref)
+
+    def _pipeline_secret(self, ctx: ExecutionContext, name: str) -> dict[str, str]:
+        """A Secret the bootstrap made in the pipeline namespace."""
+        try:
+            return self.plane(ctx).read_secret(ctx.pipeline_namespace, name)
+        except KubeNotFoundError as err:
+            raise ConfigError(
+                f"Secret {ctx.pipeline_namespace}/{name} not found", reason=Reason.CONFIG_INVALID
+            ) from err
 
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
         try:
@@ -390,6 +407,7 @@ class BuildActivities:
         try:
             eng = await asyncio.to_thread(self.engine, ctx)
             node_pending = self._caches_on(ctx)
+            remote = ctx.setting.data_plane.kubeconfig_secret_ref is not None
             while True:
                 # A slow Jenkins must not look like a dead worker: heartbeat while the request runs.
                 status = await beating(
@@ -397,8 +415,14 @@ class BuildActivities:
                     {"build": number, "describing": True},
                 )
                 snap = snapshot_of(status)
-                if snap.building and not any(s.state == StageState.BUILDING for s in snap.steps):
-                    snap.agent_waiting = await asyncio.to_thread(self._agent_waiting, ctx)
+                no_step_runs = not any(s.state == StageState.BUILDING for s in snap.steps)
+                if snap.building and (no_step_runs or remote):
+                    # A data plane is asked every poll, so its outage shows in the run while it lasts.
+                    try:
+                        waiting = await asyncio.to_thread(self._agent_waiting, ctx)
+                        snap.agent_waiting = waiting if no_step_runs else None
+                    except DataPlaneUnavailableError as err:
+                        snap.data_plane_waiting = err.message
                 if (
                     not snap.building
                     and snap.result != "SUCCESS"
@@ -407,10 +431,11 @@ class BuildActivities:
                     # Failed before or between steps: the console is short, and says why.
                     console = await asyncio.to_thread(eng.read_console, inp.target.job, number, 0)
                     snap.failure = console_failure(console.text)
-                if node_pending and snap.building:
+                if node_pending and snap.building and snap.data_plane_waiting is None:
                     # The agent pod lives only while the build runs (the plugin deletes it at the end): the
                     # node it was placed on is read while it exists.
-                    node_pending = not await asyncio.to_thread(self._record_agent_node, ctx)
+                    with contextlib.suppress(DataPlaneUnavailableError):
+                        node_pending = not await asyncio.to_thread(self._record_agent_node, ctx)
                 if known_key is None or snap.key() != known_key:
                     return snap
                 activity.heartbeat(
@@ -506,7 +531,9 @@ class BuildActivities:
         """The scheduler's reason when the run's agent pod is Pending unscheduled (e.g. ``Unschedulable: 0/3
         nodes are available: 3 Insufficient cpu``), else None."""
         selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
-        pods = self.kube.list_objects("v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector)
+        pods = self.plane(ctx).list_objects(
+            "v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector
+        )
         for pod in pods:
             status = pod.get("status") or {}
             if status.get("phase") != "Pending":
@@ -535,7 +562,9 @@ class BuildActivities:
     def _record_agent_node(self, ctx: ExecutionContext) -> bool:
         """Record the node of this run's agent pod; False while no pod of the run is placed on a node."""
         selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
-        pods = self.kube.list_objects("v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector)
+        pods = self.plane(ctx).list_objects(
+            "v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector
+        )
         return self._record_cache_node(ctx, pods)
 
     def _record_cache_node(self, ctx: ExecutionContext, pods: list[dict[str, object]]) -> bool:
@@ -609,13 +638,12 @@ class BuildActivities:
         try:
             ctx = inp.target.context
             selector = f"{EXECUTION_LABEL}={execution_label_value(execution_id(ctx))}"
-            pods = self.kube.list_objects(
-                "v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector
-            )
+            plane = self.plane(ctx)
+            pods = plane.list_objects("v1", "Pod", namespace=ctx.pipeline_namespace, label_selector=selector)
             self._record_cache_node(ctx, pods)
             for pod in pods:
                 meta = pod.get("metadata") or {}
-                self.kube.delete_object("v1", "Pod", meta["name"], ctx.pipeline_namespace, missing_ok=True)
+                plane.delete_object("v1", "Pod", meta["name"], ctx.pipeline_namespace, missing_ok=True)
             eng = self.engine(ctx)
             keep = ctx.setting.keep_jenkins_jobs
             prefix = f"{ctx.execution.namespace}-{ctx.pipeline}-"

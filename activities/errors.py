@@ -11,6 +11,9 @@ translates it into Temporal's ``ApplicationError`` so the workflow's retry polic
     │   ├── JenkinsTransientError    Jenkins 5xx, "Jenkins is starting", timeouts, connection errors
     │   ├── StoreTransientError      object store 5xx, timeouts, connection errors
     │   └── NotifierTransientError   a notifier's 5xx/408/429, SMTP 4xx, timeouts, connection errors
+    ├── WaitError                    not retried by the activity: the workflow waits, saying why, then
+    │   │                            calls the activity again
+    │   └── DataPlaneUnavailableError  a project's data-plane cluster cannot be reached (the others can)
     └── PermanentError               do not retry: the run ends with this reason
         ├── KubeNotFoundError        a required object is missing (404)
         ├── KubeInvalidError         the apiserver rejected an object (422, 400)
@@ -55,6 +58,16 @@ class PermanentError(DevopsError):
     """Do not retry: the run ends with this reason."""
 
     retryable = False
+
+
+class WaitError(DevopsError):
+    """Not retried by the activity's policy: the workflow shows why it waits, then calls again later."""
+
+    retryable = False
+
+
+class DataPlaneUnavailableError(WaitError):
+    """A project's data-plane cluster does not answer (connection refused, timeouts, 5xx)."""
 
 
 class KubeTransientError(TransientError):

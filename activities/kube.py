@@ -41,6 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel
 
 from activities.errors import (
+    DataPlaneUnavailableError,
     DevopsError,
     KubeConflictError,
     KubeForbiddenError,
@@ -49,6 +50,7 @@ from activities.errors import (
     KubeTransientError,
 )
 from crds.meta import CustomResource
+from crds.reasons import Reason
 
 FIELD_MANAGER = "cubepaas-devops"
 """The server-side apply field manager of everything this product writes."""
@@ -286,10 +288,15 @@ class Kube:
         *,
         field_manager: str = FIELD_MANAGER,
         request_timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        plane: str | None = None,
     ) -> None:
         self.api_client = api_client
         self.field_manager = field_manager
         self.request_timeout = request_timeout
+        #: The data-plane cluster this client talks to (None: the management cluster). A data plane
+        #: that does not answer is a :class:`DataPlaneUnavailableError`, which the workflow waits out
+        #: saying so, instead of an activity retrying in silence.
+        self.plane = plane
         #: Write requests sent (create/update/patch/apply/delete), by kind.
         self.writes: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -376,10 +383,39 @@ class Kube:
             response = self.api_client.call_api(*request, _request_timeout=self.request_timeout)
             data = response.read()  # type: ignore[no-untyped-call]
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise classify(exc, what) from exc
+            raise self._plane_error(classify(exc, what)) from exc
         if not 200 <= response.status <= 299:
-            raise classify_status(response.status, what, data)
+            raise self._plane_error(classify_status(response.status, what, data))
         return json.loads(data) if data else None
+
+    def _plane_error(self, err: DevopsError) -> DevopsError:
+        """A data plane's fault, named by its cluster: one that does not answer (or, just restarted,
+        refuses while it is not ready yet) is waited for; refused credentials are permanent."""
+        if self.plane is None or isinstance(err, KubeConflictError):
+            return err
+        where = f"data-plane cluster {self.plane}"
+        if isinstance(err, KubeTransientError) and err.reason is None:
+            return DataPlaneUnavailableError(f"{where}: {err.message}", reason=Reason.DATA_PLANE_UNAVAILABLE)
+        if isinstance(err, KubeForbiddenError):
+            if not self._ready():
+                return DataPlaneUnavailableError(
+                    f"{where} is not ready yet: {err.message}", reason=Reason.DATA_PLANE_UNAVAILABLE
+                )
+            return KubeForbiddenError(f"{where} refused: {err.message}", reason=Reason.DATA_PLANE_INVALID)
+        return err
+
+    def _ready(self) -> bool:
+        """The apiserver's ``/readyz`` (an apiserver that just started refuses requests with 403 until
+        its RBAC caches synced)."""
+        try:
+            request = self.api_client.param_serialize(
+                method="GET", resource_path="/readyz", header_params={}, auth_settings=["BearerToken"]
+            )
+            response = self.api_client.call_api(*request, _request_timeout=self.request_timeout)
+            response.read()  # type: ignore[no-untyped-call]
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            return False
+        return bool(response.status == 200)
 
     # -- built-in kinds as dicts (DynamicClient-like) ---------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crds.execution import HelmRelease, PipelineExecutionStatus, PublishedImage, workflow_id_for
+from crds.meta import SecretReference
 from crds.pipeline_file import PipelineConfig
 from crds.setting import PipelineSettingSpec
 
@@ -342,6 +343,8 @@ class BuildSnapshot(Msg):
     ended_ms: int | None = None
     agent_waiting: str | None = None
     """Why the build's agent pod is not running yet (the scheduler's PodScheduled condition), if it is not."""
+    data_plane_waiting: str | None = None
+    """Why the project's data-plane cluster cannot be asked about the agent pod, while it cannot."""
     failure: str | None = None
     """Why a build that failed outside every step failed: the console's last ``ERROR:`` line (e.g. the agent
     pod refused by the namespace's ResourceQuota)."""
@@ -370,6 +373,7 @@ class BuildSnapshot(Msg):
             tuple((s.stage, s.step, s.state) for s in self.steps),
             tuple(self.pending_gates),
             self.agent_waiting,
+            self.data_plane_waiting,
         )
 
 
@@ -535,6 +539,9 @@ class BootstrapInput(Msg):
     default_requests: dict[str, str] = Field(default_factory=dict)
     """LimitRange ``cubepaas-executors`` container defaults (requests, then limits); both empty: none."""
     default_limits: dict[str, str] = Field(default_factory=dict)
+    data_plane: SecretReference | None = None
+    """The data-plane kubeconfig Secret (in the project namespace unless it names one); None: this cluster.
+    Only its name travels through the history, never the kubeconfig."""
 
     @classmethod
     def for_setting(
@@ -555,6 +562,7 @@ class BootstrapInput(Msg):
             default_requests=setting.executor_resources.default_requests(),
             default_limits=setting.executor_resources.default_limits(),
             project_label=setting.project_label,
+            data_plane=setting.data_plane.kubeconfig_secret_ref,
         )
 
 
@@ -590,6 +598,8 @@ class RoleBindingInput(Msg):
     cluster_role: str = "admin"
     project_label: str = PROJECT_LABEL
     service_account: str = "jenkins"
+    data_plane: SecretReference | None = None
+    """The data-plane kubeconfig Secret; the project's namespaces are those of the data plane."""
 
 
 class RoleBindingResult(Msg):

@@ -184,6 +184,10 @@ class Reason(StrEnum):
     NAMESPACE_READY = "NamespaceReady"
     JENKINS_NOT_READY = "JenkinsNotReady"
     DEPLOYMENT_NOT_READY = "DeploymentNotReady"
+    DATA_PLANE_INVALID = "DataPlaneInvalid"
+    """The data-plane kubeconfig Secret is missing or malformed, or the data plane refused its credentials."""
+    DATA_PLANE_UNAVAILABLE = "DataPlaneUnavailable"
+    """The data-plane cluster does not answer; the run waits for it."""
     # Built / Succeeded
     BUILD_STARTED = "BuildStarted"
     BUILD_SUCCEEDED = "BuildSucceeded"

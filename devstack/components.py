@@ -210,8 +210,12 @@ async def _temporal_missing_attributes(address: str) -> list[str]:
     ]
 
 
-class JenkinsLite(Component):
-    name = "jenkins"
+class JenkinsLite(ClusterComponent):
+    """jenkins-lite for one cluster: its Kubernetes cloud creates agent pods in that cluster, as a
+    Jenkins running there would (``dp1-jenkins`` is the data plane's, ``DP1_JENKINS_URL``)."""
+
+    base_name = "jenkins"
+    base_deps = ("kube-apiserver",)
     startup_timeout = 60.0
 
     def unavailable(self) -> str | None:
@@ -220,17 +224,18 @@ class JenkinsLite(Component):
         return None
 
     def command(self, ctx: Context, ports: dict[str, int]) -> list[str]:
+        own = ctx.cluster_dir if not ctx.cluster.management else ctx.dir
         return [
             sys.executable, "-m", "devstack.jenkins_lite",
             "--host", LOOPBACK,
             "--port", str(ports["main"]),
-            "--home", str(ctx.dir / "jenkins"),
+            "--home", str(own / "jenkins"),
             "--user", ctx.creds.jenkins_user,
             "--token", ctx.creds.jenkins_token,
             # The Kubernetes cloud of podTemplate builds: only asks for service-account tokens, as a
             # kubelet does (docs/jenkins-lite.md "Agent pods"); hostPath volumes live in nodes/<node>/.
             "--kubeconfig", str(ctx.component_kubeconfig(ADMIN)),
-            "--nodes-dir", str(ctx.dir / "nodes"),
+            "--nodes-dir", str(own / "nodes"),
         ]  # fmt: skip
 
     def child_env(self, ctx: Context) -> dict[str, str] | None:
@@ -247,10 +252,11 @@ class JenkinsLite(Component):
             raise Unhealthy(f"jenkins-lite /login: HTTP {status}")
 
     def env(self, ctx: Context, ports: dict[str, int]) -> dict[str, str]:
+        prefix = "" if ctx.cluster.management else f"{ctx.cluster.name.upper()}_"
         return {
-            "JENKINS_URL": self.url(ports),
-            "JENKINS_USER": ctx.creds.jenkins_user,
-            "JENKINS_TOKEN": ctx.creds.jenkins_token,
+            f"{prefix}JENKINS_URL": self.url(ports),
+            f"{prefix}JENKINS_USER": ctx.creds.jenkins_user,
+            f"{prefix}JENKINS_TOKEN": ctx.creds.jenkins_token,
         }
 
 
@@ -293,7 +299,9 @@ COMPONENTS: tuple[Component, ...] = (
     JenkinsLite(),
 )
 # Started only by `up --data-plane` (`Stack.up(data_plane=True)`), after the default stack's.
-DATA_PLANE_COMPONENTS: dict[Cluster, tuple[Component, ...]] = {DP1: cluster_components(DP1)}
+DATA_PLANE_COMPONENTS: dict[Cluster, tuple[Component, ...]] = {
+    DP1: (*cluster_components(DP1), JenkinsLite(DP1))
+}
 BY_NAME: dict[str, Component] = {
     c.name: c for c in (*COMPONENTS, *(c for group in DATA_PLANE_COMPONENTS.values() for c in group))
 }

@@ -83,6 +83,7 @@ def build_activities(
     # Imported here so a half-written activity module names itself in the error, at start-up.
     from activities.bootstrap import NamespaceActivities
     from activities.build import BuildActivities, ServiceDefaults
+    from activities.dataplane import DataPlanes
     from activities.execution import ExecutionActivities
     from activities.finished import RunFinishedActivities
     from activities.logstore import StoreConfig
@@ -91,6 +92,8 @@ def build_activities(
     from worker.triggers.activities import TriggerActivities
 
     kube = kube or settings.kube()
+    # One client per data-plane cluster, shared by the activities that work in pipeline namespaces.
+    planes = DataPlanes(kube)
     store = (
         StoreConfig(
             endpoint=settings.s3_endpoint,
@@ -112,8 +115,9 @@ def build_activities(
     instances: list[object] = [
         # ---- activity classes: keep this list complete (one entry per class) ---------------------
         ExecutionActivities(kube),  # devops.execution.load / write_status, devops.pipeline.update_status
-        NamespaceActivities(kube),  # devops.namespace.bootstrap, devops.rbac.reconcile
-        BuildActivities(kube, defaults),  # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
+        NamespaceActivities(kube, planes),  # devops.namespace.bootstrap, devops.rbac.reconcile
+        # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
+        BuildActivities(kube, defaults, planes),
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
         TriggerActivities(kube),  # devops.trigger.* (cron firings and SCM polls create runs)
         RunFinishedActivities(kube),  # devops.execution.finished (notifications, history limit)

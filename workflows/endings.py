@@ -66,6 +66,16 @@ def error_reason(err: BaseException) -> Reason | None:
     return None
 
 
+#: ``ApplicationError.type`` of the faults the workflow waits out (``activities.errors.WaitError``).
+DATA_PLANE_UNAVAILABLE = "DataPlaneUnavailableError"
+
+
+def waits_for_data_plane(err: BaseException) -> bool:
+    """The activity failed because the project's data-plane cluster does not answer (the run waits)."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    return isinstance(cause, ApplicationError) and cause.type == DATA_PLANE_UNAVAILABLE
+
+
 def for_error(step: RunStep, err: BaseException) -> Ending:
     """An activity of ``step`` failed for good: the run fails with the error's reason (or the step's)."""
     failure = FAILURES[step]
@@ -140,6 +150,7 @@ def _first_failed_step(status: PipelineExecutionStatus) -> tuple[StageStatus, St
 TIMEOUT_LINE = "Timeout has been exceeded"
 
 __all__ = [
+    "DATA_PLANE_UNAVAILABLE",
     "FAILURES",
     "Ending",
     "aborted_by_jenkins",
@@ -148,4 +159,5 @@ __all__ = [
     "error_text",
     "for_build",
     "for_error",
+    "waits_for_data_plane",
 ]

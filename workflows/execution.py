@@ -89,6 +89,9 @@ SA_TRIGGER = SearchAttributeKey.for_keyword("DevopsTrigger")
 SA_RUN = SearchAttributeKey.for_int("DevopsRun")
 
 STOP_GRACE_SECONDS = 10.0
+#: The wait for a data plane that does not answer: first, then doubling up to the last.
+DATA_PLANE_RETRY_FIRST = 2.0
+DATA_PLANE_RETRY_MAX = 60.0
 
 
 @workflow.defn(name=EXECUTION_WORKFLOW)
@@ -205,6 +208,7 @@ class PipelineExecutionWorkflow:
                     Activity.CLEANUP,
                     CleanupInput(target=self._target(), credential_ids=s.job.credential_ids),
                     f"clean up {s.job.job}",
+                    in_data_plane=True,
                 )
         await self._release()
         self._set_phase(ending.phase, s.status.message or ending.message)
@@ -336,23 +340,28 @@ class PipelineExecutionWorkflow:
         s, ctx = self._s, self._ctx()
         self._set_phase(ExecutionPhase.PROVISIONING, "Provisioning the pipeline namespace")
         await self._write()
-        boot: BootstrapResult = await self._act(
+        boot: BootstrapResult | None = await self._in_data_plane(
             Activity.BOOTSTRAP_NAMESPACE,
             BootstrapInput.for_setting(ctx.execution.namespace, ctx.pipeline_namespace, ctx.setting),
             BootstrapResult,
             summary=f"bootstrap namespace {ctx.pipeline_namespace}",
         )
-        rb: RoleBindingResult = await self._act(
+        if boot is None:
+            return
+        rb: RoleBindingResult | None = await self._in_data_plane(
             Activity.RECONCILE_ROLEBINDINGS,
             RoleBindingInput(
                 project_namespace=ctx.execution.namespace,
                 pipeline_namespace=ctx.pipeline_namespace,
                 cluster_role=ctx.setting.role_binding_cluster_role(),
                 project_label=ctx.setting.project_label,
+                data_plane=ctx.setting.data_plane.kubeconfig_secret_ref,
             ),
             RoleBindingResult,
             summary=f"RoleBindings for {ctx.pipeline_namespace}/jenkins",
         )
+        if rb is None:
+            return
         s.status.set_condition(
             ConditionType.PROVISIONED,
             ConditionStatus.TRUE,
@@ -365,13 +374,15 @@ class PipelineExecutionWorkflow:
     async def _start_build(self) -> None:
         """The Jenkins job (credentials, Jenkinsfile) and its build."""
         s, ctx = self._s, self._ctx()
-        s.job = await self._act(
+        s.job = await self._in_data_plane(
             Activity.JENKINS_PREPARE,
             JenkinsPrepareInput(context=ctx),
             JenkinsJob,
             summary="Jenkins credentials and job",
         )
-        if s.cancel is not None:  # no build for a run cancelled meanwhile (the job is cleaned up)
+        if (
+            s.job is None or s.cancel is not None
+        ):  # no build for a run cancelled meanwhile (the job is cleaned up)
             return
         build: BuildRef = await self._act(
             Activity.JENKINS_TRIGGER,
@@ -555,10 +566,16 @@ class PipelineExecutionWorkflow:
 
     # --- housekeeping --------------------------------------------------------------------------------
 
-    async def _best_effort(self, name: Activity, arg: BaseModel, summary: str) -> None:
-        """Housekeeping at the end: a failure is reported in the status message, and the run still ends."""
+    async def _best_effort(
+        self, name: Activity, arg: BaseModel, summary: str, *, in_data_plane: bool = False
+    ) -> None:
+        """Housekeeping at the end: a failure is reported in the status message, and the run still ends
+        (``in_data_plane``: after its data plane answers again, so no agent pod is left behind)."""
         try:
-            await self._act(name, arg, None, summary=summary)
+            if in_data_plane:
+                await self._in_data_plane(name, arg, None, summary=summary, cancellable=False)
+            else:
+                await self._act(name, arg, None, summary=summary)
         except ActivityError as err:
             cause = endings.error_text(err)
             workflow.logger.warning("%s failed: %s", summary, cause)
@@ -592,6 +609,39 @@ class PipelineExecutionWorkflow:
         )
         s.last_written = body
         s.cr_exists = res.exists
+
+    async def _in_data_plane(
+        self,
+        name: Activity,
+        arg: BaseModel,
+        result_type: type[M] | None,
+        *,
+        summary: str,
+        cancellable: bool = True,
+    ) -> Any:
+        """An activity that works in the project's data plane, called again while that cluster does not
+        answer: meanwhile the CR says what the run waits for (the backoff doubles from 2 s to 60 s).
+        None when the run is cancelled during the wait (``cancellable``: not while the run finishes)."""
+        s = self._s
+        delay = DATA_PLANE_RETRY_FIRST
+        while True:
+            try:
+                return await self._act(name, arg, result_type, summary=summary)
+            except ActivityError as err:
+                if not endings.waits_for_data_plane(err):
+                    raise
+                message = progress.waiting_for_data_plane(endings.error_text(err))
+            before = s.status.message
+            s.status.message = message
+            await self._write()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(
+                    lambda: cancellable and s.cancel is not None, timeout=timedelta(seconds=delay)
+                )
+            s.status.message = before
+            if cancellable and s.cancel is not None:
+                return None
+            delay = min(delay * 2, DATA_PLANE_RETRY_MAX)
 
     async def _act(self, name: Activity, arg: BaseModel, result_type: type[M] | None, *, summary: str) -> Any:
         opts = OPTIONS[name]

@@ -72,13 +72,22 @@ def apply_snapshot(
             step.message = s.message
     for stage in status.stages:
         _derive_stage(stage)
-    if snap.agent_waiting:
+    if snap.data_plane_waiting:
+        status.message = waiting_for_data_plane(snap.data_plane_waiting)
+    elif snap.agent_waiting:
         status.message = f"{AGENT_WAITING} {snap.agent_waiting}"
-    elif (status.message or "").startswith(AGENT_WAITING):
+    elif (status.message or "").startswith((AGENT_WAITING, DATA_PLANE_WAITING)):
         status.message = "Building"
 
 
 AGENT_WAITING = "Waiting for the build agent to be scheduled:"
+DATA_PLANE_WAITING = "Waiting for data-plane cluster"
+
+
+def waiting_for_data_plane(error: str) -> str:
+    """The status message while a data plane does not answer; ``error`` names its cluster
+    ("data-plane cluster dp1: ...", as :class:`activities.kube.Kube` words it)."""
+    return f"Waiting for {error}"
 
 
 def _derive_stage(stage: StageStatus) -> None:

@@ -151,7 +151,7 @@ def test_status_lists_both_clusters_healthy_and_the_env_names_dp1s_kubeconfig(tw
     health = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines() if line.strip()}
     assert list(health) == [*MAIN_NAMES, *DP1_NAMES]
     clusters = [c.name for c in (*COMPONENTS, *DATA_PLANE_COMPONENTS[DP1]) if isinstance(c, ClusterComponent)]
-    assert len(clusters) == 10
+    assert len(clusters) == 12  # five Kubernetes components and a jenkins-lite for each cluster
     assert {name: health[name] for name in clusters} == dict.fromkeys(clusters, "healthy")
 
     env = two_clusters.env()

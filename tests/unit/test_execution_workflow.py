@@ -16,9 +16,11 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from workflow_harness import World, eventually, permanent, running, snapshot, start, step
 
+from activities.errors import DataPlaneUnavailableError, to_application_error
 from crds.execution import PipelineExecutionStatus
 from crds.messages import (
     Activity,
+    BuildSnapshot,
     ControlInput,
     ExecutionWorkflowInput,
     GateDecisionInput,
@@ -314,6 +316,73 @@ async def test_temporals_cancellation_after_the_build_ended_neither_skips_the_cl
     assert status.phase == ExecutionPhase.SUCCESS and status.message == "Succeeded"
     last = world.written()[-1]
     assert last.phase == ExecutionPhase.SUCCESS and last.message == "Succeeded"
+
+
+def data_plane_down() -> ApplicationError:
+    """What the bootstrap raises while the project's data plane does not answer (activities.kube)."""
+    return to_application_error(
+        DataPlaneUnavailableError(
+            "data-plane cluster dp1: list namespaces: MaxRetryError: connection refused",
+            reason=Reason.DATA_PLANE_UNAVAILABLE,
+        )
+    )
+
+
+async def test_a_run_whose_data_plane_does_not_answer_waits_saying_so_and_goes_on_when_it_does(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(
+        fail={Activity.BOOTSTRAP_NAMESPACE: data_plane_down()},
+        fail_on_call={Activity.BOOTSTRAP_NAMESPACE: 1},
+    )
+    async with running(time_env, world) as queue:
+        status = await (await start(time_env, queue)).result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    assert len(world.called(Activity.BOOTSTRAP_NAMESPACE)) == 2
+    said = [w.message for w in world.written()]
+    assert "Waiting for data-plane cluster dp1: list namespaces: MaxRetryError: connection refused" in said
+
+
+async def test_a_run_waiting_for_its_data_plane_can_be_cancelled_and_starts_nothing(
+    time_env: WorkflowEnvironment,
+) -> None:
+    world = World(fail={Activity.BOOTSTRAP_NAMESPACE: data_plane_down()})
+    async with running(time_env, world) as queue:
+        handle = await start(time_env, queue)
+        await eventually(
+            lambda: any((w.message or "").startswith("Waiting for data-plane") for w in world.written()),
+            "the run says it waits",
+        )
+        await handle.signal(Signal.CANCEL, ControlInput(reason="dp1 is gone for good"))
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.ABORTED and status.message == "Aborted: dp1 is gone for good"
+    assert not world.called(Activity.RECONCILE_ROLEBINDINGS) and not world.called(Activity.JENKINS_PREPARE)
+
+
+async def test_a_data_plane_outage_during_the_build_shows_in_the_status_until_it_ends(
+    time_env: WorkflowEnvironment,
+) -> None:
+    down = "data-plane cluster dp1: list pods in p: connection refused"
+    world = World(
+        builds={
+            "app-1": [
+                snapshot(step(0, 0, "Success"), gates=[1]),
+                BuildSnapshot(
+                    number=1, steps=[step(0, 0, "Success"), step(1, 0, "Building")], data_plane_waiting=down
+                ),
+                snapshot(step(0, 0, "Success"), step(1, 0, "Building")),
+                snapshot(step(0, 0, "Success"), step(1, 0, "Success"), gates=[2]),
+                snapshot(
+                    step(0, 0, "Success"), step(1, 0, "Success"), step(2, 0, "Success"), result="SUCCESS"
+                ),
+            ]
+        }
+    )
+    async with running(time_env, world) as queue:
+        status = await (await start(time_env, queue)).result()
+    said = [w.message for w in world.written()]
+    at = said.index(f"Waiting for {down}")
+    assert said[at + 1] == "Building" and status.phase == ExecutionPhase.SUCCESS
 
 
 async def test_a_run_that_continues_as_new_carries_its_whole_state_and_does_nothing_twice(
