@@ -14,6 +14,7 @@ import yaml
 
 from devstack import component
 from devstack.cluster import DP1, MANAGEMENT
+from devstack.component import ClusterComponent
 from devstack.components import BY_NAME, COMPONENTS, DATA_PLANE_COMPONENTS, Context
 from devstack.kwok import node_specs
 from devstack.pki import ADMIN, CONTROLLER_MANAGER, Pki, ensure_pki
@@ -21,7 +22,7 @@ from devstack.stack import Stack
 from devstack.state import Credentials, StackState, load_state, save_state
 from devstack.testbin import TOOLS, Binaries
 
-BASE_NAMES = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+BASE_NAMES = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "jenkins"]
 DP1_NAMES = [f"dp1-{name}" for name in BASE_NAMES]
 
 
@@ -40,7 +41,9 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     return context
 
 
-def test_the_data_plane_has_the_five_cluster_components_named_after_it_and_depending_within_it() -> None:
+def test_the_data_planes_components_and_its_jenkins_are_named_after_it_and_depend_within_it() -> (
+    None
+):
     components = DATA_PLANE_COMPONENTS[DP1]
     assert [c.name for c in components] == DP1_NAMES
     assert all(c.cluster == DP1 for c in components)
@@ -50,11 +53,15 @@ def test_the_data_plane_has_the_five_cluster_components_named_after_it_and_depen
         "dp1-kube-controller-manager": ("dp1-kube-apiserver",),
         "dp1-kube-scheduler": ("dp1-kube-apiserver",),
         "dp1-kwok": ("dp1-kube-apiserver",),
+        "dp1-jenkins": ("dp1-kube-apiserver",),
     }
     # The default stack is what it was: nothing of dp1, and the same classes for its own cluster.
     assert not [c.name for c in COMPONENTS if c.name.startswith("dp1-")]
     for mine, theirs in zip(components, COMPONENTS, strict=False):
-        assert type(mine) is type(theirs) and theirs.cluster == MANAGEMENT
+        if type(mine) is type(theirs):
+            assert isinstance(theirs, ClusterComponent) and theirs.cluster == MANAGEMENT
+    kinds = [type(c) for c in components]
+    assert kinds == [type(c) for c in COMPONENTS if type(c) in kinds]  # the same classes, in the same order
     assert set(DP1_NAMES) <= set(BY_NAME)
 
 
@@ -149,7 +156,7 @@ def test_status_lists_the_data_plane_only_while_it_is_part_of_the_stack(tmp_path
     save_state(stack.state_path, StackState(data_planes=["dp1"]))
     statuses = stack.status()
     assert [s.name for s in statuses] == [*(c.name for c in COMPONENTS), *DP1_NAMES]
-    assert [s.detail for s in statuses if s.name in DP1_NAMES] == ["never started"] * 5
+    assert [s.detail for s in statuses if s.name in DP1_NAMES] == ["never started"] * len(DP1_NAMES)
     assert not stack.is_up()
     stack.down()  # stops nothing (nothing runs) and takes the data plane out of the stack
     assert load_state(stack.state_path).data_planes == []
