@@ -1,13 +1,14 @@
 """The stack's Go binaries, built from their Go modules and cached by version.
 
-Two wrapper modules in ``devstack/testbin/<module>`` pin every dependency (committed
+Three wrapper modules in ``devstack/testbin/<module>`` pin every dependency (committed
 ``go.mod``/``go.sum``), so a cold machine needs only a Go toolchain (>= 1.26) and access to the Go
 module proxy; a warm machine finds every binary in :func:`cache_dir` and builds nothing.
 
 ``stack`` holds Kubernetes, etcd, helm and MinIO in one module graph: one version of every shared
 dependency (client-go, grpc, otel, protobuf, x/*), so each shared package is compiled once, and one
 ``go build`` links them all. kwok v0.8.0 needs Kubernetes 1.36 libraries the 1.34 commands cannot be
-built with, so it has a module of its own, built alongside.
+built with, so it has a module of its own, built alongside. Gitea (the stack's git forge) shares almost
+nothing with either and has replace directives of its own: a third module, also built alongside.
 
 ``python -m devstack.testbin`` builds (if needed) and prints the paths.
 
@@ -36,6 +37,7 @@ HELM_VERSION = "v3.19.5"  # the newest helm on client-go v0.34, the Kubernetes l
 # The module proxy's pseudo-version of github.com/minio/minio (the project publishes no module tags).
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 MINIO_RELEASE = "2026-02-12T20:18:48Z"  # the commit time of MINIO_VERSION, in MinIO's release format
+GITEA_VERSION = "v1.27.3"
 
 _MODULES_DIR = Path(__file__).resolve().parent / "testbin"
 
@@ -52,6 +54,11 @@ class Tool:
     version_args: tuple[str, ...] = ("--version",)
     version_text: str = ""  # what ``version_args`` must print (default: the version without its "v")
     built_as: str = ""  # the file ``go build -o <dir>/`` names it (default: ``name``)
+    tags: tuple[str, ...] = ("notest",)  # build tags (``notest`` is the one Kubernetes' own builds set)
+    # Folders of the package's module copied next to the binary (``<name>-<version>/<folder>``), for a
+    # binary that reads files at run time; copied before the binary is moved in, so a cached binary
+    # always has them.
+    assets: tuple[str, ...] = ()
 
     def path(self, cache: Path) -> Path:
         return cache / f"{self.name}-{self.version}" / self.name
@@ -61,6 +68,10 @@ class Tool:
 
     def output_name(self) -> str:
         return self.built_as or self.name
+
+    def assets_dir(self, cache: Path) -> Path:
+        """Where :attr:`assets` are copied: the binary's own folder."""
+        return self.path(cache).parent
 
 
 def _kube_ldflags() -> str:
@@ -143,6 +154,29 @@ MINIO = Tool(
     version_text="RELEASE." + MINIO_RELEASE.replace(":", "-"),
 )
 
+# Gitea v1.27 declares the module path gitea.dev (not served by the proxy): the wrapper requires
+# gitea.dev and replaces it by code.gitea.io/gitea, the same code under the path the proxy serves.
+# SQLite needs no tag and no cgo any more: since v1.27 Gitea's default driver is modernc.org/sqlite
+# (pure Go); the old `sqlite sqlite_unlock_notify` tags select nothing now (mattn's cgo driver needs
+# `sqlite_mattn`). The `bindata` tag would embed bindata.dat files that `go generate` makes (and npm,
+# for the frontend): they are not in the module zip. Without it Gitea reads `options/` and
+# `templates/` from `[server] STATIC_ROOT_PATH` at run time, so both are copied from the module next
+# to the binary (14 MB). `options/` is required: without its locales `gitea web` exits at start
+# ("translation is missing for task update_mirrors"). `templates/` only serves the web pages (without
+# it the API and git over HTTP work, every page is a 500); it is kept so that a human can look at
+# repositories and a hook's deliveries. The compiled frontend (`public/assets`, built by npm) is not
+# needed: pages render unstyled.
+GITEA = Tool(
+    name="gitea",
+    version=GITEA_VERSION,
+    module="gitea",
+    package="gitea.dev",
+    ldflags=f"-s -w -X main.Version={GITEA_VERSION.removeprefix('v')}",
+    built_as="gitea.dev",  # go build names a command after its package path's last element
+    tags=(),
+    assets=("options", "templates"),
+)
+
 TOOLS: tuple[Tool, ...] = (
     KUBE_APISERVER,
     ETCD,
@@ -152,6 +186,7 @@ TOOLS: tuple[Tool, ...] = (
     KUBECTL,
     MINIO,
     HELM,
+    GITEA,
 )
 
 
@@ -165,6 +200,7 @@ class Binaries:
     kwok: Path
     helm: Path
     minio: Path
+    gitea: Path
 
 
 def cache_dir() -> Path:
@@ -223,16 +259,17 @@ def build_command(go: str, tools: list[Tool], out_dir: Path) -> list[str]:
     """One `go build` for every tool of one module: shared packages are compiled once, for all.
 
     ``-X`` settings of every tool go into one ``-ldflags``; the linker applies each to the binaries
-    that hold the variable and ignores it elsewhere. ``notest`` is the tag Kubernetes' own builds set.
+    that hold the variable and ignores it elsewhere. The tags are every tool's (one module's tools
+    share them: ``notest`` for the ``stack`` module, none for Gitea's).
     """
     ldflags = " ".join(dict.fromkeys(flag for tool in tools for flag in _split_ldflags(tool.ldflags)))
+    tags = ",".join(dict.fromkeys(tag for tool in tools for tag in tool.tags))
     return [
         go,
         "build",
         "-mod=readonly",  # the committed go.sum is the source of truth
         "-trimpath",
-        "-tags",
-        "notest",
+        *(["-tags", tags] if tags else []),
         "-ldflags",
         ldflags,
         "-o",
@@ -287,9 +324,37 @@ def _build(module: str, tools: list[Tool], cache: Path, log: Callable[[str], Non
                 )
             dest = tool.path(cache)
             dest.parent.mkdir(parents=True, exist_ok=True)
+            if tool.assets:
+                _copy_assets(go, module, tool, cache, env, out_dir)
             os.replace(built, dest)
             log(f"testbin: {tool.name} {tool.version} ({dest.stat().st_size / 1e6:.0f} MB) -> {dest}")
     log(f"testbin: built {names} in {time.monotonic() - started:.0f}s")
+
+
+def _copy_assets(go: str, module: str, tool: Tool, cache: Path, env: dict[str, str], tmp: Path) -> None:
+    """Copy ``tool.assets`` from its module's folder (in the module cache) next to its binary.
+
+    Each folder is staged in the build's temporary folder (in the cache, so on the same file system),
+    made writable (the module cache's are read-only) and renamed into place; the binary is moved in
+    only after that, so a cached binary always has complete folders beside it.
+    """
+    listed = subprocess.run(
+        [go, "list", "-mod=readonly", "-f", "{{.Module.Dir}}", tool.package],
+        cwd=_MODULES_DIR / module, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    source = Path(listed.stdout.strip())
+    if listed.returncode != 0 or not source.is_dir():
+        raise RuntimeError(f"testbin: the module folder of {tool.package} not found: {listed.stderr!r}")
+    dest_dir = tool.assets_dir(cache)
+    for folder in tool.assets:
+        staged = tmp / f"assets-{folder}"
+        shutil.copytree(source / folder, staged, copy_function=shutil.copyfile)
+        for path in (staged, *staged.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        dest = dest_dir / folder
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staged, dest)
 
 
 def main() -> int:

@@ -56,6 +56,21 @@ def test_one_go_build_per_module_carries_every_tools_package_and_version_stamp()
     assert f"internal/version.version={testbin.HELM_VERSION}" in ldflags
     # Every module dir named by a tool exists, and every binary is found under the name go build gives it.
     modules = {tool.module for tool in testbin.TOOLS}
-    assert modules == {"stack", "kwok"}
+    assert modules == {"stack", "kwok", "gitea"}
     assert all((Path(testbin.__file__).parent / "testbin" / m / "go.mod").is_file() for m in modules)
     assert testbin.ETCD.output_name() == "server" and testbin.HELM.output_name() == "helm"
+
+
+@pytest.mark.unit
+def test_gitea_builds_without_tags_or_cgo_and_brings_its_options_and_templates() -> None:
+    cmd = testbin.build_command("go", [testbin.GITEA], Path("/out"))
+    assert "-tags" not in cmd  # SQLite is modernc's pure-Go driver in v1.27: no sqlite tags, no cgo
+    assert cmd[-1] == "gitea.dev" and testbin.GITEA.output_name() == "gitea.dev"
+    assert f"main.Version={testbin.GITEA_VERSION.removeprefix('v')}" in cmd[cmd.index("-ldflags") + 1]
+    assert testbin.GITEA.assets == ("options", "templates")
+    cache = Path("/cache")
+    assert testbin.GITEA.assets_dir(cache) == testbin.GITEA.path(cache).parent == cache / "gitea-v1.27.3"
+    go_mod = (Path(testbin.__file__).parent / "testbin" / "gitea" / "go.mod").read_text()
+    assert f"gitea.dev => code.gitea.io/gitea {testbin.GITEA_VERSION}" in go_mod
+    for replaced in ("go.yaml.in/yaml/v4", "sdk/azcore", "sdk/storage/azblob", "go-mssqldb"):
+        assert replaced in go_mod  # Gitea's own replace directives, repeated
