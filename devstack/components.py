@@ -23,6 +23,7 @@ from devstack.component import (
     run_async,
 )
 from devstack.control_plane import KubeControllerManager, KubeScheduler
+from devstack.gitea import Gitea
 from devstack.kwok import Kwok
 from devstack.object_store import MinIO
 from devstack.pki import ADMIN
@@ -297,6 +298,7 @@ COMPONENTS: tuple[Component, ...] = (
     MinIO(),
     Registry(),
     JenkinsLite(),
+    Gitea(),
 )
 # Started only by `up --data-plane` (`Stack.up(data_plane=True)`), after the default stack's.
 DATA_PLANE_COMPONENTS: dict[Cluster, tuple[Component, ...]] = {

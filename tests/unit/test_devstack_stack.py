@@ -186,3 +186,51 @@ def test_build_steps_get_kubectl_and_helm_by_path_and_in_one_folder(ctx: Context
         assert env[variable] == str(link)
         assert link.readlink() == ctx.dir / "bin-cache" / name
     assert tools_env(ctx) == env  # idempotent: the links are kept
+
+
+def test_gitea_is_configured_for_loopback_sqlite_and_webhooks_to_loopback(ctx: Context) -> None:
+    import configparser
+
+    from devstack.gitea import app_ini, ensure_secrets
+
+    made = ensure_secrets(ctx.dir / "gitea")
+    assert ensure_secrets(ctx.dir / "gitea") == made  # made once, kept
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string("[root]\n" + app_ini(ctx, 3000, made, Path("/cache/gitea-v1.27.3")))
+    ini = {section: dict(parser[section]) for section in parser.sections()}
+    assert ini["server"]["HTTP_ADDR"] == "127.0.0.1" and ini["server"]["HTTP_PORT"] == "3000"
+    assert ini["server"]["ROOT_URL"] == ini["server"]["LOCAL_ROOT_URL"] == "http://127.0.0.1:3000/"
+    assert ini["server"]["OFFLINE_MODE"] == "true" and ini["server"]["DISABLE_SSH"] == "true"
+    assert ini["server"]["STATIC_ROOT_PATH"] == "/cache/gitea-v1.27.3"
+    assert ini["database"]["DB_TYPE"] == "sqlite3"
+    assert ini["database"]["PATH"] == str(ctx.dir / "gitea" / "gitea.db")
+    assert ini["repository"]["ROOT"] == str(ctx.dir / "gitea" / "repositories")
+    assert ini["security"]["INSTALL_LOCK"] == "true" and ini["security"]["PASSWORD_COMPLEXITY"] == "off"
+    assert ini["security"]["SECRET_KEY"] == made.secret_key
+    assert ini["security"]["ALLOWED_HOST_LIST"] == "loopback,private"
+    assert ini["webhook"]["SKIP_TLS_VERIFY"] == "true"
+    assert ini["oauth2"] == {"ENABLED": "true", "JWT_SECRET": made.jwt_secret}
+    assert len(made.jwt_secret) == 43  # 32 bytes, unpadded URL-safe base64: what Gitea accepts
+    assert ini["mailer"]["ENABLED"] == "false" and ini["service"]["DISABLE_REGISTRATION"] == "true"
+    assert ini["cron.update_checker"]["ENABLED"] == "false"
+
+
+def test_gitea_runs_web_on_the_state_folders_config_and_advertises_the_admin(ctx: Context) -> None:
+    import json
+
+    gitea = BY_NAME["gitea"]
+    assert gitea.deps == () and gitea.port_names == ("main",)
+    cmd = gitea.command(ctx, {"main": 3000})
+    assert cmd[0] == str(ctx.dir / "bin-cache" / "gitea") and cmd[1] == "web"
+    assert cmd[cmd.index("--config") + 1] == str(ctx.dir / "gitea" / "app.ini")
+    assert gitea.env(ctx, {"main": 3000}) == {"GITEA_URL": "http://127.0.0.1:3000"}  # before the first start
+    (ctx.dir / "gitea").mkdir()
+    admin = {"user": "devstack-admin", "password": "pw", "token": "tok", "hooks_binary": "/x/gitea"}
+    (ctx.dir / "gitea" / "admin.json").write_text(json.dumps(admin))
+    assert gitea.env(ctx, {"main": 3000}) == {
+        "GITEA_URL": "http://127.0.0.1:3000",
+        "GITEA_ADMIN_USER": "devstack-admin",
+        "GITEA_ADMIN_PASSWORD": "pw",
+        "GITEA_ADMIN_TOKEN": "tok",
+    }
