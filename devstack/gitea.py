@@ -200,7 +200,7 @@ class Gitea(Component):
         port = ctx.ports[self.name]["main"]
         atomic_write(app_ini_path(ctx), app_ini(ctx, port, made, GITEA.assets_dir(cache_dir())))
         admin = read_admin(ctx)
-        if admin is None:
+        if admin is None or not (folder / "gitea.db").exists():  # a new folder, or its database deleted
             admin = self._first_start(ctx, binary)
         elif admin.hooks_binary != str(binary):
             # The repositories' hook scripts name the binary by path, and a new version is a new path.
