@@ -25,6 +25,7 @@ SCHEDULED_RUN_WORKFLOW = "ScheduledRunWorkflow"
 SCM_POLL_WORKFLOW = "ScmPollWorkflow"
 LOG_RETENTION_WORKFLOW = "LogRetentionWorkflow"
 LOG_RETENTION_SCHEDULE = "devops-log-retention"
+SCM_SYNC_WORKFLOW = "SourceCodeSyncWorkflow"
 """Id of the daily Temporal Schedule that starts :data:`LOG_RETENTION_WORKFLOW`."""
 PROJECT_LABEL = "devops.cubepaas.io/project"
 """Label on a namespace naming the project (namespace) it belongs to."""
@@ -60,6 +61,7 @@ class Activity(StrEnum):
     TRIGGER_POLL_SCM = "devops.trigger.poll_scm"
     RUN_FINISHED = "devops.execution.finished"
     SWEEP_LOGS = "devops.logs.sweep"
+    SCM_SYNC = "devops.scm.sync_credential"
 
 
 class Signal(StrEnum):
@@ -662,6 +664,26 @@ class ScmPollInput(Msg):
     namespace: str
     pipeline: str
     branch: str = ""
+
+
+class ScmSyncInput(Msg):
+    """Input of the workflow a credential's Schedule starts: verify the token, mirror its repositories."""
+
+    namespace: str
+    credential: str
+
+
+class ScmSyncResult(Msg):
+    ready: str = ""
+    """The ``Ready`` condition's status after this sync (True, False, Unknown; empty: credential gone)."""
+    reason: str = ""
+    message: str = ""
+    repositories: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    complete: bool = False
+    """The listing reached its end (only then are vanished repositories deleted)."""
 
 
 class ScmPollResult(Msg):

@@ -9,6 +9,7 @@ from pydantic import Field
 from crds.meta import AGE_COLUMN, CrdInfo, CustomResource, KubeModel, PrinterColumn, Timestamp
 from crds.pipeline_file import Constraint, Duration, PipelineConfig
 from crds.reasons import ExecutionPhase, OverlapPolicy
+from crds.status import HasConditions
 
 WEBHOOK_SECRET_KEY: Final = "secret"
 """Key of the webhook Secret holding the shared secret providers sign with."""
@@ -108,8 +109,8 @@ class DeliveryRecord(KubeModel):
     run: int = Field(ge=1)
 
 
-class PipelineStatus(KubeModel):
-    """Run counter and the last run."""
+class PipelineStatus(HasConditions):
+    """Run counter, the last run, and the webhook registered for the Pipeline (condition ``Webhook``)."""
 
     next_run: int = Field(default=1, ge=1)
     """Run number of the next execution."""
@@ -129,6 +130,12 @@ class PipelineStatus(KubeModel):
     """The branch head SCM polling saw last (a run was created for it, except for the first poll)."""
     triggers_message: str | None = None
     """Why a cron or pollScm trigger is not scheduled (e.g. an invalid cron expression); empty when fine."""
+    webhook_id: str | None = None
+    """The id of the webhook the worker registered at the provider (deleted with the Pipeline)."""
+    webhook_repository: str | None = None
+    """``owner/name`` of the repository that hook is on."""
+    webhook_credential: str | None = None
+    """The SourceCodeCredential the hook was registered with (and is deleted with)."""
     observed_generation: int | None = None
 
 

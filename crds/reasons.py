@@ -66,6 +66,39 @@ class ConditionType(StrEnum):
     """Unknown while the run's notifications are being sent; True/False once each is settled."""
 
 
+class ScmConditionType(StrEnum):
+    """Condition types of the source-code objects."""
+
+    READY = "Ready"
+    """SourceCodeCredential: the provider accepted the token at the last verification."""
+    WEBHOOK = "Webhook"
+    """Pipeline: its webhook is registered at the provider (False says why not; runs still start by hand)."""
+
+
+class ScmReason(StrEnum):
+    """Reasons of the ``Ready`` condition of a SourceCodeCredential and the ``Webhook`` one of a Pipeline."""
+
+    VERIFIED = "Verified"
+    TOKEN_REFUSED = "TokenRefused"
+    """The provider answered 401: the token is wrong, expired or revoked."""
+    WRONG_ACCOUNT = "WrongAccount"
+    """The token belongs to another login than the credential's loginName."""
+    TOKEN_SECRET_INVALID = "TokenSecretInvalid"
+    PROVIDER_CONFIG_INVALID = "ProviderConfigInvalid"
+    """No enabled SourceCodeProviderConfig of the credential's type, or its URL is unusable."""
+    PROVIDER_DISABLED = "ProviderDisabled"
+    PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    """The provider did not answer, or is rate limiting; the last verdict stands until it does."""
+    NOT_VERIFIABLE = "NotVerifiable"
+    """No driver for this provider type (Bitbucket): the token is used for cloning as it is."""
+    REGISTERED = "Registered"
+    HOOK_REFUSED = "HookRefused"
+    """The provider refused to create the webhook (e.g. no admin right on the repository)."""
+    NO_CREDENTIAL = "NoCredential"
+    """No verified credential of a provider the repository belongs to."""
+    NO_WEBHOOK_TRIGGERS = "NoWebhookTriggers"
+
+
 class ConditionStatus(StrEnum):
     TRUE = "True"
     FALSE = "False"
@@ -116,6 +149,7 @@ class JenkinsMode(StrEnum):
 class SourceCodeProviderType(StrEnum):
     GITHUB = "github"
     GITLAB = "gitlab"
+    GITEA = "gitea"
     BITBUCKET_CLOUD = "bitbucketcloud"
     BITBUCKET_SERVER = "bitbucketserver"
 
@@ -179,6 +213,8 @@ class Reason(StrEnum):
     # Initialized
     CONFIG_LOADED = "ConfigLoaded"
     CONFIG_INVALID = "ConfigInvalid"
+    CREDENTIAL_REFUSED = "CredentialRefused"
+    """The provider refused the run's SourceCodeCredential at its last verification."""
     # Queueing / Provisioned
     QUOTA_UNAVAILABLE = "QuotaUnavailable"
     NAMESPACE_READY = "NamespaceReady"
@@ -243,6 +279,8 @@ __all__ = [
     "NotificationState",
     "OverlapPolicy",
     "Reason",
+    "ScmConditionType",
+    "ScmReason",
     "SourceCodeProviderType",
     "StageState",
     "StepState",

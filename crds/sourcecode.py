@@ -1,6 +1,10 @@
-"""Source code providers (GitHub, GitLab, Bitbucket), users' credentials for them, and repositories.
+"""Source code providers (GitHub, GitLab, Gitea, Bitbucket), users' credentials for them, and repositories.
 
-Tokens and OAuth secrets never appear in a spec: they stay in Secrets the objects reference.
+Tokens never appear in a spec or a status: they stay in Secrets the credentials reference. The worker
+verifies each credential at its provider, mirrors the repositories it sees as SourceCodeRepository
+objects (owned by the credential) and registers Pipelines' webhooks (:mod:`worker.scm`).
+
+There is no OAuth login yet: a credential is made from a token the user created at the provider.
 """
 
 from __future__ import annotations
@@ -22,30 +26,22 @@ from crds.reasons import SourceCodeProviderType
 from crds.status import HasConditions
 
 
-class OAuthSettings(KubeModel):
-    """The OAuth application users log in through."""
-
-    client_id: str = Field(min_length=1)
-    client_secret_ref: SecretKeyReference
-    """Secret key holding the OAuth client secret."""
-    redirect_url: str | None = None
-    scopes: list[str] = Field(default_factory=list)
-
-
 class SourceCodeProviderConfigSpec(KubeModel):
     """A git hosting service this project can use."""
 
     type: SourceCodeProviderType
-    """github, gitlab, bitbucketcloud or bitbucketserver."""
+    """github, gitlab, gitea, bitbucketcloud or bitbucketserver."""
     enabled: bool = True
-    url: str | None = None
-    """Web URL of the service, e.g. https://github.com or https://gitlab.example.com."""
-    api_url: str | None = None
-    """API endpoint; default derived from url (https://api.github.com for github.com)."""
+    """False: its credentials are not verified, no repository is synced and no webhook registered."""
+    url: str | None = Field(default=None, max_length=2048)
+    """Web URL of the service, e.g. https://github.com or https://gitea.example.com; the prefix of its
+    repositories' URLs. Default: https://github.com, https://gitlab.com; required for gitea."""
+    api_url: str | None = Field(default=None, max_length=2048)
+    """API endpoint; default derived from url (https://api.github.com for github.com,
+    <url>/api/v3 for GitHub Enterprise, <url>/api/v4 for GitLab, <url>/api/v1 for Gitea)."""
     tls_insecure_skip_verify: bool = False
     ca_bundle: str | None = None
     """PEM CA certificates for a self-hosted server."""
-    oauth: OAuthSettings | None = None
 
 
 class SourceCodeProviderConfig(CustomResource):
@@ -75,19 +71,37 @@ class SourceCodeCredentialSpec(KubeModel):
     user_name: str | None = None
     """The platform user who owns the credential."""
     login_name: str = Field(min_length=1)
-    """Login at the provider."""
-    display_name: str | None = None
-    avatar_url: str | None = None
-    html_url: str | None = None
+    """Login at the provider: verification fails when the token belongs to someone else."""
     git_login_name: str | None = None
     """User name for git over HTTPS, when it differs from loginName (e.g. oauth2 for GitLab)."""
     token_secret_ref: SecretKeyReference
     """Secret key holding the access token."""
 
 
+class ProviderAccount(KubeModel):
+    """The provider's account of the token, as it answered the last verification."""
+
+    login: str
+    display_name: str | None = None
+    avatar_url: str | None = None
+    html_url: str | None = None
+
+
 class SourceCodeCredentialStatus(HasConditions):
+    """``Ready``: the provider accepted the token at the last verification (False names its answer)."""
+
     last_verified: Timestamp | None = None
-    """When the token last worked."""
+    """When the token last worked (refreshed at most every 10 minutes while it keeps working)."""
+    last_synced: Timestamp | None = None
+    """When the repositories were last listed completely (refreshed at most every 10 minutes while
+    nothing changes)."""
+    repositories: int | None = None
+    """How many repositories the token sees (the SourceCodeRepository objects labelled with it)."""
+    account: ProviderAccount | None = None
+    observed_secret_version: str | None = None
+    """resourceVersion of the token Secret the last verification read: a change verifies again."""
+    observed_generation: int | None = None
+    """The credential's generation the last verification read: an edited spec verifies again."""
 
 
 class SourceCodeCredential(CustomResource):
@@ -99,6 +113,8 @@ class SourceCodeCredential(CustomResource):
         printer_columns=(
             PrinterColumn("Type", ".spec.providerType"),
             PrinterColumn("Login", ".spec.loginName"),
+            PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            PrinterColumn("Repositories", ".status.repositories", "integer"),
             PrinterColumn("User", ".spec.userName", priority=1),
             AGE_COLUMN,
         ),
@@ -119,14 +135,19 @@ class SourceCodeRepositorySpec(KubeModel):
     """A repository a credential can access."""
 
     provider_type: SourceCodeProviderType
+    full_name: str = Field(min_length=1, max_length=1024)
+    """``owner/name`` at the provider (GitLab: the project's path, groups included)."""
     url: str = Field(min_length=1, max_length=2048)
-    """Clone URL."""
+    """Clone URL (git over HTTPS)."""
+    html_url: str | None = Field(default=None, max_length=2048)
+    private: bool = False
     default_branch: str | None = None
     language: str | None = None
     permissions: RepositoryPermissions = Field(default_factory=RepositoryPermissions)
     source_code_credential_name: str = Field(min_length=1)
     """The SourceCodeCredential (same namespace) that sees this repository."""
     user_name: str | None = None
+    """The credential's platform user."""
 
 
 class SourceCodeRepository(CustomResource):
@@ -136,8 +157,10 @@ class SourceCodeRepository(CustomResource):
         plural="sourcecoderepositories",
         short_names=("scr",),
         printer_columns=(
-            PrinterColumn("URL", ".spec.url"),
+            PrinterColumn("Repository", ".spec.fullName"),
+            PrinterColumn("URL", ".spec.url", priority=1),
             PrinterColumn("Credential", ".spec.sourceCodeCredentialName"),
+            PrinterColumn("Admin", ".spec.permissions.admin", "boolean", priority=1),
             PrinterColumn("Default Branch", ".spec.defaultBranch", priority=1),
             AGE_COLUMN,
         ),
@@ -148,7 +171,7 @@ class SourceCodeRepository(CustomResource):
 
 
 __all__ = [
-    "OAuthSettings",
+    "ProviderAccount",
     "RepositoryPermissions",
     "SourceCodeCredential",
     "SourceCodeCredentialSpec",
