@@ -30,7 +30,7 @@ from crds.messages import (
 from crds.parse import PipelineFileError, parse_pipeline_file
 from crds.pipeline import Pipeline
 from crds.pipeline_file import PipelineConfig
-from crds.reasons import ExecutionPhase, Reason
+from crds.reasons import ConditionStatus, ExecutionPhase, Reason, ScmConditionType, ScmReason
 from crds.setting import DEFAULT_SETTING_NAME, PipelineSetting
 from crds.sourcecode import SourceCodeCredential
 
@@ -53,6 +53,12 @@ def git_credentials(kube: Kube, namespace: str, credential_name: str | None) -> 
         raise ConfigError(
             f"SourceCodeCredential {namespace}/{credential_name} not found", reason=Reason.CONFIG_INVALID
         )
+    refused = _refusal(cred)
+    if refused:
+        raise ConfigError(
+            f"SourceCodeCredential {namespace}/{credential_name} was refused by its provider: {refused}",
+            reason=Reason.CREDENTIAL_REFUSED,
+        )
     ref = cred.spec.token_secret_ref
     try:
         data = kube.read_secret(namespace, ref.name)
@@ -66,6 +72,17 @@ def git_credentials(kube: Kube, namespace: str, credential_name: str | None) -> 
             f"Secret {namespace}/{ref.name} has no key {ref.key!r}", reason=Reason.CONFIG_INVALID
         )
     return cred.spec.git_login_name or cred.spec.login_name, data[ref.key]
+
+
+def _refusal(cred: SourceCodeCredential) -> str | None:
+    """The provider's words when its last verification refused the token (a wrong or revoked one):
+    the run says so, instead of failing later with git's "Authentication failed"."""
+    ready = cred.status.condition(ScmConditionType.READY) if cred.status else None
+    if ready is None or ready.status != ConditionStatus.FALSE:
+        return None
+    if ready.reason not in (ScmReason.TOKEN_REFUSED.value, ScmReason.WRONG_ACCOUNT.value):
+        return None
+    return ready.message or ready.reason
 
 
 class ExecutionActivities:
