@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, generate_latest
 from temporalio.client import Client
@@ -45,6 +45,7 @@ from worker import logfmt
 from worker.bridge import Bridge
 from worker.leader import LeaderElector, LeaseStore, LeaseTiming, default_identity, own_namespace
 from worker.schedules import ensure_log_retention_schedule
+from worker.scm.reconciler import SourceCodeReconciler
 from worker.settings import WorkerSettings
 from worker.supervise import WorkerSupervisor
 from worker.temporal import connect
@@ -89,6 +90,7 @@ def build_activities(
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
     from activities.retention import LogRetentionActivities
+    from worker.scm.activities import SourceCodeActivities
     from worker.triggers.activities import TriggerActivities
 
     kube = kube or settings.kube()
@@ -122,6 +124,7 @@ def build_activities(
         TriggerActivities(kube),  # devops.trigger.* (cron firings and SCM polls create runs)
         RunFinishedActivities(kube),  # devops.execution.finished (notifications, history limit)
         LogRetentionActivities(kube, store, settings.watch_namespaces),  # devops.logs.sweep
+        SourceCodeActivities(kube),  # devops.scm.sync_credential (verify a token, mirror repositories)
         # ---------------------------------------------------------------------------------------------
     ]
     activities = [method for instance in instances for method in activity_methods(instance)]
@@ -137,6 +140,7 @@ def workflow_classes() -> list[type]:
     from workflows.execution import PipelineExecutionWorkflow
     from workflows.quota import ExecutorQuotaWorkflow
     from workflows.retention import LogRetentionWorkflow
+    from workflows.scm_sync import SourceCodeSyncWorkflow
     from workflows.triggers import ScheduledRunWorkflow, ScmPollWorkflow
 
     return [
@@ -145,6 +149,7 @@ def workflow_classes() -> list[type]:
         LogRetentionWorkflow,
         ScheduledRunWorkflow,
         ScmPollWorkflow,
+        SourceCodeSyncWorkflow,
     ]
 
 
@@ -271,9 +276,25 @@ async def _run_bridge_while(bridge: Bridge, health: Health, lost: asyncio.Event)
         health.bridge = None
 
 
-async def _run_schedules_while(reconciler: ScheduleReconciler, lost: asyncio.Event) -> None:
-    """Run the Schedules reconciler until ``lost`` is set (leadership gone or shutdown)."""
-    await _run_until(reconciler.run, reconciler.stop, lost, "schedules")
+class Reconciler(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def reconcilers(kube: Kube, client: Client, settings: WorkerSettings) -> list[Reconciler]:
+    """The loops that run next to the bridge (on the leader only, under leader election)."""
+    out: list[Reconciler] = []
+    if settings.schedules_enabled:
+        out.append(ScheduleReconciler(kube, client, settings))
+    if settings.scm_enabled:
+        out.append(SourceCodeReconciler(kube, client, settings))
+    return out
+
+
+async def _run_reconciler_while(reconciler: Reconciler, lost: asyncio.Event) -> None:
+    """Run a reconciler until ``lost`` is set (leadership gone or shutdown)."""
+    await _run_until(reconciler.run, reconciler.stop, lost, type(reconciler).__name__)
 
 
 async def _run_until(
@@ -377,11 +398,9 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
 
             async def lead(lost: asyncio.Event) -> None:
                 # The Schedules reconciler, like the bridge, runs on the leader only.
-                schedules_while = (
-                    [_run_schedules_while(ScheduleReconciler(kube, client, settings), lost)]
-                    if settings.schedules_enabled
-                    else []
-                )
+                schedules_while = [
+                    _run_reconciler_while(r, lost) for r in reconcilers(kube, client, settings)
+                ]
                 await asyncio.gather(
                     _run_bridge_while(Bridge(kube, client, settings), health, lost), *schedules_while
                 )
@@ -393,10 +412,10 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             health.bridge = bridge
             bridge_task = asyncio.create_task(bridge.run(), name="bridge")
             tasks.append(bridge_task)
-        schedules: ScheduleReconciler | None = None
-        if settings.schedules_enabled and not (settings.bridge_enabled and settings.leader_election):
-            schedules = ScheduleReconciler(kube, client, settings)
-            tasks.append(asyncio.create_task(schedules.run(), name="schedules"))
+        loops: list[Reconciler] = []
+        if not (settings.bridge_enabled and settings.leader_election):
+            loops = reconcilers(kube, client, settings)
+            tasks += [asyncio.create_task(r.run(), name=type(r).__name__) for r in loops]
         logger.info("worker running on task queue %s", settings.task_queue)
 
         stop_wait = asyncio.create_task(stop.wait())
@@ -409,8 +428,8 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
             code = 1
         stop.set()
 
-        if schedules is not None:
-            schedules.stop()
+        for running in loops:
+            running.stop()
         if bridge is not None and bridge_task is not None:
             bridge.stop()
             with contextlib.suppress(Exception):

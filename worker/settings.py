@@ -43,12 +43,17 @@ CUBEPAAS_RETENTION_SCHEDULE  create the daily log retention Schedule (on this ta
 CUBEPAAS_LOG_LEVEL           logging level (``INFO``)
 CUBEPAAS_WEBHOOK_HOST        bind address of the webhook receiver (``0.0.0.0``)
 CUBEPAAS_WEBHOOK_PORT        its port (``8090``; 0: a free port, printed in its first log line)
-CUBEPAAS_WEBHOOK_URL         the receiver's public base URL shown by ``devopsctl webhook``
-                             (empty: ``http://127.0.0.1:<CUBEPAAS_WEBHOOK_PORT>``)
+CUBEPAAS_WEBHOOK_URL         the receiver's public base URL shown by ``devopsctl webhook`` and registered
+                             at providers (empty: ``http://127.0.0.1:<CUBEPAAS_WEBHOOK_PORT>``, shown
+                             but never registered: a provider cannot reach a loopback default)
 CUBEPAAS_WEBHOOK_TIMEOUT     seconds a client may take to send a request (``10``)
 CUBEPAAS_REGISTRY_TOKEN      token of the platform's own registry: its notifications to ``/hooks/registry``
                              with it reach every project's imagePush triggers (secret; unset: none)
 CUBEPAAS_SCHEDULES           reconcile the Pipelines' cron and SCM-polling Temporal Schedules (``true``)
+CUBEPAAS_SCM                 verify SourceCodeCredentials, sync their repositories and register
+                             Pipelines' webhooks at the providers (``true``)
+CUBEPAAS_SCM_SYNC_INTERVAL   how often each credential is verified and its repositories listed,
+                             seconds or ``5m`` (``300``)
 ===========================  ====================================================================
 """
 
@@ -135,6 +140,8 @@ class WorkerSettings(BaseSettings):
     webhook_timeout: float = Field(10.0, gt=0, validation_alias="CUBEPAAS_WEBHOOK_TIMEOUT")
     registry_token: SecretStr = Field(SecretStr(""), validation_alias="CUBEPAAS_REGISTRY_TOKEN")
     schedules_enabled: bool = Field(True, validation_alias="CUBEPAAS_SCHEDULES")
+    scm_enabled: bool = Field(True, validation_alias="CUBEPAAS_SCM")
+    scm_sync_interval: float = Field(300.0, ge=1, validation_alias="CUBEPAAS_SCM_SYNC_INTERVAL")
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -143,7 +150,9 @@ class WorkerSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("shutdown_grace", "lease_duration", "webhook_timeout", mode="before")
+    @field_validator(
+        "shutdown_grace", "lease_duration", "webhook_timeout", "scm_sync_interval", mode="before"
+    )
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value)
