@@ -207,11 +207,22 @@ def namespace(request: pytest.FixtureRequest, kube_api_client: Any) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def webhook_receiver(stack_env: dict[str, str], crds_installed: None) -> Iterator[Any]:
+def webhook_port() -> int:
+    """The receiver's port, chosen before anything starts: the session's worker registers hooks at
+    providers with ``http://127.0.0.1:<port>`` (``CUBEPAAS_WEBHOOK_URL``) before the receiver may run."""
+    from devstack import proc
+
+    return proc.free_port()
+
+
+@pytest.fixture(scope="session")
+def webhook_receiver(stack_env: dict[str, str], crds_installed: None, webhook_port: int) -> Iterator[Any]:
     """The real ``python -m worker.webhooks`` with the stack's environment (log: test-output/webhooks.log)."""
     from webhook_client import ReceiverProcess
 
-    receiver = ReceiverProcess(dict(stack_env), TESTS_DIR.parent / "test-output" / "webhooks.log")
+    receiver = ReceiverProcess(
+        dict(stack_env), TESTS_DIR.parent / "test-output" / "webhooks.log", port=webhook_port
+    )
     try:
         receiver.start()
     except RuntimeError as err:

@@ -152,8 +152,16 @@ SESSION_WORKER = SessionWorker()
 
 
 @pytest.fixture(scope="session")
-def worker_process(crds_installed: None, cli_env: dict[str, str]) -> Iterator[SessionWorker]:
-    SESSION_WORKER.env = dict(cli_env)
+def worker_process(
+    crds_installed: None, cli_env: dict[str, str], webhook_port: int
+) -> Iterator[SessionWorker]:
+    SESSION_WORKER.env = {
+        **cli_env,
+        # Where providers deliver (the session's receiver, tests/conftest.py), and a sync interval short
+        # enough that a repository created at Gitea shows up within a test.
+        "CUBEPAAS_WEBHOOK_URL": f"http://127.0.0.1:{webhook_port}",
+        "CUBEPAAS_SCM_SYNC_INTERVAL": "5s",
+    }
     SESSION_WORKER.start()
     yield SESSION_WORKER
     SESSION_WORKER.stop()
