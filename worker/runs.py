@@ -209,8 +209,12 @@ def create_delivered_run(
                 return DeliveredRun(existing, False)
             records = [r for r in records if r.key != delivery]  # its name was taken by another run
         else:
+            # Scoped to this Pipeline: two Pipelines of one repository each get the same body (and,
+            # from Gitea, the same delivery identity), and each must get its run.
             aged_out = kube.list_resources(
-                PipelineExecution, namespace, label_selector=f"{DELIVERY_LABEL}={delivery}"
+                PipelineExecution,
+                namespace,
+                label_selector=f"{DELIVERY_LABEL}={delivery},{PIPELINE_LABEL}={pipeline}",
             )
             if aged_out:
                 return DeliveredRun(aged_out[0], False)

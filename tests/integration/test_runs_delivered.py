@@ -85,6 +85,27 @@ def test_a_key_that_aged_out_of_the_pipeline_status_is_still_found_by_its_label(
     assert len(_runs(kube, namespace)) == MAX_DELIVERIES + 1
 
 
+def test_two_pipelines_of_one_repository_each_get_a_run_of_the_same_delivery(
+    kube: Kube, namespace: str
+) -> None:
+    _pipeline(kube, namespace)
+    kube.create(
+        Pipeline(
+            metadata=ObjectMeta(name="docs", namespace=namespace, annotations=NO_WORKER),
+            spec=PipelineSpec(repositoryUrl="file:///srv/git/app.git"),
+        )
+    )
+    # Gitea's identity of a delivery is its body, the same at both hooks; push the first Pipeline's
+    # record out of its status so that the second Pipeline's search goes by label.
+    key = delivery_key("gitea", "body:push:same")
+    app = create_delivered_run(kube, namespace, "app", key, PUSH)
+    for i in range(MAX_DELIVERIES):
+        create_delivered_run(kube, namespace, "app", delivery_key("gitea", f"other-{i}"), PUSH)
+    docs = create_delivered_run(kube, namespace, "docs", key, PUSH)
+    assert app.created and docs.created
+    assert (app.execution.name, docs.execution.name) == ("app-1", "docs-1")
+
+
 def test_concurrent_deliveries_of_one_key_and_plain_runs_interleave_without_duplicates_or_gaps(
     kube: Kube, namespace: str
 ) -> None:

@@ -78,7 +78,15 @@ def event_name(provider: Provider, headers: Mapping[str, str]) -> str:
 
 
 def delivery_id(provider: Provider, headers: Mapping[str, str], body: bytes) -> str:
-    """The provider's delivery id; without one (old GitLab), the body's sha256: a redelivery repeats both."""
+    """What identifies one delivery across the provider's redeliveries of it.
+
+    GitHub, GitLab and Bitbucket repeat their delivery header when asked to redeliver. Gitea and
+    Forgejo do not: a replay from the hook's page is sent again with the same body and signature under
+    a new ``X-Gitea-Delivery``, so for them the event and the body's sha256 are the identity (two real
+    pushes differ in ``before``/``after`` at least). Without a header (old GitLab) the body is too.
+    """
+    if provider is Provider.GITEA:
+        return f"body:{event_name(provider, headers)}:" + hashlib.sha256(body).hexdigest()
     return first(headers, DELIVERY_HEADERS[provider]) or "body:" + hashlib.sha256(body).hexdigest()
 
 
