@@ -237,6 +237,7 @@ class JenkinsLite(ClusterComponent):
             # kubelet does (docs/jenkins-lite.md "Agent pods"); hostPath volumes live in nodes/<node>/.
             "--kubeconfig", str(ctx.component_kubeconfig(ADMIN)),
             "--nodes-dir", str(own / "nodes"),
+            *container_cap_args(),
         ]  # fmt: skip
 
     def child_env(self, ctx: Context) -> dict[str, str] | None:
@@ -259,6 +260,19 @@ class JenkinsLite(ClusterComponent):
             f"{prefix}JENKINS_USER": ctx.creds.jenkins_user,
             f"{prefix}JENKINS_TOKEN": ctx.creds.jenkins_token,
         }
+
+
+def container_cap_args() -> list[str]:
+    """``--container-cap`` from ``$DEVSTACK_JENKINS_CONTAINER_CAP`` (read by ``up``); unset: unlimited, as the
+    kubernetes plugin's default (docs/jenkins-lite.md "Executors and cloud capacity")."""
+    raw = os.environ.get("DEVSTACK_JENKINS_CONTAINER_CAP", "").strip()
+    if not raw:
+        return []
+    try:
+        int(raw)
+    except ValueError as err:
+        raise ValueError(f"DEVSTACK_JENKINS_CONTAINER_CAP must be a whole number, not {raw!r}") from err
+    return ["--container-cap", raw]
 
 
 def tools_env(ctx: Context) -> dict[str, str]:

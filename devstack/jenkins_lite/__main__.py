@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         "podTemplate builds run without a pod",
     )
     p.add_argument("--nodes-dir", default=None, help="per-node hostPath folders (default HOME/nodes)")
+    p.add_argument(
+        "--container-cap",
+        type=int,
+        default=None,
+        help="the Kubernetes cloud's containerCap: podTemplate builds with an agent at once (default and 0: "
+        "unlimited); such builds do not take --executors",
+    )
     a = p.parse_args(argv)
     server = serve(
         a.home,
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         a.fault_seed,
         a.kubeconfig,
         a.nodes_dir,
+        a.container_cap,
     )
     done = threading.Event()
 

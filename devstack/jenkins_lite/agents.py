@@ -4,7 +4,8 @@ For a build whose script has a ``podTemplate``, :meth:`KubernetesCloud.provision
 template describes (:mod:`devstack.jenkins_lite.podtemplate`) in the template's namespace, waits until the
 scheduler has placed it and the node reports it Running, and returns an :class:`Agent`; the build's steps
 start only then. :meth:`Agent.release` deletes the pod when the build ends (the plugin's default pod
-retention, ``never``).
+retention, ``never``). :class:`ContainerCap` is the cloud's ``containerCap``: a build waits for a slot before
+its pod is created.
 
 Credentials, like a Jenkins installed in the pod template's namespace: the cloud acts as that namespace's
 ``jenkins`` service account (the account a managed Jenkins runs as, bound to the agents role there), so RBAC
@@ -23,6 +24,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +70,57 @@ def pod_wait(pod: dict[str, Any]) -> PodWait:
         if cond.get("type") == "PodScheduled" and cond.get("status") != "True":
             return PodWait(phase, str(cond.get("reason") or ""), str(cond.get("message") or ""))
     return PodWait(phase)
+
+
+class ContainerCap:
+    """The Kubernetes cloud's ``containerCap``: how many of its agents may exist at once; ``None`` (or 0) is
+    unlimited, as the plugin's ``KubernetesCloud.getContainerCap()`` (``Integer.MAX_VALUE`` when unset).
+
+    A slot is taken before the agent's pod is created and given back once the agent is gone, the way
+    ``KubernetesProvisioningLimits`` registers a planned node and unregisters it when the node is deleted.
+    Waiting builds get slots in the order they asked (Jenkins' queue hands buildable items out oldest first).
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit if limit is not None and limit > 0 else None
+        self.in_use = 0
+        self._changed = threading.Condition(threading.Lock())
+        self._waiting: list[object] = []
+
+    def take(self, label: str, log: Callable[[str], None], should_stop: Callable[[], bool]) -> bool:
+        """Wait for a slot, polling ``should_stop()`` (abort, timeouts: raises :class:`ProvisionInterrupted`).
+
+        While the cap is reached the build waits as the plugin's ``node(POD_LABEL)`` step does: its
+        placeholder task stays in the queue and the label has no agent yet, so the console shows the step's
+        "Still waiting to schedule task" and core's ``Queue.LabelHasNoNodes`` cause. Returns whether those
+        lines were written.
+        """
+        ticket = object()
+        announced = False
+        with self._changed:
+            self._waiting.append(ticket)
+            try:
+                while self._waiting[0] is not ticket or self._full():
+                    if should_stop():
+                        raise ProvisionInterrupted
+                    if not announced:
+                        log("Still waiting to schedule task")
+                        log(f"There are no nodes with the label \u2018{label}\u2019")
+                        announced = True
+                    self._changed.wait(POLL_SECONDS)
+                self.in_use += 1
+            finally:
+                self._waiting.remove(ticket)
+                self._changed.notify_all()
+        return announced
+
+    def _full(self) -> bool:
+        return self.limit is not None and self.in_use >= self.limit
+
+    def give_back(self) -> None:
+        with self._changed:
+            self.in_use = max(0, self.in_use - 1)
+            self._changed.notify_all()
 
 
 def node_path(nodes_dir: Path, node: str, host_path: str) -> Path:
@@ -137,11 +190,14 @@ class KubernetesCloud:
         log: Callable[[str], None],
         on_created: Callable[[str, str], None],
         should_stop: Callable[[], bool],
+        take_slot: Callable[[str], bool] = lambda label: False,
     ) -> Agent | None:
         """The build's agent, Running; None when the script has no podTemplate.
 
-        ``on_created(namespace, name)`` is called once the pod exists (the build records it, so that a
-        restart can delete it); ``should_stop()`` is polled while waiting (abort, timeouts).
+        ``take_slot(label)`` is called before the pod is created (the build waits there for the cloud's
+        capacity; it returns whether it wrote the "Still waiting" lines); ``on_created(namespace, name)`` once
+        the pod exists (the build records it, so that a restart can delete it); ``should_stop()`` is polled
+        while waiting (abort, timeouts).
         """
         try:
             spec = agent_pod(script, job, number, root_url)
@@ -150,6 +206,7 @@ class KubernetesCloud:
         if spec is None:
             return None
         ns, name = spec.namespace, spec.name
+        announced = take_slot(spec.label)
         try:
             kube = self._as_controller(ns)
             created = kube.request("POST", f"/api/v1/namespaces/{ns}/pods", spec.pod)
@@ -159,7 +216,7 @@ class KubernetesCloud:
         on_created(ns, name)
         log(f"Created Pod: {CLOUD_NAME} {ns}/{name}")
         try:
-            pod = self._wait_running(kube, ns, name, log, should_stop)
+            pod = self._wait_running(kube, ns, name, log, should_stop, announced)
             node = str(pod["spec"]["nodeName"])
             uid = str(pod["metadata"].get("uid") or created["metadata"]["uid"])
             token = self.client.service_account_token(ns, spec.service_account, TOKEN_SECONDS, (name, uid))
@@ -187,9 +244,11 @@ class KubernetesCloud:
         name: str,
         log: Callable[[str], None],
         should_stop: Callable[[], bool],
+        announced: bool = False,
     ) -> dict[str, Any]:
+        """The pod once Running on a node. ``announced``: the node step already printed its "Still waiting"
+        lines (it does so once, 15 s after it queued its task), while the build waited for capacity."""
         last_line = ""
-        announced = False
         away = False  # the apiserver was unreachable: wait until it is ready again before asking
         while True:
             if should_stop():
@@ -232,6 +291,7 @@ class KubernetesCloud:
 
 __all__ = [
     "Agent",
+    "ContainerCap",
     "KubernetesCloud",
     "PodWait",
     "ProvisionFailed",

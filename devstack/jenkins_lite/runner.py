@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -11,13 +12,54 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devstack.jenkins_lite.agents import Agent, KubernetesCloud, ProvisionFailed, ProvisionInterrupted
+from devstack.jenkins_lite.agents import (
+    Agent,
+    ContainerCap,
+    KubernetesCloud,
+    ProvisionFailed,
+    ProvisionInterrupted,
+)
+from devstack.jenkins_lite.groovy_args import GroovyError, find_call
 from devstack.jenkins_lite.model import Build, FlowNode, Job, QueueItem, State, now_ms
 from devstack.jenkins_lite.plan import ConfigError, extract_plan
+from devstack.jenkins_lite.podtemplate import pod_label
 
 USERNAME_PASSWORD = "com.cloudbees.plugins.credentials.impl.UsernamePasswordCredentialsImpl"
 STRING_CREDENTIALS = "org.jenkinsci.plugins.plaincredentials.impl.StringCredentialsImpl"
 INTERRUPTED = "org.jenkinsci.plugins.workflow.steps.FlowInterruptedException"
+
+
+@functools.lru_cache(maxsize=256)  # the scheduler asks every 50 ms for each item waiting for an executor
+def has_pod_template(script: str) -> bool:
+    try:
+        return find_call(script, "podTemplate") is not None
+    except GroovyError:
+        # Unreadable arguments: still a podTemplate build (with a cloud it fails when its pod is built).
+        return "podTemplate" in script
+
+
+def needs_executor(script: str) -> bool:
+    """Whether a build takes one of the controller's ``--executors``.
+
+    A Pipeline build itself runs on a flyweight (one-off) executor, which numExecutors does not limit; its
+    ``node`` block takes a real executor. jenkins-lite runs a script without a podTemplate as one ``node``
+    block on the controller; with a podTemplate the block runs on the build's agent pod, which the cloud's
+    containerCap limits instead (:class:`ContainerCap`).
+    """
+    return not has_pod_template(script)
+
+
+def pod_template_label(script: str, job: str, number: int) -> str | None:
+    """The POD_LABEL of the script's ``podTemplate`` (its ``label:`` or the plugin's generated one); None when
+    the script has no podTemplate."""
+    if not has_pod_template(script):
+        return None
+    with contextlib.suppress(GroovyError):
+        template = find_call(script, "podTemplate")
+        label = template.kwargs.get("label") if template is not None else None
+        if isinstance(label, str) and label:
+            return label
+    return pod_label(job, number)
 
 
 def capitalize(s: str) -> str:
@@ -56,6 +98,7 @@ class Scheduler(threading.Thread):
         self.stopping = False
         self.runners: list[BuildRunner] = []
         self.cloud: KubernetesCloud | None = None
+        self.cap = ContainerCap()
 
     def run(self) -> None:
         s = self.state
@@ -68,7 +111,7 @@ class Scheduler(threading.Thread):
         s = self.state
         s.expire_left_items()
         t = now_ms()
-        running = sum(1 for j in s.jobs.values() for b in j.builds.values() if b.building and not b.paused)
+        running = sum(1 for r in self.runners if r.holds_executor and r.build.building and not r.build.paused)
         changed = False
         for item in sorted(s.queue.values(), key=lambda i: i.id):
             if item.state == "left":
@@ -91,16 +134,17 @@ class Scheduler(threading.Thread):
                 continue
             if item.state == "blocked":
                 item.state = "buildable"
-            if running >= s.executors:
+            holds_executor = needs_executor(cfg.script if cfg is not None else "")
+            if holds_executor and running >= s.executors:
                 item.why = "Waiting for next available executor"
                 continue
-            self.start_build(job, item)
-            running += 1
+            self.start_build(job, item, holds_executor)
+            running += holds_executor
             changed = True
         if changed:
             s.save_queue()
 
-    def start_build(self, job: Job, item: QueueItem) -> Build:
+    def start_build(self, job: Job, item: QueueItem, holds_executor: bool = True) -> Build:
         s = self.state
         number = job.next_build_number
         job.next_build_number += 1
@@ -111,7 +155,7 @@ class Scheduler(threading.Thread):
         job.builds[number] = b
         s.save_build(b)
         item.state, item.why, item.build_number, item.left_ms = "left", None, number, now_ms()
-        runner = BuildRunner(s, job, b, self.root_url, self.cloud)
+        runner = BuildRunner(s, job, b, self.root_url, self.cloud, self.cap, holds_executor)
         self.runners = [r for r in self.runners if r.is_alive()]
         self.runners.append(runner)
         runner.start()
@@ -137,10 +181,20 @@ class StepOutcome:
 
 class BuildRunner(threading.Thread):
     def __init__(
-        self, state: State, job: Job, build: Build, root_url: str, cloud: KubernetesCloud | None = None
+        self,
+        state: State,
+        job: Job,
+        build: Build,
+        root_url: str,
+        cloud: KubernetesCloud | None = None,
+        cap: ContainerCap | None = None,
+        holds_executor: bool = True,
     ) -> None:
         super().__init__(name=f"build {job.name}#{build.number}", daemon=True)
         self.cloud = cloud
+        self.cap = cap if cap is not None else ContainerCap()
+        self.holds_executor = holds_executor
+        self.holds_slot = False
         self.agent: Agent | None = None
         self.state = state
         self.job = job
@@ -212,10 +266,10 @@ class BuildRunner(threading.Thread):
             self.finish("FAILURE")
 
     def provision_agent(self, script: str, workspace: Path) -> str | None:
-        """Start the podTemplate's agent pod and wait for it (kubernetes plugin); the build's result when
-        the build cannot go on, None when it can (also when there is no cloud or no podTemplate)."""
-        if self.cloud is None:
-            return None
+        """Wait for the cloud's capacity, start the podTemplate's agent pod and wait for it (kubernetes
+        plugin); the build's result when the build cannot go on, None when it can (also when there is no
+        podTemplate). Without a cloud the steps run without a pod, but the build still takes a slot of the
+        cap, so that capacity waits look the same with and without a cluster."""
         b, c = self.build, self.console
 
         def created(namespace: str, name: str) -> None:
@@ -229,10 +283,20 @@ class BuildRunner(threading.Thread):
                 self.timeout_hit = hit
             return b.control.interrupted or hit is not None
 
+        def take_slot(label: str) -> bool:
+            announced = self.cap.take(label, c.line, should_stop)
+            self.holds_slot = True
+            return announced
+
         try:
+            if self.cloud is None:
+                label = pod_template_label(script, b.job, b.number)
+                if label is not None:
+                    take_slot(label)
+                return None
             self.agent = self.cloud.provision(
                 script, b.job, b.number, self.root_url, workspace.with_name(workspace.name + "@tmp"),
-                c.line, created, should_stop,
+                c.line, created, should_stop, take_slot,
             )  # fmt: skip
         except ProvisionFailed as e:
             c.line(str(e))
@@ -252,6 +316,9 @@ class BuildRunner(threading.Thread):
         if self.agent is not None:
             self.agent.release()  # the plugin deletes the pod when the build leaves its node block
             self.agent = None
+        if self.holds_slot:
+            self.cap.give_back()
+            self.holds_slot = False
         if b.control.kill:
             self.console.line("Hard kill!")
             result = "ABORTED"

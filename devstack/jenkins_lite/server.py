@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 from devstack.jenkins_lite import api
-from devstack.jenkins_lite.agents import KubernetesCloud
+from devstack.jenkins_lite.agents import ContainerCap, KubernetesCloud
 from devstack.jenkins_lite.faults import Faults
 from devstack.jenkins_lite.model import Build, HttpError, Job, State, failure, now_ms
 from devstack.jenkins_lite.runner import (
@@ -775,13 +775,20 @@ class LiteServer:
     """A running jenkins-lite; `serve()` makes one."""
 
     def __init__(
-        self, state: State, faults: Faults, host: str, port: int, cloud: KubernetesCloud | None = None
+        self,
+        state: State,
+        faults: Faults,
+        host: str,
+        port: int,
+        cloud: KubernetesCloud | None = None,
+        container_cap: int | None = None,
     ) -> None:
         self.state = state
         self.faults = faults
         self.host = host
         self.scheduler = Scheduler(state, "")
         self.scheduler.cloud = cloud
+        self.scheduler.cap = ContainerCap(container_cap)
         app = App(state, faults, self.scheduler)
         handler = type("BoundHandler", (Handler,), {"app": app, "lite": self})
         self.httpd = _Server((host, port), handler)
@@ -878,11 +885,13 @@ def serve(
     fault_seed: int | None = None,
     kubeconfig: str | Path | None = None,
     nodes_dir: str | Path | None = None,
+    container_cap: int | None = None,
 ) -> LiteServer:
     """Start jenkins-lite in this process (threads) and return its handle; call `.shutdown()` when done.
 
     With ``kubeconfig``, podTemplate builds run in agent pods of that cluster (docs/jenkins-lite.md), their
-    hostPath volumes kept under ``nodes_dir`` (default ``HOME/nodes``).
+    hostPath volumes kept under ``nodes_dir`` (default ``HOME/nodes``). ``container_cap``: the cloud's
+    containerCap, how many podTemplate builds have an agent at once (None or 0: unlimited).
     """
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
@@ -897,4 +906,4 @@ def serve(
                 cloud.delete_pod(b.agent_pod["namespace"], b.agent_pod["name"])
     faults = Faults(fault_seed)
     faults.set(fail_rate, latency_ms, drop_rate, drop_after_rate)
-    return LiteServer(state, faults, host, port, cloud).start()
+    return LiteServer(state, faults, host, port, cloud, container_cap).start()
