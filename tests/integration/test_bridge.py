@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from kubernetes import client as k8s
 from temporalio import workflow
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, Interceptor, OutboundInterceptor, WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.kube import Kube
@@ -322,3 +325,124 @@ async def test_an_execution_routed_to_another_task_queue_is_left_to_that_queues_
     assert await _count(temporal_client, other_id) == 0
     assert await _workflow_written(kube, namespace, other.name) is None
     assert bridge.stats["started"] == 1
+
+
+class CountingInterceptor(Interceptor):
+    """Counts the Temporal calls a client makes, by kind."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _CountingOutbound(next, self.calls)
+
+
+class _CountingOutbound(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, calls: Counter[str]) -> None:
+        super().__init__(next)
+        self.calls = calls
+
+    async def start_workflow(self, input: Any) -> Any:
+        self.calls["start_workflow"] += 1
+        return await super().start_workflow(input)
+
+    async def describe_workflow(self, input: Any) -> Any:
+        self.calls["describe_workflow"] += 1
+        return await super().describe_workflow(input)
+
+    async def signal_workflow(self, input: Any) -> None:
+        self.calls["signal_workflow"] += 1
+        await super().signal_workflow(input)
+
+    async def cancel_workflow(self, input: Any) -> None:
+        self.calls["cancel_workflow"] += 1
+        await super().cancel_workflow(input)
+
+    async def terminate_workflow(self, input: Any) -> None:
+        self.calls["terminate_workflow"] += 1
+        await super().terminate_workflow(input)
+
+
+def _finished(
+    kube: Kube, namespace: str, names: list[str], queue: str, *, route_to: str | None = None
+) -> None:
+    """Finished executions: created for ``queue``, given a terminal status, then routed to ``route_to``."""
+
+    def one(name: str) -> None:
+        _execution(kube, namespace, queue, name=name)
+        kube.patch_status(PipelineExecution, namespace, name, {"phase": "Success", "message": "done"})
+        if route_to is not None:
+            kube.patch(
+                PipelineExecution,
+                namespace,
+                name,
+                {"metadata": {"annotations": {TASK_QUEUE_ANNOTATION: route_to}}},
+            )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, names))
+
+
+async def test_finished_executions_are_listed_in_pages_and_cost_no_temporal_call_no_write_and_no_entry(
+    kube: Kube, namespace: str, task_queue: str, temporal_client: Client, settings: WorkerSettings
+) -> None:
+    await asyncio.to_thread(_finished, kube, namespace, [f"done-{i}" for i in range(250)], task_queue)
+    # The bridge's own clients, so that only its requests are counted.
+    lists: list[dict[str, list[str]]] = []
+    api = k8s.ApiClient(kube.api_client.configuration)
+    call_api = api.call_api
+
+    def counting_call_api(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        parsed = urlsplit(url)
+        query = parse_qs(parsed.query)
+        listing = method == "GET" and query.get("watch", [""])[0].lower() != "true"
+        if listing and parsed.path.endswith(f"/namespaces/{namespace}/pipelineexecutions"):
+            lists.append(query)
+        return call_api(method, url, *args, **kwargs)
+
+    api.call_api = counting_call_api  # type: ignore[method-assign]
+    bridge_kube = Kube(api)
+    counter = CountingInterceptor()
+    counting_client = Client(
+        temporal_client.service_client,
+        namespace=temporal_client.namespace,
+        data_converter=temporal_client.data_converter,
+        interceptors=[counter],
+    )
+    bridge = Bridge(bridge_kube, counting_client, settings, list_page_size=100)
+    task = asyncio.create_task(bridge.run())
+    try:
+        await eventually(lambda: _value(bridge.ready), "the bridge to list and watch")
+        assert [q.get("limit") for q in lists[:3]] == [["100"]] * 3
+        assert [bool(q.get("continue")) for q in lists[:3]] == [False, True, True]
+        assert bridge.stats["list_pages"] == 3
+
+        # Finished while the bridge watches: they reach it already finished (routed to it last).
+        await asyncio.to_thread(
+            _finished,
+            kube,
+            namespace,
+            [f"later-{i}" for i in range(20)],
+            f"{task_queue}-x",
+            route_to=task_queue,
+        )
+        for name in ("done-0", "done-1", "later-0"):
+            kube.delete(PipelineExecution, namespace, name)
+        # Events of one namespace arrive in order: once the new run has its workflow, the bridge has
+        # handled every event of the finished ones.
+        new = _execution(kube, namespace, task_queue, name="new-1")
+        await eventually(
+            lambda: _workflow_written(kube, namespace, new.name), "status.workflow of the new run"
+        )
+        assert counter.calls == Counter(start_workflow=1)
+        assert sum(bridge_kube.writes.values()) == 1  # the new run's status.workflow
+        assert bridge.tracking == 1
+
+        # A run that finishes is forgotten.
+        kube.patch_status(PipelineExecution, namespace, new.name, {"phase": "Success"})
+        await eventually(lambda: _value(bridge.tracking == 0), "the finished run to be forgotten")
+        assert counter.calls == Counter(start_workflow=1)
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, 15)
+        api.close()  # type: ignore[no-untyped-call]

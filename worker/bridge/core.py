@@ -4,6 +4,11 @@ Per execution (by uid) at most one driver task runs at a time, so events of one 
 while different CRs proceed in parallel (bounded). A failed step (Temporal or the apiserver unreachable)
 is retried with exponential backoff; nothing ends the loop. A deleted CR (a DELETED event, or missing from
 a re-list) cancels its workflow.
+
+A finished CR (a terminal ``status.phase``) costs nothing once seen: one the bridge does not track is
+skipped where its event arrives (no entry, no task, no Temporal call, no write), and a tracked one is
+forgotten when it finishes. What the bridge holds is bounded by the unfinished runs, however many
+finished ones the cluster keeps; the listing is read in pages (:mod:`worker.bridge.watch`).
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from temporalio.client import Client
 from activities.kube import Kube
 from crds.execution import PipelineExecution
 from crds.messages import execution_workflow_id
+from crds.reasons import ExecutionPhase
 from worker.bridge.controls import Controls
 from worker.bridge.metrics import ERRORS, TRACKED
 from worker.bridge.orphans import ORPHAN_INTERVAL, OrphanSweeper
 from worker.bridge.start import Starter
 from worker.bridge.tracked import RPC_TIMEOUT, Tracked, backoff, meta
-from worker.bridge.watch import Watcher
+from worker.bridge.watch import LIST_PAGE_SIZE, Page, Watcher
 from worker.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -35,6 +41,13 @@ logger = logging.getLogger(__name__)
 #: without this annotation, or with its own ``CUBEPAAS_TASK_QUEUE``, and ignores the others. Useful for
 #: canary worker pools, and it keeps test executions away from other bridges sharing a cluster.
 TASK_QUEUE_ANNOTATION = "devops.cubepaas.io/task-queue"
+_TERMINAL_PHASES = frozenset(p.value for p in ExecutionPhase if p.is_terminal)
+
+
+def is_finished(obj: dict[str, Any]) -> bool:
+    """True when the raw CR ``obj`` has a terminal ``status.phase`` (read without parsing the model)."""
+    status = obj.get("status")
+    return isinstance(status, dict) and status.get("phase") in _TERMINAL_PHASES
 
 
 class Bridge:
@@ -53,6 +66,7 @@ class Bridge:
         watch_timeout_seconds: int = 30,
         max_concurrency: int = 16,
         orphan_interval: float = ORPHAN_INTERVAL,
+        list_page_size: int = LIST_PAGE_SIZE,
     ) -> None:
         self.kube = kube if isinstance(kube, Kube) else Kube(kube)
         self.client = client
@@ -68,11 +82,14 @@ class Bridge:
             self._emit,
             self.stats,
             watch_timeout_seconds=watch_timeout_seconds,
+            page_size=list_page_size,
         )
         self.starter = Starter(self.kube, client, settings, self.stats)
         self.controls = Controls(client, self.stats)
         self.sweeper = OrphanSweeper(self.kube, client)
         self._tracked: dict[str, Tracked] = {}
+        #: The uids handled so far by the listing under way, per target (only while one is read).
+        self._listing: dict[str | None, set[str]] = {}
         self._stopping: asyncio.Event | None = None
         self._queue: asyncio.Queue[tuple[str, str | None, Any]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,6 +106,11 @@ class Bridge:
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def tracking(self) -> int:
+        """Executions the bridge holds an entry for: unfinished ones, and deleted ones being cancelled."""
+        return len(self._tracked)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (thread-safe, idempotent)."""
@@ -151,13 +173,19 @@ class Bridge:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, target, payload))
 
     def _dispatch(self, kind: str, target: str | None, payload: Any) -> None:
-        if kind == "LISTED":
-            seen: set[str] = set()
-            for obj in payload:
+        if kind in ("PAGE", "LISTED"):
+            page: Page = payload
+            if page.first:
+                self._listing[target] = set()
+            seen = self._listing.setdefault(target, set())
+            for obj in page.items:
                 if isinstance(obj, dict):
                     uid = self._observe(obj, deleted=False)
                     if uid:
                         seen.add(uid)
+            if kind == "PAGE":
+                return
+            del self._listing[target]
             # Deleted while no watch ran (a 410 gap or a failed watch): cancel those too.
             for uid, tracked in list(self._tracked.items()):
                 in_scope = target is None or tracked.namespace == target
@@ -178,8 +206,10 @@ class Bridge:
         if queue and queue != self.settings.task_queue and uid not in self._tracked:
             return None  # another task queue's bridge handles it
         tracked = self._tracked.get(uid)
+        if tracked is None and is_finished(obj):
+            return None  # a finished run never seen here (or forgotten): nothing to start, signal or cancel
         if tracked is None:
-            # Also for a DELETED event of a CR never seen here: its workflow may exist all the same.
+            # Also for a DELETED event of an unfinished CR never seen here: its workflow may exist.
             tracked = Tracked(
                 namespace=ns, name=name, uid=uid, latest=obj, workflow_id=execution_workflow_id(ns, name, uid)
             )
@@ -243,15 +273,22 @@ class Bridge:
                     err,
                 )
             return
+        if pe.is_finished:
+            if tracked.started:
+                await self.starter.write_status(tracked, pe)  # the link to the workflow this bridge started
+            self._forget(tracked)
+            return
         if not tracked.started:
-            phase = pe.status.phase if pe.status else None
-            if phase is not None and phase.is_terminal:
-                tracked.started = tracked.closed = True
-                return
             await self.starter.start(tracked, pe)
         await self.starter.write_status(tracked, pe)
         if not tracked.closed:
             await self.controls.forward(tracked, pe)
+
+    def _forget(self, tracked: Tracked) -> None:
+        tracked.closed = True
+        if self._tracked.get(tracked.uid) is tracked:
+            del self._tracked[tracked.uid]
+            TRACKED.dec()
 
     async def _sweep_orphans_forever(self) -> None:
         while True:
@@ -273,4 +310,4 @@ class Bridge:
             await asyncio.wait(pending, timeout=5)
 
 
-__all__ = ["TASK_QUEUE_ANNOTATION", "Bridge"]
+__all__ = ["TASK_QUEUE_ANNOTATION", "Bridge", "is_finished"]

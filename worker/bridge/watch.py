@@ -2,7 +2,12 @@
 
 Each thread lists, then watches from the list's ``resourceVersion``, resumes every watch from the last
 version seen (bookmarks included) and lists again on 410 Gone. Events go to ``emit(kind, target, payload)``
-(``LISTED`` with the items, or ``ADDED``/``MODIFIED``/``DELETED`` with the object).
+(``PAGE`` and, last, ``LISTED`` with a :class:`Page` of the listing, or ``ADDED``/``MODIFIED``/``DELETED``
+with the object).
+
+A listing is read in pages of ``page_size`` (``limit``/``continue``; every page comes from the first
+one's snapshot), each handed on as it arrives: a namespace holding thousands of finished runs never has
+them all in memory at once.
 
 The watch stream is read here from the apiserver's response (``_preload_content=False``, one JSON event
 per line) rather than through ``kubernetes.watch.Watch``: holding the response is what lets :meth:`stop`
@@ -17,6 +22,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as k8s
@@ -32,6 +38,16 @@ logger = logging.getLogger(__name__)
 PLURAL = PipelineExecution.crd.plural
 Emit = Callable[[str, str | None, Any], None]
 HTTP_GONE = 410
+#: Items per LIST request.
+LIST_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: ``first`` starts a new listing of its target."""
+
+    items: list[Any]
+    first: bool
 
 
 def watch_events(func: Any, *args: Any, holder: dict[str, Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -76,8 +92,10 @@ class Watcher:
         stats: Counter[str],
         *,
         watch_timeout_seconds: int = 30,
+        page_size: int = LIST_PAGE_SIZE,
     ) -> None:
         self.api_client = api_client
+        self.page_size = page_size
         self.targets = targets
         self.emit = emit
         self.stats = stats
@@ -138,9 +156,7 @@ class Watcher:
         while not self._stop.is_set():
             try:
                 if version is None:
-                    listing = func(*args, _request_timeout=(5, 60))
-                    version = str(meta(listing).get("resourceVersion") or "") or None
-                    self.emit("LISTED", target, listing.get("items") or [])
+                    version = self.read_listing(func, args, target)
                     self.set_watching(target, True)
                     logger.debug("bridge: listed %s at version %s", where, version)
                 for event in watch_events(
@@ -180,6 +196,25 @@ class Watcher:
                 failures = self._failed(target, failures, f"{type(err).__name__}: {err}")
         self.set_watching(target, False)
 
+    def read_listing(self, func: Any, args: tuple[Any, ...], target: str | None) -> str | None:
+        """List ``target`` page by page (``PAGE`` events, the last one ``LISTED``); returns its version.
+
+        An expired ``continue`` token raises 410 like an expired watch, and the listing starts over.
+        """
+        token: str | None = None
+        first = True
+        while True:
+            kwargs: dict[str, Any] = {"limit": self.page_size, "_request_timeout": (5, 60)}
+            if token:
+                kwargs["_continue"] = token
+            listing = func(*args, **kwargs)
+            token = str(meta(listing).get("continue") or "") or None
+            self.stats["list_pages"] += 1
+            self.emit("PAGE" if token else "LISTED", target, Page(listing.get("items") or [], first))
+            if token is None:
+                return str(meta(listing).get("resourceVersion") or "") or None
+            first = False
+
     def _failed(self, target: str | None, failures: int, what: str) -> int:
         failures += 1
         delay = backoff(failures)
@@ -195,4 +230,4 @@ class Watcher:
         return failures
 
 
-__all__ = ["PLURAL", "Watcher", "watch_events"]
+__all__ = ["LIST_PAGE_SIZE", "PLURAL", "Page", "Watcher", "watch_events"]
