@@ -15,7 +15,11 @@ worker`` (unique task queue, watching only the bench's namespaces, its own healt
 5. API requests and writes of the RoleBinding reconcile, with 3 and with 63 namespaces around;
 6. chaos (:mod:`devstack.chaos`): runs lost, duplicate builds and the worst resume time after a worker
    SIGKILL, with the apiserver, jenkins-lite and the object store stopped mid-build, a worker killed in a
-   burst of 20 runs, two workers at once and a CR deleted mid-build (``--chaos-only``: just these).
+   burst of 20 runs, two workers at once and a CR deleted mid-build (``--chaos-only``: just these);
+7. throughput and cost (:mod:`devstack.bench_throughput`, issue 17): runs/min at N = 200, CPU per run per
+   stack process, history events of 1 and 3 stages, start overhead against a direct python-jenkins build,
+   apiserver writes per run, and the bridge figures (``--throughput-only``: just these; ``--no-bridge``:
+   without the bridge figures).
 
 Exit 0 when every figure was measured; 1 when a measurement could not be made (the reason is printed).
 """
@@ -57,6 +61,7 @@ from crds.meta import GROUP, VERSION, ObjectMeta
 from crds.pipeline import Pipeline, PipelineSpec
 from crds.reasons import ExecutionPhase, StageState
 from devstack import proc as devproc
+from devstack.bench_throughput import ThroughputBench, ThroughputError, measure_throughput
 from devstack.chaos import Chaos, ChaosResult
 from devstack.gitrepo import make_git_repo
 from devstack.project import apply_project
@@ -687,7 +692,9 @@ def print_table(rows: list[Row]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    chaos_only = "--chaos-only" in (sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    chaos_only = "--chaos-only" in args
+    throughput_only = "--throughput-only" in args
     began = time.monotonic()
     rows: list[Row] = []
     try:
@@ -718,21 +725,37 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows = b.rows
             tag = uuid.uuid4().hex[:6]
-            hist_ns = b.project(f"bench-hist-{tag}", poll_interval=HISTORY_POLL, executor_quota=8)
-            ctl_ns = b.project(f"bench-ctl-{tag}", poll_interval=CONTROL_POLL, executor_quota=CANCEL_REPEATS)
             control_poll = float(CONTROL_POLL.removesuffix("s"))
             try:
-                if not chaos_only:
+                if not chaos_only and not throughput_only:
+                    hist_ns = b.project(f"bench-hist-{tag}", poll_interval=HISTORY_POLL, executor_quota=8)
+                    ctl_ns = b.project(
+                        f"bench-ctl-{tag}", poll_interval=CONTROL_POLL, executor_quota=CANCEL_REPEATS
+                    )
                     with worker_process(env, b.queue, [hist_ns, ctl_ns]):
                         figure_history(b, hist_ns)
                         figure_cancel(b, ctl_ns, control_poll)
                         figure_status_lag(b, ctl_ns, control_poll)
                     figure_logs(b)
                     figure_rolebindings(b)
-                figure_chaos(b)
+                if not chaos_only:  # before chaos: its apiserver restart would reset the request counters
+                    section = ThroughputBench(
+                        env=env,
+                        api=api,
+                        kube=kube,
+                        runner=runner,
+                        temporal=temporal,
+                        repos=Path(repos) / "throughput",
+                        start_worker=worker_process,
+                        say=say,
+                        row=b.row,
+                    )
+                    measure_throughput(section, bridge="--no-bridge" not in args)
+                if not throughput_only:
+                    figure_chaos(b)
             finally:
                 api.close()
-    except (BenchError, StackError) as err:
+    except (BenchError, StackError, ThroughputError) as err:
         if rows:
             print_table(rows)
         say(f"\nbench FAILED: {err}")
