@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.utils import parse_quantity
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
@@ -47,6 +49,8 @@ from crds.messages import (
     Activity,
     BootstrapInput,
     BootstrapResult,
+    NamespaceCheckInput,
+    NamespaceCheckResult,
     RoleBindingInput,
     RoleBindingResult,
 )
@@ -417,12 +421,68 @@ class _Tally:
         self.writes += 2 if outcome is Outcome.RECREATED else 1
 
 
+#: How long a completed bootstrap (or RoleBinding reconcile) vouches for its namespace: runs started within
+#: it skip both. A change of the PipelineSetting changes the inputs, so it is never covered; what is not
+#: seen is an object deleted by hand meanwhile, or a namespace labelled into the project meanwhile, which
+#: the first run after the window repairs.
+VERIFIED_TTL_SECONDS = 60.0
+
+
+class VerifiedRecently:
+    """When this worker last completed a reconcile, by its exact input (bounded: oldest dropped first)."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(
+        self, ttl: float = VERIFIED_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._done: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(inp: BaseModel) -> str:
+        return f"{type(inp).__name__}:{inp.model_dump_json()}"
+
+    def record(self, inp: BaseModel) -> None:
+        with self._lock:
+            key = self._key(inp)
+            self._done.pop(key, None)
+            self._done[key] = self._clock()
+            while len(self._done) > self.MAX_ENTRIES:
+                del self._done[next(iter(self._done))]
+
+    def age(self, inp: BaseModel) -> float | None:
+        """Seconds since ``inp`` was last completed, or None when never or longer than the TTL ago."""
+        with self._lock:
+            done = self._done.get(self._key(inp))
+        if done is None:
+            return None
+        age = self._clock() - done
+        return age if age < self.ttl else None
+
+
 class NamespaceActivities:
     """Steps 3 and 4 of the execution workflow; sync methods (the worker runs them in a thread pool)."""
 
-    def __init__(self, kube: Kube, planes: DataPlanes | None = None) -> None:
+    def __init__(
+        self, kube: Kube, planes: DataPlanes | None = None, verified: VerifiedRecently | None = None
+    ) -> None:
         self.kube = kube  # the management cluster: the PipelineSetting
         self.planes = planes or DataPlanes(kube)  # the pipeline namespace and the project's namespaces
+        self.verified = verified or VerifiedRecently()
+
+    # -- devops.namespace.verified ------------------------------------------------------------------
+
+    @activity.defn(name=Activity.NAMESPACE_VERIFIED)
+    def recently_verified(self, inp: NamespaceCheckInput) -> NamespaceCheckResult:
+        """No request at all: whether this worker completed this very bootstrap and RoleBinding reconcile
+        (same inputs, so the same PipelineSetting) less than ``VerifiedRecently.ttl`` ago."""
+        ages = [self.verified.age(inp.bootstrap), self.verified.age(inp.rolebindings)]
+        if any(age is None for age in ages):
+            return NamespaceCheckResult(verified=False)
+        return NamespaceCheckResult(verified=True, age_seconds=max(a for a in ages if a is not None))
 
     # -- devops.namespace.bootstrap ---------------------------------------------------------------
 
@@ -430,9 +490,11 @@ class NamespaceActivities:
     @heartbeating
     def bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
         try:
-            return self._bootstrap(inp)
+            result = self._bootstrap(inp)
         except DevopsError as err:
             raise to_application_error(err) from err
+        self.verified.record(inp)
+        return result
 
     def _bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
         kube = self.planes.kube(inp.project_namespace, inp.data_plane)
@@ -591,9 +653,11 @@ class NamespaceActivities:
     @heartbeating
     def reconcile_rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
         try:
-            return self._reconcile_rolebindings(inp)
+            result = self._reconcile_rolebindings(inp)
         except DevopsError as err:
             raise to_application_error(err) from err
+        self.verified.record(inp)
+        return result
 
     def _reconcile_rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
         kube = self.planes.kube(inp.project_namespace, inp.data_plane)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from temporalio import activity
+from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from activities.bootstrap import JENKINS, JENKINS_SECRET, REGISTRY_SECRET, SERVICE_ACCOUNT
 from activities.dataplane import DataPlanes
@@ -28,7 +30,7 @@ from activities.errors import (
     KubeNotFoundError,
     to_application_error,
 )
-from activities.execution import CAS_ATTEMPTS, git_credentials
+from activities.execution import CAS_ATTEMPTS, ExecutionActivities, git_credentials
 from activities.heartbeat import beating, heartbeating, seconds_left
 from activities.jenkins.client import BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import (
@@ -47,6 +49,8 @@ from activities.jenkins.stepreport import read_report_file
 from activities.kube import Kube
 from activities.logstore import LogStore, StoreConfig, log_object_name, resolve_store
 from activities.registry import DOCKER_CONFIG_KEY, RegistryLogin, docker_config_logins, local_registry
+from crds import build_status
+from crds.execution import PipelineExecutionStatus
 from crds.messages import (
     Activity,
     BuildRef,
@@ -56,16 +60,23 @@ from crds.messages import (
     ConsoleTailInput,
     ExecutionContext,
     FollowInput,
+    FollowResult,
+    FollowThroughInput,
     GateInput,
     JenkinsJob,
     JenkinsPrepareInput,
     JenkinsTarget,
+    Query,
+    StatusQueryResult,
+    StepKey,
     StepSnapshot,
     StopInput,
     StopResult,
+    StoredLog,
     StoreStepLogInput,
     StoreStepLogResult,
     TriggerInput,
+    WriteStatusInput,
     gate_input_id,
     gate_stage,
 )
@@ -157,6 +168,61 @@ def _reports(ctx: ExecutionContext, stage: int, step: int) -> bool:
 _TERMINAL_PHASES = frozenset(p.value for p in ExecutionPhase if p.is_terminal)
 
 
+@dataclass
+class _Watch:
+    """What a follow keeps between polls: the build's Jenkins, and whether its agent's node (for the
+    pipeline's caches) is still to be recorded."""
+
+    engine: JenkinsEngine
+    node_pending: bool
+
+
+#: The first poll after a change comes this soon: a short step (most are) ends long before a whole poll
+#: interval, and its run should not wait for one.
+FIRST_POLL_SECONDS = 0.05
+POLL_GROWTH = 2.0
+
+
+class _FastFirst:
+    """Poll intervals that start short after each change and double up to the setting's pollInterval:
+    a quick build is seen ending at once, a long one costs no more polls than the interval allows."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = max(interval, FIRST_POLL_SECONDS)
+        self._next = FIRST_POLL_SECONDS
+
+    def changed(self) -> None:
+        self._next = FIRST_POLL_SECONDS
+
+    def next(self) -> float:
+        wait = self._next
+        self._next = min(self._next * POLL_GROWTH, self.interval)
+        return wait
+
+
+def logs_due(snap: BuildSnapshot, stored: set[StepKey]) -> list[tuple[StepKey, str | None]]:
+    """Steps whose log is to be stored now: those that ended, and at the build's end every step that
+    started (an aborted build leaves running steps behind), each once."""
+    due = []
+    for step in snap.steps:
+        key = StepKey(step.stage, step.step)
+        if key in stored:
+            continue
+        ended = StageState(step.state).is_terminal and step.state != StageState.SKIPPED
+        if ended or (not snap.building and step.node_id):
+            due.append((key, step.node_id))
+    return due
+
+
+def _stage_name(status: PipelineExecutionStatus, stage: int) -> str:
+    return status.stages[stage].name if stage < len(status.stages) else f"#{stage}"
+
+
+def _stage_states(status: PipelineExecutionStatus) -> list[str]:
+    """The heartbeat's details (shown as the pending activity's progress in the Temporal UI)."""
+    return [f"{stage.name}: {stage.state}" for stage in status.stages]
+
+
 @dataclass(frozen=True)
 class EndedRuns:
     """Run numbers whose run has ended: every number but those of runs still at work."""
@@ -170,10 +236,19 @@ class EndedRuns:
 class BuildActivities:
     """Jenkins and object-store work for one run; holds the Kubernetes client and the defaults."""
 
-    def __init__(self, kube: Kube, defaults: ServiceDefaults, planes: DataPlanes | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        defaults: ServiceDefaults,
+        planes: DataPlanes | None = None,
+        statuses: ExecutionActivities | None = None,
+        temporal: Client | None = None,
+    ) -> None:
         self.kube = kube  # the management cluster: CRs, the Secrets the setting names, git credentials
         self.planes = planes or DataPlanes(kube)  # the pipeline namespace and its agent pods
         self.defaults = defaults
+        self.statuses = statuses or ExecutionActivities(kube)  # writes the status while following
+        self.temporal = temporal  # asks the run's workflow about pause and cancel before a gate
         self._engines: dict[tuple[str, str], JenkinsEngine] = {}
         self._lock = threading.Lock()
 
@@ -402,40 +477,11 @@ class BuildActivities:
         info = activity.info()
         if info.attempt > 1:
             logger.info("follow %s #%s resumed (attempt %d)", inp.target.job, number, info.attempt)
-        skipped = skipped_stage_indexes(ctx)
         known_key = inp.known.key() if inp.known is not None else None
         try:
-            eng = await asyncio.to_thread(self.engine, ctx)
-            node_pending = self._caches_on(ctx)
-            remote = ctx.setting.data_plane.kubeconfig_secret_ref is not None
+            watch = _Watch(await asyncio.to_thread(self.engine, ctx), self._caches_on(ctx))
             while True:
-                # A slow Jenkins must not look like a dead worker: heartbeat while the request runs.
-                status = await beating(
-                    asyncio.to_thread(eng.describe, inp.target.job, number, skipped_stages=skipped),
-                    {"build": number, "describing": True},
-                )
-                snap = snapshot_of(status)
-                no_step_runs = not any(s.state == StageState.BUILDING for s in snap.steps)
-                if snap.building and (no_step_runs or remote):
-                    # A data plane is asked every poll, so its outage shows in the run while it lasts.
-                    try:
-                        waiting = await asyncio.to_thread(self._agent_waiting, ctx)
-                        snap.agent_waiting = waiting if no_step_runs else None
-                    except DataPlaneUnavailableError as err:
-                        snap.data_plane_waiting = err.message
-                if (
-                    not snap.building
-                    and snap.result != "SUCCESS"
-                    and not any(s.state == StageState.FAILED for s in snap.steps)
-                ):
-                    # Failed before or between steps: the console is short, and says why.
-                    console = await asyncio.to_thread(eng.read_console, inp.target.job, number, 0)
-                    snap.failure = console_failure(console.text)
-                if node_pending and snap.building and snap.data_plane_waiting is None:
-                    # The agent pod lives only while the build runs (the plugin deletes it at the end): the
-                    # node it was placed on is read while it exists.
-                    with contextlib.suppress(DataPlaneUnavailableError):
-                        node_pending = not await asyncio.to_thread(self._record_agent_node, ctx)
+                snap = await self._observe(watch, inp.target, number)
                 if known_key is None or snap.key() != known_key:
                     return snap
                 activity.heartbeat(
@@ -449,6 +495,113 @@ class BuildActivities:
                 await asyncio.sleep(inp.poll_interval_seconds)
         except DevopsError as err:
             raise to_application_error(err) from err
+
+    @activity.defn(name=Activity.JENKINS_FOLLOW_THROUGH)
+    async def follow_through(self, inp: FollowThroughInput) -> FollowResult:
+        """Follow the build, doing what needs no decision of the workflow on the way: proceed the gates
+        it may proceed, store the log of each step that ends, write each change into the CR. Returns when
+        the build ends (every started step's log stored) or waits at a gate the workflow holds.
+
+        Every side effect is idempotent, so a retry (another worker, after a crash) starts again from the
+        workflow's input: a gate already proceeded is no longer pending, a log stored again overwrites
+        the same object, a status write finds nothing left to change.
+        """
+        ctx, number = inp.target.context, inp.build.number
+        assert number is not None
+        status = inp.status.model_copy(deep=True)
+        stored = set(inp.stored_logs)
+        result = FollowResult(
+            snapshot=BuildSnapshot(), status=status, last_written=inp.last_written, cr_exists=inp.cr_exists
+        )
+        poll = _FastFirst(inp.poll_interval_seconds)
+        try:
+            watch = _Watch(await asyncio.to_thread(self.engine, ctx), self._caches_on(ctx))
+            while True:
+                snap = await self._observe(watch, inp.target, number)
+                result.snapshot = snap
+                gate = snap.pending_gates[0] if snap.pending_gates else None
+                if (
+                    snap.building
+                    and gate is not None
+                    and gate in inp.proceed_gates
+                    and await self._controls_allow(activity.info().workflow_id or "")
+                ):
+                    # Proceeding first: the step this gate holds starts before the status is written.
+                    await asyncio.to_thread(watch.engine.proceed, inp.target.job, number, gate_input_id(gate))
+                    status.message = f"Running stage '{_stage_name(status, gate)}'"
+                    poll.changed()
+                    continue
+                build_status.apply_snapshot(status, snap, ctx.config)
+                for key, node_id in logs_due(snap, stored):
+                    log = await asyncio.to_thread(self._store_log, inp.target, inp.build, key, node_id)
+                    build_status.set_log_object(status, key.stage, key.step, log.object_name, log.report)
+                    stored.add(key)
+                    result.stored.append(log)
+                if not snap.building or gate is not None:
+                    return result  # the workflow writes what it decides next
+                body = status.model_dump_json()
+                if body != result.last_written and result.cr_exists:
+                    res = await asyncio.to_thread(
+                        self.statuses.write, WriteStatusInput(execution=inp.execution, status=status)
+                    )
+                    result.last_written, result.cr_exists = body, res.exists
+                    poll.changed()
+                activity.heartbeat({"build": number, "stages": _stage_states(status)})
+                await asyncio.sleep(poll.next())
+        except DevopsError as err:
+            raise to_application_error(err) from err
+
+    async def _controls_allow(self, workflow_id: str) -> bool:
+        """Whether the run is still neither paused nor cancelled, asked of the workflow itself right before
+        a gate is proceeded: the workflow cancels this activity on a pause, but the cancel reaches it only
+        with a heartbeat's answer, seconds later, and the stage must not start meanwhile. Unsure (the
+        query fails): no, and the workflow decides about the gate."""
+        if self.temporal is None:
+            return True
+        try:
+            q = await self.temporal.get_workflow_handle(workflow_id).query(
+                Query.STATUS, result_type=StatusQueryResult
+            )
+        except (RPCError, WorkflowQueryFailedError) as err:
+            logger.info("run %s: asking before a gate failed (%s); the workflow decides", workflow_id, err)
+            return False
+        return not (q.paused or q.cancel_requested)
+
+    async def _observe(self, watch: _Watch, target: JenkinsTarget, number: int) -> BuildSnapshot:
+        """One poll of the build, with what the workflow must know besides Jenkins' answer: why its agent
+        pod waits, whether its data plane answers, why it failed outside a step."""
+        ctx = target.context
+        # A slow Jenkins must not look like a dead worker: heartbeat while the request runs.
+        status = await beating(
+            asyncio.to_thread(
+                watch.engine.describe, target.job, number, skipped_stages=skipped_stage_indexes(ctx)
+            ),
+            {"build": number, "describing": True},
+        )
+        snap = snapshot_of(status)
+        no_step_runs = not any(s.state == StageState.BUILDING for s in snap.steps)
+        remote = ctx.setting.data_plane.kubeconfig_secret_ref is not None
+        if snap.building and (no_step_runs or remote):
+            # A data plane is asked every poll, so its outage shows in the run while it lasts.
+            try:
+                waiting = await asyncio.to_thread(self._agent_waiting, ctx)
+                snap.agent_waiting = waiting if no_step_runs else None
+            except DataPlaneUnavailableError as err:
+                snap.data_plane_waiting = err.message
+        if (
+            not snap.building
+            and snap.result != "SUCCESS"
+            and not any(s.state == StageState.FAILED for s in snap.steps)
+        ):
+            # Failed before or between steps: the console is short, and says why.
+            console = await asyncio.to_thread(watch.engine.read_console, target.job, number, 0)
+            snap.failure = console_failure(console.text)
+        if watch.node_pending and snap.building and snap.data_plane_waiting is None:
+            # The agent pod lives only while the build runs (the plugin deletes it at the end): the
+            # node it was placed on is read while it exists.
+            with contextlib.suppress(DataPlaneUnavailableError):
+                watch.node_pending = not await asyncio.to_thread(self._record_agent_node, ctx)
+        return snap
 
     @activity.defn(name=Activity.JENKINS_GATE)
     @heartbeating
@@ -505,27 +658,34 @@ class BuildActivities:
     @heartbeating
     def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
         try:
-            ctx = inp.target.context
-            name = log_object_name(ctx.execution.namespace, ctx.pipeline, ctx.run, inp.stage, inp.step)
-            # Through a temporary file: memory stays bounded however long the log is.
-            with tempfile.TemporaryFile(prefix="cubepaas-log-") as spool:
-                size = 0
-                if inp.node_id and inp.build.number is not None:
-                    size = self.engine(ctx).copy_step_log(
-                        inp.target.job,
-                        inp.build.number,
-                        inp.node_id,
-                        spool,
-                        timeout=seconds_left(LOG_WAIT_SECONDS),
-                    )
-                report = read_report_file(spool) if _reports(ctx, inp.stage, inp.step) else None
-                spool.seek(0)
-                self.store(ctx).put_file(name, spool, size)
-            return StoreStepLogResult(
-                object_name=name, size=size, report=report if report and not report.empty() else None
-            )
+            log = self._store_log(inp.target, inp.build, StepKey(inp.stage, inp.step), inp.node_id)
+            return StoreStepLogResult(object_name=log.object_name, size=log.size, report=log.report)
         except DevopsError as err:
             raise to_application_error(err) from err
+
+    def _store_log(
+        self, target: JenkinsTarget, build: BuildRef, key: StepKey, node_id: str | None
+    ) -> StoredLog:
+        """Copy one step's complete log into the object store; raises DevopsError."""
+        ctx = target.context
+        name = log_object_name(ctx.execution.namespace, ctx.pipeline, ctx.run, key.stage, key.step)
+        # Through a temporary file: memory stays bounded however long the log is.
+        with tempfile.TemporaryFile(prefix="cubepaas-log-") as spool:
+            size = 0
+            if node_id and build.number is not None:
+                size = self.engine(ctx).copy_step_log(
+                    target.job, build.number, node_id, spool, timeout=seconds_left(LOG_WAIT_SECONDS)
+                )
+            report = read_report_file(spool) if _reports(ctx, key.stage, key.step) else None
+            spool.seek(0)
+            self.store(ctx).put_file(name, spool, size)
+        return StoredLog(
+            stage=key.stage,
+            step=key.step,
+            object_name=name,
+            size=size,
+            report=report if report and not report.empty() else None,
+        )
 
     def _agent_waiting(self, ctx: ExecutionContext) -> str | None:
         """The scheduler's reason when the run's agent pod is Pending unscheduled (e.g. ``Unschedulable: 0/3

@@ -170,11 +170,13 @@ class ExecutionActivities:
     @heartbeating
     def write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
         try:
-            return self._write_status(inp)
+            return self.write(inp)
         except DevopsError as err:
             raise to_application_error(err) from err
 
-    def _write_status(self, inp: WriteStatusInput) -> WriteStatusResult:
+    def write(self, inp: WriteStatusInput) -> WriteStatusResult:
+        """Write the workflow-owned status fields that differ from the CR's (also used by the follow
+        activity, which writes the changes it sees while following a build); raises DevopsError."""
         ref = inp.execution
         desired = _owned(inp.status)
         for _ in range(CAS_ATTEMPTS):

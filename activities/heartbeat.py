@@ -56,10 +56,16 @@ def seconds_left(default: float, *, margin: float = DEADLINE_MARGIN) -> float:
     return max(1.0, min(default, left))
 
 
+def _beats() -> bool:
+    """Inside a (non-local) activity. A local activity has no heartbeat: it lives in the workflow task,
+    whose own timeout notices a dead worker, so the side thread would only cost CPU."""
+    return activity.in_activity() and not activity.info().is_local
+
+
 @contextmanager
 def keep_alive() -> Iterator[None]:
-    """Heartbeat from a side thread until the block ends (a no-op outside an activity)."""
-    if not activity.in_activity():
+    """Heartbeat from a side thread until the block ends (a no-op outside an activity, or a local one)."""
+    if not _beats():
         yield
         return
     interval = heartbeat_interval(activity.info())
@@ -84,7 +90,7 @@ def keep_alive() -> Iterator[None]:
 async def beating(awaitable: Awaitable[R], *details: object) -> R:
     """Await ``awaitable`` (an async activity's blocking call in a thread), heartbeating meanwhile."""
     task = asyncio.ensure_future(awaitable)
-    if not activity.in_activity():
+    if not _beats():
         return await task
     interval = heartbeat_interval(activity.info())
     while True:

@@ -45,9 +45,11 @@ class Activity(StrEnum):
     UPDATE_PIPELINE = "devops.pipeline.update_status"
     BOOTSTRAP_NAMESPACE = "devops.namespace.bootstrap"
     RECONCILE_ROLEBINDINGS = "devops.rbac.reconcile"
+    NAMESPACE_VERIFIED = "devops.namespace.verified"
     JENKINS_PREPARE = "devops.jenkins.prepare"
     JENKINS_TRIGGER = "devops.jenkins.trigger"
     JENKINS_FOLLOW = "devops.jenkins.follow"
+    JENKINS_FOLLOW_THROUGH = "devops.jenkins.follow_through"
     JENKINS_GATE = "devops.jenkins.gate"
     JENKINS_STOP = "devops.jenkins.stop"
     JENKINS_CONSOLE_TAIL = "devops.jenkins.console_tail"
@@ -386,6 +388,42 @@ class FollowInput(Msg):
     poll_interval_seconds: float = 2.0
 
 
+class FollowThroughInput(Msg):
+    """Follow the build and do, on the way, what needs no decision of the workflow: proceed the gates of
+    ``proceed_gates``, store the log of every step that ends, write each change of ``status`` into the
+    CR. Returns when the build ends or reaches a gate the workflow must hold (paused, approval)."""
+
+    target: JenkinsTarget
+    build: BuildRef
+    execution: ExecutionRef
+    status: PipelineExecutionStatus
+    #: The status body last written into the CR (the activity writes only what differs).
+    last_written: str | None = None
+    #: False once a write found the CR deleted: nothing is written any more.
+    cr_exists: bool = True
+    stored_logs: list[StepKey] = Field(default_factory=list)
+    proceed_gates: list[int] = Field(default_factory=list)
+    poll_interval_seconds: float = 2.0
+
+
+class StoredLog(Msg):
+    stage: int
+    step: int
+    object_name: str
+    size: int = 0
+    report: StepReport | None = None
+
+
+class FollowResult(Msg):
+    snapshot: BuildSnapshot
+    #: The status as the activity applied it: the workflow takes its stages and message.
+    status: PipelineExecutionStatus
+    stored: list[StoredLog] = Field(default_factory=list)
+    #: The status body the activity last wrote (the input's ``last_written`` when it wrote nothing).
+    last_written: str | None = None
+    cr_exists: bool = True
+
+
 class GateInput(Msg):
     target: JenkinsTarget
     build: BuildRef
@@ -602,6 +640,19 @@ class RoleBindingInput(Msg):
     service_account: str = "jenkins"
     data_plane: SecretReference | None = None
     """The data-plane kubeconfig Secret; the project's namespaces are those of the data plane."""
+
+
+class NamespaceCheckInput(Msg):
+    """Were this bootstrap and this RoleBinding reconcile both done by this worker a moment ago?"""
+
+    bootstrap: BootstrapInput
+    rolebindings: RoleBindingInput
+
+
+class NamespaceCheckResult(Msg):
+    verified: bool
+    #: Seconds since the older of the two was last verified (when ``verified``).
+    age_seconds: float = 0.0
 
 
 class RoleBindingResult(Msg):

@@ -82,7 +82,7 @@ def build_activities(
     ``kube``); :func:`activity_methods` registers each of its ``@activity.defn`` methods.
     """
     # Imported here so a half-written activity module names itself in the error, at start-up.
-    from activities.bootstrap import NamespaceActivities
+    from activities.bootstrap import NamespaceActivities, VerifiedRecently
     from activities.build import BuildActivities, ServiceDefaults
     from activities.dataplane import DataPlanes
     from activities.execution import ExecutionActivities
@@ -114,12 +114,14 @@ def build_activities(
         jenkins_token=settings.jenkins_token.get_secret_value(),
         store=store,
     )
+    statuses = ExecutionActivities(kube)
     instances: list[object] = [
         # ---- activity classes: keep this list complete (one entry per class) ---------------------
-        ExecutionActivities(kube),  # devops.execution.load / write_status, devops.pipeline.update_status
-        NamespaceActivities(kube, planes),  # devops.namespace.bootstrap, devops.rbac.reconcile
+        statuses,  # devops.execution.load / write_status, devops.pipeline.update_status
+        # devops.namespace.bootstrap / verified, devops.rbac.reconcile
+        NamespaceActivities(kube, planes, VerifiedRecently(settings.verified_ttl)),
         # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
-        BuildActivities(kube, defaults, planes),
+        BuildActivities(kube, defaults, planes, statuses, client),
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
         TriggerActivities(kube),  # devops.trigger.* (cron firings and SCM polls create runs)
         RunFinishedActivities(kube),  # devops.execution.finished (notifications, history limit)

@@ -52,6 +52,9 @@ CUBEPAAS_REGISTRY_TOKEN      token of the platform's own registry: its notificat
 CUBEPAAS_SCHEDULES           reconcile the Pipelines' cron and SCM-polling Temporal Schedules (``true``)
 CUBEPAAS_SCM                 verify SourceCodeCredentials, sync their repositories and register
                              Pipelines' webhooks at the providers (``true``)
+CUBEPAAS_VERIFIED_TTL        how long a pipeline namespace this worker bootstrapped vouches for itself:
+                             runs of the same PipelineSetting started within it skip the bootstrap
+                             and the RoleBinding reconcile (seconds or ``1m``; ``60``; 0: never skip)
 CUBEPAAS_SCM_SYNC_INTERVAL   how often each credential is verified and its repositories listed,
                              seconds or ``5m`` (``300``)
 ===========================  ====================================================================
@@ -142,6 +145,7 @@ class WorkerSettings(BaseSettings):
     schedules_enabled: bool = Field(True, validation_alias="CUBEPAAS_SCHEDULES")
     scm_enabled: bool = Field(True, validation_alias="CUBEPAAS_SCM")
     scm_sync_interval: float = Field(300.0, ge=1, validation_alias="CUBEPAAS_SCM_SYNC_INTERVAL")
+    verified_ttl: float = Field(60.0, ge=0, validation_alias="CUBEPAAS_VERIFIED_TTL")
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -151,7 +155,12 @@ class WorkerSettings(BaseSettings):
         return value
 
     @field_validator(
-        "shutdown_grace", "lease_duration", "webhook_timeout", "scm_sync_interval", mode="before"
+        "shutdown_grace",
+        "lease_duration",
+        "webhook_timeout",
+        "scm_sync_interval",
+        "verified_ttl",
+        mode="before",
     )
     @classmethod
     def _seconds(cls, value: Any) -> Any:

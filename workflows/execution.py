@@ -24,10 +24,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from crds import build_status
     from crds.execution import JenkinsBuildRef, PipelineExecutionStatus
     from crds.messages import (
         EXECUTION_WORKFLOW,
@@ -44,12 +45,16 @@ with workflow.unsafe.imports_passed_through():
         ExecutionState,
         ExecutionWorkflowInput,
         FollowInput,
+        FollowResult,
+        FollowThroughInput,
         GateDecisionInput,
         GateInput,
         JenkinsJob,
         JenkinsPrepareInput,
         JenkinsTarget,
         LoadExecutionInput,
+        NamespaceCheckInput,
+        NamespaceCheckResult,
         Query,
         QueuePosition,
         QuotaAcquireInput,
@@ -77,7 +82,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Reason, StageState
     from workflows import controls, endings, options, progress
     from workflows.endings import Ending
-    from workflows.options import OPTIONS, RETRY, follow_heartbeat
+    from workflows.options import LOCAL, OPTIONS, RETRY, Options, follow_heartbeat
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,6 +94,10 @@ SA_TRIGGER = SearchAttributeKey.for_keyword("DevopsTrigger")
 SA_RUN = SearchAttributeKey.for_int("DevopsRun")
 
 STOP_GRACE_SECONDS = 10.0
+#: The change that made a run cheap (local activities, the follow activity proceeding gates, storing logs
+#: and writing the status itself, a namespace verified a moment ago not provisioned again). Runs started
+#: before it replay the earlier commands: :attr:`PipelineExecutionWorkflow._coarse` is False for them.
+COARSE_RUN = "coarse-run"
 #: The wait for a data plane that does not answer: first, then doubling up to the last.
 DATA_PLANE_RETRY_FIRST = 2.0
 DATA_PLANE_RETRY_MAX = 60.0
@@ -102,12 +111,17 @@ class PipelineExecutionWorkflow:
         # Set by signals that changed something worth writing; it only wakes the waits, so it is not
         # part of the state a continued run takes along.
         self._woken = False
+        # Decided once, first thing, per run (a continued run decides again: it has its own history).
+        self._coarse = False
+        # Search attributes waiting for the next status write (coarse runs upsert them together).
+        self._attributes: list[SearchAttributeUpdate[Any]] = []
 
     # --- entry point and the one finish path ---------------------------------------------------
 
     @workflow.run
     async def run(self, inp: ExecutionWorkflowInput) -> PipelineExecutionStatus:
         self._input = inp
+        self._coarse = workflow.patched(COARSE_RUN)
         if inp.carried is not None:
             self._s = inp.carried
             # A run continues as new only while following the build.
@@ -170,7 +184,7 @@ class PipelineExecutionWorkflow:
                 if s.cancel is not None:
                     return None
             s.step = RunStep.FOLLOW
-        return await self._follow()
+        return await (self._follow_through() if self._coarse else self._follow())
 
     async def _finish(self, ending: Ending) -> None:
         """Settle everything (Pipeline status, cleanup, quota slot), then write the terminal status last:
@@ -212,6 +226,7 @@ class PipelineExecutionWorkflow:
                 )
         await self._release()
         self._set_phase(ending.phase, s.status.message or ending.message)
+        self._flush_attributes()  # also when no write follows (the CR is gone)
         if ctx is not None and ctx.config.notification is not None and ctx.config.notification.recipients:
             s.status.set_condition(
                 ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, Reason.NOTIFYING, "sent after the run", now
@@ -230,7 +245,18 @@ class PipelineExecutionWorkflow:
         if s.context is None or not s.cr_exists:
             return
         opts = options.run_finished(timedelta(seconds=s.context.setting.notification.retry_timeout.seconds))
+        notification = s.context.config.notification
         try:
+            if self._coarse and (notification is None or not notification.recipients):
+                # Only the history limit to apply: one list and a few deletes, a local activity.
+                await self._local(
+                    Activity.RUN_FINISHED,
+                    RunFinishedInput(context=s.context),
+                    RunFinishedResult,
+                    opts,
+                    summary="execution history",
+                )
+                return
             await workflow.execute_activity(
                 Activity.RUN_FINISHED,
                 RunFinishedInput(context=s.context),
@@ -265,7 +291,7 @@ class PipelineExecutionWorkflow:
                     BuildSnapshot,
                     summary="final build state",
                 )
-                progress.apply_snapshot(s.status, snap, s.context.config if s.context else None)
+                build_status.apply_snapshot(s.status, snap, s.context.config if s.context else None)
                 await self._store_logs(snap, all_started=True)
             except ActivityError as err:
                 workflow.logger.warning("stopping the build failed: %s", endings.error_text(err))
@@ -296,15 +322,19 @@ class PipelineExecutionWorkflow:
         s.status.set_condition(
             ConditionType.SUCCEEDED, ConditionStatus.UNKNOWN, Reason.CONFIG_LOADED, "Running", now
         )
-        workflow.upsert_search_attributes(
-            [
-                SA_PIPELINE.value_set(ctx.pipeline),
-                SA_NAMESPACE.value_set(ctx.execution.namespace),
-                SA_BRANCH.value_set(ctx.branch),
-                SA_TRIGGER.value_set(ctx.triggered_by),
-                SA_RUN.value_set(ctx.run),
-            ]
-        )
+        attributes: list[SearchAttributeUpdate[Any]] = [
+            SA_PIPELINE.value_set(ctx.pipeline),
+            SA_NAMESPACE.value_set(ctx.execution.namespace),
+            SA_BRANCH.value_set(ctx.branch),
+            SA_TRIGGER.value_set(ctx.triggered_by),
+            SA_RUN.value_set(ctx.run),
+        ]
+        if self._coarse:
+            # Nothing to show yet that the next phase does not replace within moments: the CR's first
+            # status write is that phase's (Queueing, Provisioning or Building).
+            self._attributes += attributes
+            return
+        workflow.upsert_search_attributes(attributes)
         await self._write()
 
     async def _queue(self) -> None:
@@ -338,11 +368,35 @@ class PipelineExecutionWorkflow:
     async def _provision(self) -> None:
         """The pipeline namespace (Jenkins, registry, object store) and the RoleBindings."""
         s, ctx = self._s, self._ctx()
+        bootstrap = BootstrapInput.for_setting(ctx.execution.namespace, ctx.pipeline_namespace, ctx.setting)
+        rolebindings = RoleBindingInput(
+            project_namespace=ctx.execution.namespace,
+            pipeline_namespace=ctx.pipeline_namespace,
+            cluster_role=ctx.setting.role_binding_cluster_role(),
+            project_label=ctx.setting.project_label,
+            data_plane=ctx.setting.data_plane.kubeconfig_secret_ref,
+        )
+        if self._coarse:
+            check: NamespaceCheckResult = await self._act(
+                Activity.NAMESPACE_VERIFIED,
+                NamespaceCheckInput(bootstrap=bootstrap, rolebindings=rolebindings),
+                NamespaceCheckResult,
+                summary=f"{ctx.pipeline_namespace} verified a moment ago?",
+            )
+            if check.verified:
+                s.status.set_condition(
+                    ConditionType.PROVISIONED,
+                    ConditionStatus.TRUE,
+                    Reason.NAMESPACE_READY,
+                    f"{ctx.pipeline_namespace}: verified {check.age_seconds:.0f}s ago",
+                    workflow.now(),
+                )
+                return
         self._set_phase(ExecutionPhase.PROVISIONING, "Provisioning the pipeline namespace")
         await self._write()
         boot: BootstrapResult | None = await self._in_data_plane(
             Activity.BOOTSTRAP_NAMESPACE,
-            BootstrapInput.for_setting(ctx.execution.namespace, ctx.pipeline_namespace, ctx.setting),
+            bootstrap,
             BootstrapResult,
             summary=f"bootstrap namespace {ctx.pipeline_namespace}",
         )
@@ -350,13 +404,7 @@ class PipelineExecutionWorkflow:
             return
         rb: RoleBindingResult | None = await self._in_data_plane(
             Activity.RECONCILE_ROLEBINDINGS,
-            RoleBindingInput(
-                project_namespace=ctx.execution.namespace,
-                pipeline_namespace=ctx.pipeline_namespace,
-                cluster_role=ctx.setting.role_binding_cluster_role(),
-                project_label=ctx.setting.project_label,
-                data_plane=ctx.setting.data_plane.kubeconfig_secret_ref,
-            ),
+            rolebindings,
             RoleBindingResult,
             summary=f"RoleBindings for {ctx.pipeline_namespace}/jenkins",
         )
@@ -414,7 +462,7 @@ class PipelineExecutionWorkflow:
             if snap is None:  # cancelled while following
                 return None
             s.known = snap
-            progress.apply_snapshot(s.status, snap, ctx.config)
+            build_status.apply_snapshot(s.status, snap, ctx.config)
             if not snap.building:
                 await self._store_logs(snap, all_started=True)
                 rejected, stopped = bool(s.rejected), s.stop_requested
@@ -429,6 +477,98 @@ class PipelineExecutionWorkflow:
                 # Rejected: the gate was aborted; following the build leads to its ABORTED end.
                 await self._gate(snap.pending_gates[0])
             await self._write()
+
+    async def _follow_through(self) -> Ending | None:
+        """Follow the build with the activity that proceeds free gates, stores logs and writes the status
+        itself: it returns only at the build's end or at a gate this workflow holds. None when cancelled."""
+        s, ctx = self._s, self._ctx()
+        while True:
+            if s.cancel is not None:
+                return None
+            if self._continue_as_new_due():
+                await self._continue_as_new()
+            res = await self._next_result(ctx.setting.poll_interval_seconds())
+            if res is None:  # cancelled, or a control changed what the activity may do: follow again
+                continue
+            s.known = snap = res.snapshot
+            s.status.stages, s.status.message = res.status.stages, res.status.message
+            s.stored_logs += [StepKey(log.stage, log.step) for log in res.stored]
+            s.last_written, s.cr_exists = res.last_written, res.cr_exists
+            if not snap.building:
+                await self._store_logs(snap, all_started=True)  # nothing is left, unless a retry raced
+                rejected, stopped = bool(s.rejected), s.stop_requested
+                line = ""
+                if endings.aborted_by_jenkins(snap, rejected=rejected, stop_requested=stopped):
+                    line = await self._console_last_line()
+                return endings.for_build(
+                    s.status, snap, rejected=rejected, stop_requested=stopped, console_line=line
+                )
+            if snap.pending_gates:
+                await self._gate(snap.pending_gates[0])
+            await self._write()
+
+    def _free_gates(self) -> list[int]:
+        """The gates the follow activity may proceed by itself: none while paused, else every stage's
+        that needs no approval (a pause that arrives meanwhile restarts the activity without them)."""
+        s, ctx = self._s, self._ctx()
+        if s.paused:
+            return []
+        return [
+            i for i in range(len(s.status.stages)) if not progress.needs_approval(ctx.config, s.status, i)
+        ]
+
+    async def _next_result(self, poll: float) -> FollowResult | None:
+        """The follow activity's result; None when a cancel or a control change interrupted it (the
+        next call starts from the workflow's state, which has the change, and writes it at once)."""
+        s = self._s
+        assert s.build is not None and self._input is not None
+        handle = workflow.start_activity(
+            Activity.JENKINS_FOLLOW_THROUGH,
+            FollowThroughInput(
+                target=self._target(),
+                build=s.build,
+                execution=self._input.execution,
+                status=s.status,
+                last_written=s.last_written,
+                cr_exists=s.cr_exists,
+                stored_logs=s.stored_logs,
+                proceed_gates=self._free_gates(),
+                poll_interval_seconds=poll,
+            ),
+            result_type=FollowResult,
+            start_to_close_timeout=OPTIONS[Activity.JENKINS_FOLLOW_THROUGH].start_to_close,
+            heartbeat_timeout=follow_heartbeat(poll),
+            retry_policy=RETRY,
+            summary=f"follow {s.build.job} #{s.build.number}",
+        )
+        try:
+            await workflow.wait_condition(lambda: handle.done() or s.cancel is not None or self._woken)
+        except asyncio.CancelledError:
+            # Temporal's cancel in the same workflow task as the build's end (the finish that follows
+            # is local activities, so a cancel that comes meanwhile fails that task and lands here on
+            # the retry): the build ended, and the run ends as it did, like one cancelled while finishing.
+            if (
+                handle.done()
+                and not handle.cancelled()
+                and handle.exception() is None
+                and not handle.result().snapshot.building
+            ):
+                workflow.logger.info("cancelled through Temporal after the build ended; finishing the run")
+                ended: FollowResult = handle.result()
+                return ended
+            raise
+        if handle.done():
+            done: FollowResult = handle.result()
+            return done
+        self._woken = False
+        handle.cancel()
+        try:
+            # The activity's own cancellation arrives as an ActivityError; an asyncio.CancelledError
+            # here is Temporal cancelling this workflow, and must go on up.
+            res: FollowResult = await handle
+        except ActivityError:
+            return None
+        return res  # it ended before the cancel reached it
 
     async def _next_snapshot(self, poll: float) -> BuildSnapshot | None:
         """Wait for the follow activity, writing control changes meanwhile; None when cancelled."""
@@ -530,7 +670,7 @@ class PipelineExecutionWorkflow:
                 summary=f"store log of stage {step.stage} step {step.step}",
             )
             s.stored_logs.append(key)
-            progress.set_log_object(s.status, step.stage, step.step, res.object_name, res.report)
+            build_status.set_log_object(s.status, step.stage, step.step, res.object_name, res.report)
 
     async def _console_last_line(self) -> str:
         """The console's last line, to say why Jenkins aborted the build ("" when it cannot be read)."""
@@ -600,6 +740,7 @@ class PipelineExecutionWorkflow:
         body = s.status.model_dump_json()
         if body == s.last_written or not s.cr_exists:
             return
+        self._flush_attributes()
         workflow.set_current_details(progress.markdown(s.status))
         res: WriteStatusResult = await self._act(
             Activity.WRITE_STATUS,
@@ -630,7 +771,7 @@ class PipelineExecutionWorkflow:
             except ActivityError as err:
                 if not endings.waits_for_data_plane(err):
                     raise
-                message = progress.waiting_for_data_plane(endings.error_text(err))
+                message = build_status.waiting_for_data_plane(endings.error_text(err))
             before = s.status.message
             s.status.message = message
             await self._write()
@@ -645,6 +786,8 @@ class PipelineExecutionWorkflow:
 
     async def _act(self, name: Activity, arg: BaseModel, result_type: type[M] | None, *, summary: str) -> Any:
         opts = OPTIONS[name]
+        if self._coarse and name in LOCAL:
+            return await self._local(name, arg, result_type, opts, summary=summary)
         return await workflow.execute_activity(
             name,
             arg,
@@ -655,6 +798,34 @@ class PipelineExecutionWorkflow:
             retry_policy=RETRY,
             summary=summary,
         )
+
+    async def _local(
+        self, name: Activity, arg: BaseModel, result_type: type[M] | None, opts: Options, *, summary: str
+    ) -> Any:
+        """A local activity, failing as an activity does: its error arrives bare (an ApplicationError, a
+        timeout, a cancel), and every handler here expects an ActivityError caused by it."""
+        try:
+            return await workflow.execute_local_activity(
+                name,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=opts.start_to_close,
+                schedule_to_close_timeout=opts.schedule_to_close,
+                retry_policy=RETRY,
+                summary=summary,
+            )
+        except ActivityError:
+            raise
+        except FailureError as err:
+            raise ActivityError(
+                f"local activity {name} failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type=name.value,
+                activity_id="",
+                retry_state=None,
+            ) from err
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -676,9 +847,21 @@ class PipelineExecutionWorkflow:
         s = self._s
         s.status.phase = phase
         s.status.message = message
-        if s.phase_attribute != phase.value:
-            s.phase_attribute = phase.value
-            workflow.upsert_search_attributes([SA_PHASE.value_set(phase.value)])
+        if not self._coarse:
+            self._flush_attributes()
+
+    def _flush_attributes(self) -> None:
+        """Upsert the phase (when it changed) and any attributes waiting, in one command: coarse runs call
+        this before each status write, so the Temporal UI's list and the CR change together."""
+        s = self._s
+        attributes = self._attributes
+        phase = s.status.phase
+        if phase is not None and s.phase_attribute != phase:
+            s.phase_attribute = str(phase)
+            attributes = [*attributes, SA_PHASE.value_set(str(phase))]
+        if attributes:
+            workflow.upsert_search_attributes(attributes)
+        self._attributes = []
 
     # --- signals, updates, queries ---------------------------------------------------------------
 

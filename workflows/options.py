@@ -47,6 +47,9 @@ OPTIONS: dict[Activity, Options] = {
     Activity.JENKINS_TRIGGER: Options(timedelta(minutes=3)),
     # The follow activity heartbeats every poll; its timeout is set per call (``follow_heartbeat``).
     Activity.JENKINS_FOLLOW: Options(timedelta(hours=24)),
+    Activity.JENKINS_FOLLOW_THROUGH: Options(timedelta(hours=24)),
+    # Memory only: nothing to wait for.
+    Activity.NAMESPACE_VERIFIED: Options(timedelta(seconds=10), heartbeat=None),
     Activity.JENKINS_GATE: Options(timedelta(minutes=2)),
     Activity.JENKINS_STOP: Options(timedelta(minutes=2)),
     Activity.JENKINS_CONSOLE_TAIL: Options(timedelta(minutes=1)),
@@ -62,6 +65,30 @@ OPTIONS: dict[Activity, Options] = {
 }
 
 
+#: Run as local activities by runs that start with the ``coarse-run`` change (workflows/execution.py): a
+#: local activity costs one history event (its marker) instead of six (scheduled, started, completed and
+#: the workflow task that follows), and no round trip through the Temporal server. Only short calls
+#: qualify, each idempotent (a local activity whose workflow task is lost is run again): the reads, the
+#: status writes, the Jenkins job's setup and trigger (which finds a build it started already), gates,
+#: cleanup. Long or big ones stay activities with heartbeats: the bootstrap (it waits for Deployments),
+#: following the build, storing a step's log, stopping a build, notifications.
+LOCAL: frozenset[Activity] = frozenset(
+    {
+        Activity.LOAD_EXECUTION,
+        Activity.WRITE_STATUS,
+        Activity.UPDATE_PIPELINE,
+        Activity.NAMESPACE_VERIFIED,
+        Activity.RECONCILE_ROLEBINDINGS,
+        Activity.JENKINS_PREPARE,
+        Activity.JENKINS_TRIGGER,
+        Activity.JENKINS_GATE,
+        Activity.JENKINS_CONSOLE_TAIL,
+        Activity.CLEANUP,
+        Activity.QUOTA_ACQUIRE,
+    }
+)
+
+
 def follow_heartbeat(poll_interval_seconds: float) -> timedelta:
     """The follow activity heartbeats once per poll: allow a few polls, and at least ``HEARTBEAT``."""
     return max(HEARTBEAT, timedelta(seconds=poll_interval_seconds * 5))
@@ -73,4 +100,4 @@ def run_finished(retry_timeout: timedelta) -> Options:
     return Options(base.start_to_close + retry_timeout, heartbeat=base.heartbeat)
 
 
-__all__ = ["HEARTBEAT", "OPTIONS", "RETRY", "Options", "follow_heartbeat", "run_finished"]
+__all__ = ["HEARTBEAT", "LOCAL", "OPTIONS", "RETRY", "Options", "follow_heartbeat", "run_finished"]

@@ -7,10 +7,11 @@ and the log objects'.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
+from crds.build_status import derive_stage
 from crds.execution import PipelineExecutionStatus, StageStatus, StepStatus
-from crds.messages import BuildSnapshot, ExecutionContext, StepReport
+from crds.messages import ExecutionContext
 from crds.pipeline_file import PipelineConfig
 from crds.reasons import StageState
 from crds.text import escape_controls
@@ -50,86 +51,10 @@ def init_stages(status: PipelineExecutionStatus, config: PipelineConfig, branch:
     status.stages = stages
 
 
-def _time(ms: int | None) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
-
-
-def apply_snapshot(
-    status: PipelineExecutionStatus, snap: BuildSnapshot, config: PipelineConfig | None
-) -> None:
-    """Copy step states and times from Jenkins, then derive each stage's state from its steps."""
-    for s in snap.steps:
-        if s.stage >= len(status.stages) or s.step >= len(status.stages[s.stage].steps):
-            continue
-        stage = status.stages[s.stage]
-        if stage.state == StageState.SKIPPED:
-            continue
-        step = stage.steps[s.step]
-        step.state = StageState(s.state)
-        step.started = _time(s.started_ms) or step.started
-        step.ended = _time(s.ended_ms) if step.state.is_terminal else None
-        if s.message and step.log_object is None:  # a stored log's report has the final word
-            step.message = s.message
-    for stage in status.stages:
-        _derive_stage(stage)
-    if snap.data_plane_waiting:
-        status.message = waiting_for_data_plane(snap.data_plane_waiting)
-    elif snap.agent_waiting:
-        status.message = f"{AGENT_WAITING} {snap.agent_waiting}"
-    elif (status.message or "").startswith((AGENT_WAITING, DATA_PLANE_WAITING)):
-        status.message = "Building"
-
-
-AGENT_WAITING = "Waiting for the build agent to be scheduled:"
-DATA_PLANE_WAITING = "Waiting for data-plane cluster"
-
-
-def waiting_for_data_plane(error: str) -> str:
-    """The status message while a data plane does not answer; ``error`` names its cluster
-    ("data-plane cluster dp1: ...", as :class:`activities.kube.Kube` words it)."""
-    return f"Waiting for {error}"
-
-
-def _derive_stage(stage: StageStatus) -> None:
-    if stage.state == StageState.SKIPPED or not stage.steps:
-        return
-    states = [StageState(s.state) for s in stage.steps]
-    for bad in (StageState.FAILED, StageState.ABORTED, StageState.DENIED):
-        if bad in states and all(s.is_terminal for s in states):
-            stage.state = bad
-            break
-    else:
-        if all(s == StageState.SUCCESS or s == StageState.SKIPPED for s in states):
-            stage.state = StageState.SUCCESS
-        elif any(s != StageState.WAITING for s in states):
-            stage.state = StageState.BUILDING
-        else:
-            stage.state = StageState.WAITING
-    starts = [s.started for s in stage.steps if s.started]
-    stage.started = min(starts) if starts else None
-    ends = [s.ended for s in stage.steps if s.ended]
-    stage.ended = max(ends) if ends and StageState(stage.state).is_terminal else None
-
-
 def needs_approval(config: PipelineConfig, status: PipelineExecutionStatus, stage: int) -> bool:
     if stage < 1 or stage > len(config.stages):
         return False
     return config.stages[stage - 1].approval and status.stages[stage].state != StageState.SKIPPED
-
-
-def set_log_object(
-    status: PipelineExecutionStatus, stage: int, step: int, name: str, report: StepReport | None = None
-) -> None:
-    """The step's stored log, and what its script reported there: the image it pushed, the release it
-    installed, or why it failed (which replaces Jenkins' "script returned exit code 1")."""
-    if stage < len(status.stages) and step < len(status.stages[stage].steps):
-        target = status.stages[stage].steps[step]
-        target.log_object = name
-        if report is not None:
-            target.image = report.image or target.image
-            target.release = report.release or target.release
-            if report.error and target.state == StageState.FAILED:
-                target.message = report.error
 
 
 def close_steps(status: PipelineExecutionStatus, *, aborted: bool) -> None:
@@ -143,7 +68,7 @@ def close_steps(status: PipelineExecutionStatus, *, aborted: bool) -> None:
         if stage.state == StageState.WAITING:
             stage.state = StageState.SKIPPED
         else:
-            _derive_stage(stage)
+            derive_stage(stage)
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:

@@ -161,6 +161,8 @@ def worker_process(
         # enough that a repository created at Gitea shows up within a test.
         "CUBEPAAS_WEBHOOK_URL": f"http://127.0.0.1:{webhook_port}",
         "CUBEPAAS_SCM_SYNC_INTERVAL": "5s",
+        # Short, so a test can see a drifted namespace repaired by a later run without waiting a minute.
+        "CUBEPAAS_VERIFIED_TTL": "3s",
     }
     SESSION_WORKER.start()
     yield SESSION_WORKER

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import time
 import urllib.request
 import uuid
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.e2e
 TERMINAL = {p.value for p in ExecutionPhase if p.is_terminal}
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 CACHE_ROOT = CacheSettings().host_path_root
+#: The session worker's CUBEPAAS_VERIFIED_TTL (tests/e2e/conftest.py), in seconds.
+VERIFIED_TTL = 3.0
 
 THREE_STAGES = """
 stages:
@@ -188,20 +191,15 @@ class TestFailures:
         assert "stages[0].steps[0] (line 4, column 5): exactly one of runScriptConfig" in (st.message or "")
         assert st.workflow is not None
         history = await temporal_client.get_workflow_handle(st.workflow.id).fetch_history()
+        # The load is a local activity: one marker, which records the attempt that ended it.
         loads = [
-            e
+            json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
             for e in history.events
-            if e.HasField("activity_task_scheduled_event_attributes")
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "devops.execution.load"
+            if e.HasField("marker_recorded_event_attributes")
+            and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
         ]
-        starts = [
-            e
-            for e in history.events
-            if e.HasField("activity_task_started_event_attributes")
-            and e.activity_task_started_event_attributes.scheduled_event_id == loads[0].event_id
-        ]
-        assert len(loads) == 1 and len(starts) == 1
-        assert starts[0].activity_task_started_event_attributes.attempt == 1
+        loads = [m for m in loads if m["activity_type"] == "devops.execution.load"]
+        assert len(loads) == 1 and loads[0]["attempt"] == 1, loads
 
 
 SLEEPY = """
@@ -575,6 +573,10 @@ class TestNamespaceDrift:
 
         first = provisioned(create_run(kube_api_client, ns, "app", commit=sha).name)
         assert " 0 writes" not in first and "RoleBindings +1" in first
+        # Within the worker's CUBEPAAS_VERIFIED_TTL (3 s here) a run trusts the bootstrap just done.
+        soon = provisioned(create_run(kube_api_client, ns, "app", commit=sha).name)
+        assert re.fullmatch(rf"{ns}-pipeline: verified \d+s ago", soon), soon
+        time.sleep(VERIFIED_TTL + 0.5)
         second = provisioned(create_run(kube_api_client, ns, "app", commit=sha).name)
         assert second.endswith(": 0 writes; RoleBindings +0 ~0 -0"), second
 
@@ -583,6 +585,7 @@ class TestNamespaceDrift:
         rb = kube.read_object("rbac.authorization.k8s.io/v1", "RoleBinding", "cubepaas-jenkins", team)
         rb["subjects"][0]["name"] = "someone-else"
         kube.rbac.replace_namespaced_role_binding("cubepaas-jenkins", team, rb)
+        time.sleep(VERIFIED_TTL + 0.5)
         third = provisioned(create_run(kube_api_client, ns, "app", commit=sha).name)
         assert ": 1 writes;" in third and "~1" in third, third
         assert kube.find_object("v1", "Service", "registry", pipeline_ns) is not None
@@ -660,7 +663,7 @@ class TestLongHistories:
         url, sha = git_repo(MANY_STEPS)
         pipeline_factory(ns, "app", url)
         pe = create_run(
-            kube_api_client, ns, "app", commit=sha, annotations={"devops.cubepaas.io/history-limit": "60"}
+            kube_api_client, ns, "app", commit=sha, annotations={"devops.cubepaas.io/history-limit": "10"}
         )
         st = wait_terminal(kube, ns, pe.name).status
         assert st is not None and st.workflow is not None and st.jenkins is not None

