@@ -12,6 +12,7 @@ import contextlib
 import logging
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -50,7 +51,7 @@ from activities.kube import Kube
 from activities.logstore import LogStore, StoreConfig, log_object_name, resolve_store
 from activities.registry import DOCKER_CONFIG_KEY, RegistryLogin, docker_config_logins, local_registry
 from crds import build_status
-from crds.execution import PipelineExecutionStatus
+from crds.execution import PipelineExecutionStatus, pipeline_selector
 from crds.messages import (
     Activity,
     BuildRef,
@@ -88,6 +89,8 @@ from crds.reasons import ExecutionPhase, JenkinsMode, Reason, StageState
 logger = logging.getLogger(__name__)
 
 TRIGGER_WAIT_SECONDS = 90.0
+SECRET_TTL_SECONDS = 10.0
+MAX_CACHED_SECRETS = 1024
 LOG_WAIT_SECONDS = 120.0
 
 
@@ -175,8 +178,13 @@ class _Watch:
 
     engine: JenkinsEngine
     node_pending: bool
+    #: Ask for the agent pod's state only once the build has waited this long for it (a pod is usually
+    #: running within moments, and each look is a LIST of pods).
+    agent_check_after: float = 0.0
+    started: float = field(default_factory=time.monotonic)
 
 
+AGENT_CHECK_AFTER_SECONDS = 1.0
 #: The first poll after a change comes this soon: a short step (most are) ends long before a whole poll
 #: interval, and its run should not wait for one.
 FIRST_POLL_SECONDS = 0.05
@@ -250,6 +258,7 @@ class BuildActivities:
         self.statuses = statuses or ExecutionActivities(kube)  # writes the status while following
         self.temporal = temporal  # asks the run's workflow about pause and cancel before a gate
         self._engines: dict[tuple[str, str], JenkinsEngine] = {}
+        self._secrets: dict[tuple[int, str, str], tuple[float, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
     # -- connections ---------------------------------------------------------------------------
@@ -325,7 +334,7 @@ class BuildActivities:
     def _pipeline_secret(self, ctx: ExecutionContext, name: str) -> dict[str, str]:
         """A Secret the bootstrap made in the pipeline namespace."""
         try:
-            return self.plane(ctx).read_secret(ctx.pipeline_namespace, name)
+            return self._read_secret(self.plane(ctx), ctx.pipeline_namespace, name)
         except KubeNotFoundError as err:
             raise ConfigError(
                 f"Secret {ctx.pipeline_namespace}/{name} not found", reason=Reason.CONFIG_INVALID
@@ -333,9 +342,26 @@ class BuildActivities:
 
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
         try:
-            return self.kube.read_secret(namespace, name)
+            return self._read_secret(self.kube, namespace, name)
         except KubeNotFoundError as err:
             raise ConfigError(f"Secret {namespace}/{name} not found", reason=Reason.CONFIG_INVALID) from err
+
+    def _read_secret(self, kube: Kube, namespace: str, name: str) -> dict[str, str]:
+        """A Secret read at most once per ``SECRET_TTL_SECONDS`` and cluster: every activity of a run needs
+        the Jenkins and object-store credentials, and so does every other run of the project. A rotated
+        credential is used from the next read on."""
+        key = (id(kube), namespace, name)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._secrets.get(key)
+        if cached is not None and now - cached[0] < SECRET_TTL_SECONDS:
+            return cached[1]
+        data = kube.read_secret(namespace, name)
+        with self._lock:
+            self._secrets[key] = (now, data)
+            if len(self._secrets) > MAX_CACHED_SECRETS:
+                del self._secrets[next(iter(self._secrets))]
+        return data
 
     # -- job -----------------------------------------------------------------------------------
 
@@ -515,7 +541,11 @@ class BuildActivities:
         )
         poll = _FastFirst(inp.poll_interval_seconds)
         try:
-            watch = _Watch(await asyncio.to_thread(self.engine, ctx), self._caches_on(ctx))
+            watch = _Watch(
+                await asyncio.to_thread(self.engine, ctx),
+                self._caches_on(ctx),
+                agent_check_after=AGENT_CHECK_AFTER_SECONDS,
+            )
             while True:
                 snap = await self._observe(watch, inp.target, number)
                 result.snapshot = snap
@@ -581,7 +611,8 @@ class BuildActivities:
         snap = snapshot_of(status)
         no_step_runs = not any(s.state == StageState.BUILDING for s in snap.steps)
         remote = ctx.setting.data_plane.kubeconfig_secret_ref is not None
-        if snap.building and (no_step_runs or remote):
+        waited = time.monotonic() - watch.started >= watch.agent_check_after
+        if snap.building and ((no_step_runs and waited) or remote):
             # A data plane is asked every poll, so its outage shows in the run while it lasts.
             try:
                 waiting = await asyncio.to_thread(self._agent_waiting, ctx)
@@ -780,7 +811,12 @@ class BuildActivities:
         """The pipeline's runs that have ended: this one (it is cleaning up, its logs are stored), those
         whose CR shows a terminal phase, and those without a CR (deleted: their workflows are cancelled).
         A run whose CR is not terminal is still at work (building, or storing its logs from Jenkins)."""
-        items = self.kube.list_objects(API_VERSION, "PipelineExecution", namespace=ctx.execution.namespace)
+        items = self.kube.list_objects(
+            API_VERSION,
+            "PipelineExecution",
+            namespace=ctx.execution.namespace,
+            label_selector=pipeline_selector(ctx.pipeline),
+        )
         running: set[int] = set()
         for item in items:
             spec, status = item.get("spec") or {}, item.get("status") or {}

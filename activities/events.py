@@ -2,7 +2,8 @@
 
 :func:`status_events` (pure, unit-tested) compares the status before and after a write and names the
 transitions; :class:`EventRecorder` writes them as core/v1 Events, one Event object per run and reason
-whose ``count`` grows on repeats (client-go's aggregation, so a run never floods the namespace).
+whose ``count`` grows on repeats (client-go's aggregation, so a run never floods the namespace). The
+count is kept in memory: a worker that restarts starts a repeated Event's count again.
 Events are best effort, as in Kubernetes itself: a failure is logged and the status write stands.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,8 @@ from crds.reasons import EventReason, ExecutionPhase, StageState
 logger = logging.getLogger(__name__)
 
 COMPONENT = "cubepaas-devops"
+#: Events whose count this process remembers (the oldest are forgotten first; a run's repeats are close).
+MAX_REMEMBERED = 10_000
 _TERMINAL_REASON = {
     ExecutionPhase.SUCCESS: EventReason.SUCCEEDED,
     ExecutionPhase.FAILED: EventReason.FAILED,
@@ -114,6 +118,10 @@ class EventRecorder:
         self.kube = kube
         self.clock = clock or (lambda: datetime.now(UTC))
         self.instance = socket.gethostname()
+        # The count of each Event this process wrote: a repeat raises it without reading the Event
+        # first, and a new one (nearly all are: one per run and reason) is one request, not two.
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def record(self, pe: PipelineExecution, events: Sequence[RunEvent]) -> None:
         grouped: dict[EventReason, tuple[RunEvent, int]] = {}
@@ -130,19 +138,17 @@ class EventRecorder:
     def _write(self, pe: PipelineExecution, ev: RunEvent, count: int) -> None:
         name = event_name(pe, ev.reason)
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-        live = self.kube.find_object("v1", "Event", name, pe.namespace)
-        if live is not None:
+        with self._lock:
+            known = self._counts.get(name)
+        if known is not None:
             self.kube.merge_patch_object(
                 "v1",
                 "Event",
                 name,
                 pe.namespace,
-                {
-                    "count": int(live.get("count") or 1) + count,
-                    "lastTimestamp": now,
-                    "message": ev.message[:1024],
-                },
+                {"count": known + count, "lastTimestamp": now, "message": ev.message[:1024]},
             )
+            self._remember(name, known + count)
             return
         self.kube.apply(
             {
@@ -168,6 +174,14 @@ class EventRecorder:
                 "reportingInstance": self.instance[:128],
             }
         )
+        self._remember(name, count)
+
+    def _remember(self, name: str, count: int) -> None:
+        with self._lock:
+            self._counts.pop(name, None)
+            self._counts[name] = count
+            while len(self._counts) > MAX_REMEMBERED:
+                del self._counts[next(iter(self._counts))]
 
 
 __all__ = ["COMPONENT", "EventRecorder", "RunEvent", "event_name", "status_events"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import threading
 from typing import Any
 
 from temporalio import activity
@@ -18,7 +20,7 @@ from activities.events import EventRecorder, status_events
 from activities.gitfile import PIPELINE_FILE, read_file_at, resolve_revision
 from activities.heartbeat import heartbeating
 from activities.kube import Kube
-from crds.execution import PipelineExecution, PipelineExecutionStatus
+from crds.execution import PIPELINE_LABEL, PipelineExecution, PipelineExecutionStatus, pipeline_selector
 from crds.messages import (
     Activity,
     ExecutionContext,
@@ -42,6 +44,8 @@ WORKFLOW_OWNED = (
     "pendingGate", "paused",
 )  # fmt: skip
 CAS_ATTEMPTS = 8
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+MAX_CACHED_FILES = 512
 
 
 def git_credentials(kube: Kube, namespace: str, credential_name: str | None) -> tuple[str, str]:
@@ -91,6 +95,16 @@ class ExecutionActivities:
     def __init__(self, kube: Kube, events: EventRecorder | None = None) -> None:
         self.kube = kube
         self.events = events or EventRecorder(kube)
+        # The pipeline file at a commit never changes: runs of one commit (re-runs, a burst of triggers)
+        # clone it once. Per project and credential, so no project reads through another's access.
+        self._files: dict[tuple[str, str, str, str], tuple[str | None]] = {}
+        self._lock = threading.Lock()
+
+    def _remember_file(self, key: tuple[str, str, str, str], text: str | None) -> None:
+        with self._lock:
+            self._files[key] = (text,)
+            while len(self._files) > MAX_CACHED_FILES:
+                del self._files[next(iter(self._files))]
 
     # -- load ----------------------------------------------------------------------------------
 
@@ -128,8 +142,12 @@ class ExecutionActivities:
             config = self._config_from_git(ref.namespace, pipeline, repo, commit)
             # Store the snapshot this run uses in the CR (a later push does not change a running run).
             spec_patch["pipelineConfig"] = config.to_dict()
-        if spec_patch:
-            self.kube.patch(PipelineExecution, ref.namespace, ref.name, {"spec": spec_patch})
+        patch: dict[str, Any] = {"spec": spec_patch} if spec_patch else {}
+        if pe.metadata.labels.get(PIPELINE_LABEL) != pipeline.name and pipeline_selector(pipeline.name):
+            # A run created by hand: labelled, so the Pipeline's runs are found by a selector.
+            patch["metadata"] = {"labels": {PIPELINE_LABEL: pipeline.name}}
+        if patch:
+            self.kube.patch(PipelineExecution, ref.namespace, ref.name, patch)
         return ExecutionContext(
             execution=ref.model_copy(update={"uid": pe.metadata.uid or ref.uid}),
             pipeline=pipeline.name,
@@ -153,8 +171,17 @@ class ExecutionActivities:
     def _config_from_git(
         self, namespace: str, pipeline: Pipeline, repo: str, revision: str
     ) -> PipelineConfig:
-        user, token = git_credentials(self.kube, namespace, pipeline.spec.source_code_credential_name)
-        text = read_file_at(repo, revision, PIPELINE_FILE, username=user, password=token)
+        credential = pipeline.spec.source_code_credential_name or ""
+        key = (namespace, credential, repo, revision)
+        with self._lock:
+            cached = self._files.get(key)
+        if cached is not None:
+            text = cached[0]
+        else:
+            user, token = git_credentials(self.kube, namespace, credential or None)
+            text = read_file_at(repo, revision, PIPELINE_FILE, username=user, password=token)
+            if COMMIT_SHA.fullmatch(revision):
+                self._remember_file(key, text)
         if text is None:
             raise ConfigError(
                 f"{PIPELINE_FILE} not found in {repo} at {revision}", reason=Reason.CONFIG_INVALID

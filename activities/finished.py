@@ -38,7 +38,7 @@ from activities.kube import Kube
 from activities.notify import decide, delivery
 from activities.notify.channels import Channels, Content
 from activities.notify.message import cloud_event, message_text, run_variables, subject
-from crds.execution import NotificationRecord, PipelineExecution, PipelineExecutionStatus
+from crds.execution import NotificationRecord, PipelineExecution, PipelineExecutionStatus, pipeline_selector
 from crds.messages import Activity, ExecutionContext, RunFinishedInput, RunFinishedResult
 from crds.pipeline import Pipeline
 from crds.reasons import ConditionStatus, ConditionType, EventReason, ExecutionPhase, NotificationState
@@ -90,7 +90,12 @@ class RunFinishedActivities:
         if pe is None or pe.status is None or not pe.is_finished:
             logger.info("%s/%s is gone or not finished: nothing to notify", ref.namespace, ref.name)
             return RunFinishedResult()
-        executions = await asyncio.to_thread(self.kube.list_resources, PipelineExecution, ref.namespace)
+        # The pipeline's runs only: a namespace may hold thousands of other runs.
+        executions = await asyncio.to_thread(
+            lambda: self.kube.list_resources(
+                PipelineExecution, ref.namespace, label_selector=pipeline_selector(ctx.pipeline)
+            )
+        )
         records = await asyncio.to_thread(self._decide, ctx, pe, executions)
         result = RunFinishedResult()
         pipeline = await asyncio.to_thread(self.kube.find, Pipeline, ref.namespace, ctx.pipeline)

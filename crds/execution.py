@@ -22,6 +22,14 @@ from crds.text import SafeMessage
 PIPELINE_LABEL: Final = "devops.cubepaas.io/pipeline"
 """Label on each execution naming its Pipeline (for list selectors)."""
 RUN_LABEL: Final = "devops.cubepaas.io/run"
+
+
+def pipeline_selector(pipeline: str) -> str | None:
+    """The label selector of a Pipeline's runs (every run carries ``PIPELINE_LABEL``: ``create_run`` sets
+    it, and the load adds it to one created by hand); None for a name too long to be a label value."""
+    return f"{PIPELINE_LABEL}={pipeline}" if len(pipeline) <= 63 else None
+
+
 DELIVERY_LABEL: Final = "devops.cubepaas.io/delivery"
 """Label on an execution started by a delivery (webhook, schedule, poll): the delivery's key."""
 
@@ -253,4 +261,5 @@ __all__ = [
     "StageStatus",
     "StepStatus",
     "WorkflowRef",
+    "pipeline_selector",
 ]

@@ -171,14 +171,26 @@ class KubernetesCloud:
         self.client = client
         self.nodes_dir = nodes_dir
         self.controller_account = controller_account
+        self._controllers: dict[str, tuple[float, KubeClient]] = {}
+        self._tokens_lock = threading.Lock()
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: Path, nodes_dir: Path) -> KubernetesCloud:
         return cls(KubeClient.from_kubeconfig(kubeconfig), nodes_dir)
 
     def _as_controller(self, namespace: str) -> KubeClient:
+        """The namespace's Jenkins, with its service account's token: a Jenkins pod has one mounted, which
+        the kubelet renews, so one token serves every pod it creates and deletes until it nears its end."""
+        now = time.monotonic()
+        with self._tokens_lock:
+            cached = self._controllers.get(namespace)
+            if cached is not None and cached[0] > now:
+                return cached[1]
         token = self.client.service_account_token(namespace, self.controller_account, TOKEN_SECONDS)
-        return self.client.as_token(token)
+        controller = self.client.as_token(token)
+        with self._tokens_lock:
+            self._controllers[namespace] = (now + TOKEN_SECONDS * 0.8, controller)
+        return controller
 
     def provision(
         self,
