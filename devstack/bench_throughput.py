@@ -589,8 +589,8 @@ def measure_throughput(b: ThroughputBench, *, bridge: bool = True) -> None:
         f"pollInterval {POLL_INTERVAL} (the e2e default), task queue {b.queue}"
     )
     one_text, one_url, one_sha = b.pipeline(ns, "one", 1)
-    for k in range(BURST_PIPELINES):
-        b.pipeline(ns, f"one-{k}", 1)
+    # Each repository its own commit: the same file committed in another second is another commit.
+    burst_shas = [b.pipeline(ns, f"one-{k}", 1)[2] for k in range(BURST_PIPELINES)]
     _, _, three_sha = b.pipeline(ns, "three", 3)
     burst_api = k8s_config.new_client_from_config(config_file=b.env["KUBECONFIG"])  # type: ignore[no-untyped-call]
     # One connection per creating thread (the default pool of 4 would be re-opened all the time).
@@ -601,7 +601,7 @@ def measure_throughput(b: ThroughputBench, *, bridge: bool = True) -> None:
             warm, _ = b.run_alone(ns, "one", one_sha)
             b.say(f"    warm-up run (makes the project's pipeline namespace and RBAC): {warm:.2f} s")
             processes = watched_processes(b.stack_dir, worker.pid)
-            burst_figures(b, burst_api, ns, one_sha, processes)
+            burst_figures(b, burst_api, ns, burst_shas, processes)
             history_figures(b, ns, one_sha, three_sha)
             overhead_figures(b, ns, one_text, one_url, one_sha, setting.spec.pipeline_namespace(ns))
     finally:
@@ -678,7 +678,7 @@ def per_run(cost: float, seconds: float, burst_seconds: float) -> float:
     return cost * burst_seconds / seconds / N_RUNS
 
 
-def burst_figures(b: ThroughputBench, api: Any, ns: str, sha: str, processes: list[Watched]) -> None:
+def burst_figures(b: ThroughputBench, api: Any, ns: str, shas: list[str], processes: list[Watched]) -> None:
     b.say(f"    waiting for a quiet stack: {wait_quiet(b)}")
     before = idle_window(b, processes, BASELINE_SECONDS, "before the burst")
 
@@ -691,7 +691,10 @@ def burst_figures(b: ThroughputBench, api: Any, ns: str, sha: str, processes: li
     first_create = time.monotonic()
     with ThreadPoolExecutor(CREATE_THREADS, thread_name_prefix="bench-create") as pool:
         names = list(
-            pool.map(lambda i: b.create(api, ns, pipelines[i % BURST_PIPELINES], sha), range(N_RUNS))
+            pool.map(
+                lambda i: b.create(api, ns, pipelines[i % BURST_PIPELINES], shas[i % BURST_PIPELINES]),
+                range(N_RUNS),
+            )
         )
     created = time.monotonic()
     b.say(f"    created {len(names)} runs in {created - first_create:.1f} s")

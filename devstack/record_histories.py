@@ -191,7 +191,7 @@ async def record_all(recorder: Recorder) -> dict[str, list[tuple[str, WorkflowHi
         "paused-resumed": r.run("paused", SLOW),
         "cancelled": r.run("cancelled", LONG),
         "approval": r.run("approval", APPROVAL),
-        "continued-as-new": r.run("chain", MANY_STEPS, {HISTORY_LIMIT_ANNOTATION: "40"}),
+        "continued-as-new": r.run("chain", MANY_STEPS, {HISTORY_LIMIT_ANNOTATION: "10"}),
     }
     r.wait(names["paused-resumed"], "first stage", building(1))
     r.control(names["paused-resumed"], paused=True)

@@ -24,7 +24,10 @@ from worker.main import workflow_classes
 pytestmark = pytest.mark.unit
 
 HERE = Path(__file__).resolve().parent
-FILES = sorted(HERE.glob("*.json"))
+#: tests/replay/*.json: runs started before the ``coarse-run`` change (they replay its old commands);
+#: tests/replay/coarse-run/*.json: runs started after it.
+FILES = sorted(HERE.rglob("*.json"))
+FOLDERS = sorted({path.parent for path in FILES})
 SCENARIOS = {"success", "failure", "paused-resumed", "cancelled", "approval", "continued-as-new", "quota"}
 
 
@@ -33,14 +36,20 @@ def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(record["workflowId"], record["history"])
 
 
-def test_every_scenario_has_a_recorded_history() -> None:
-    recorded = {json.loads(path.read_text())["scenario"] for path in FILES}
+@pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
+def test_every_scenario_has_a_recorded_history(folder: Path) -> None:
+    files = sorted(folder.glob("*.json"))
+    recorded = {json.loads(path.read_text())["scenario"] for path in files}
     assert recorded == SCENARIOS
-    chain = [p for p in FILES if p.name.startswith("continued-as-new-")]
+    chain = [p for p in files if p.name.startswith("continued-as-new-")]
     assert len(chain) >= 2, "the continued-as-new scenario holds every run of the chain"
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_runs_of_both_versions_of_the_execution_workflow_are_recorded() -> None:
+    assert {f.name for f in FOLDERS} == {HERE.name, "coarse-run"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(HERE)) for p in FILES])
 async def test_a_recorded_history_replays_with_the_current_code(path: Path) -> None:
     replayer = Replayer(workflows=workflow_classes(), data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
