@@ -25,7 +25,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from activities.errors import ConfigError, KubeNotFoundError
-from activities.kube import Kube
+from activities.kube import Kube, api_client
 from crds.meta import SecretReference
 from crds.reasons import Reason
 
@@ -138,7 +138,7 @@ def kube_from_kubeconfig(config: Mapping[str, Any]) -> Kube:
     k8s_config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
         config_dict=dict(config), client_configuration=cfg
     )
-    return Kube(k8s.ApiClient(cfg), plane=cluster_name(config))
+    return Kube(api_client(cfg), plane=cluster_name(config))
 
 
 __all__ = ["KUBECONFIG_KEY", "DataPlanes", "cluster_name", "kube_from_kubeconfig", "parse_kubeconfig"]

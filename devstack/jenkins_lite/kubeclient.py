@@ -4,16 +4,21 @@ own user (client certificate or token) or a service-account bearer token."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import select
 import ssl
 import tempfile
-import urllib.error
-import urllib.request
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+#: Idle connections kept open: about the builds that talk to the apiserver at once.
+MAX_IDLE = 16
 
 
 class KubeError(Exception):
@@ -72,9 +77,14 @@ class KubeClient:
                 key.touch(mode=0o600)
                 key.write_bytes(key_pem)
                 self._ssl.load_cert_chain(str(cert), str(key))
-        self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=self._ssl)
-        )
+        url = urllib.parse.urlsplit(cluster.server)
+        if url.scheme != "https" or not url.hostname:
+            raise ValueError(f"{cluster.server}: not an https:// apiserver address")
+        self._host, self._port, self._base = url.hostname, url.port or 443, url.path.rstrip("/")
+        # Idle keep-alive connections, as client-go keeps them: a new TLS handshake per request cost this
+        # process and the apiserver more than the request itself.
+        self._idle: list[http.client.HTTPSConnection] = []
+        self._idle_lock = threading.Lock()
 
     @classmethod
     def from_kubeconfig(cls, path: Path) -> KubeClient:
@@ -99,40 +109,78 @@ class KubeClient:
         """The same cluster, authenticated by ``token`` only."""
         return KubeClient(self.cluster, token=token, timeout=self.timeout)
 
+    def _connection(self) -> tuple[http.client.HTTPSConnection, bool]:
+        """An idle connection the server has not closed (reused: True), else a new one."""
+        with self._idle_lock:
+            while self._idle:
+                conn = self._idle.pop()
+                sock = conn.sock
+                # Readable while idle: the server closed it (or sent something unasked); either way, gone.
+                if sock is not None and not select.select([sock], [], [], 0)[0]:
+                    return conn, True
+                conn.close()
+        conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ssl)
+        return conn, False
+
+    def _release(self, conn: http.client.HTTPSConnection, resp: http.client.HTTPResponse) -> None:
+        if resp.will_close:
+            conn.close()
+            return
+        with self._idle_lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _send(self, method: str, path: str, data: bytes | None) -> tuple[int, bytes]:
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (1, 2):
+            conn, reused = self._connection()
+            try:
+                conn.request(method, self._base + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                # A kept connection the server dropped as we sent (an idle timeout racing the request):
+                # sent again once on a fresh one, unless it was a POST, which the server may have done.
+                if reused and attempt == 1 and method != "POST":
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            self._release(conn, resp)
+            return resp.status, raw
+        raise AssertionError("unreachable")
+
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.cluster.server + path, data=data, method=method)
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            raw = e.read()
+            status, raw = self._send(method, path, data)
+        except (OSError, http.client.HTTPException) as e:
+            raise KubeError(0, f"{self.cluster.server}: {e}") from None
+        if not 200 <= status <= 299:
             try:
                 message = str(json.loads(raw).get("message") or raw[:300])
             except ValueError:
                 message = raw[:300].decode(errors="replace")
-            raise KubeError(e.code, message) from None
-        except (urllib.error.URLError, OSError) as e:
-            raise KubeError(0, f"{self.cluster.server}: {e}") from None
+            raise KubeError(status, message)
         return json.loads(raw) if raw else None
 
     def ready(self) -> bool:
         """Whether the apiserver answers ``/readyz`` with 200. One that has just started serves requests
         before its authorizer's caches are synced and may refuse, with 403, what RBAC allows; a load
         balancer in front of a real cluster keeps clients away until this says ready."""
-        req = urllib.request.Request(self.cluster.server + "/readyz", method="GET")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
-                return int(resp.status) == 200
-        except (urllib.error.URLError, OSError):  # HTTPError (a 500 "not ready") is a URLError
+            status, _ = self._send("GET", "/readyz", None)
+        except (OSError, http.client.HTTPException):
             return False
+        return status == 200
 
     def service_account_token(
         self, namespace: str, name: str, seconds: int = 3600, bound_pod: tuple[str, str] | None = None

@@ -41,9 +41,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     return context
 
 
-def test_the_data_planes_components_and_its_jenkins_are_named_after_it_and_depend_within_it() -> (
-    None
-):
+def test_the_data_planes_components_and_its_jenkins_are_named_after_it_and_depend_within_it() -> None:
     components = DATA_PLANE_COMPONENTS[DP1]
     assert [c.name for c in components] == DP1_NAMES
     assert all(c.cluster == DP1 for c in components)

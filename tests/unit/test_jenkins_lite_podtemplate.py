@@ -21,10 +21,18 @@ from activities.jenkins.jenkinsfile import (
 )
 from crds.pipeline_file import PipelineConfig
 from devstack.jenkins_lite import mountns
-from devstack.jenkins_lite.agents import node_path, pod_wait
+from devstack.jenkins_lite.agents import Agent, KubernetesCloud, node_path, pod_wait
 from devstack.jenkins_lite.groovy_args import Call, GroovyError, find_call
 from devstack.jenkins_lite.mountns import parse
-from devstack.jenkins_lite.podtemplate import PodTemplateError, agent_pod, merge, pod_label, pod_name
+from devstack.jenkins_lite.podtemplate import (
+    AgentPodSpec,
+    HostMount,
+    PodTemplateError,
+    agent_pod,
+    merge,
+    pod_label,
+    pod_name,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -188,6 +196,19 @@ def test_the_mount_launcher_reads_its_mounts_and_command() -> None:
     )
     with pytest.raises(ValueError, match="no command"):
         parse(["--bind", "/a", "/b", "--"])
+
+
+def test_a_container_without_host_paths_runs_its_step_without_the_mount_launcher(tmp_path: Path) -> None:
+    pod = {"metadata": {"name": "agent-1"}}
+    mounts = {"step-0-0": [HostMount("/var/cache/x", "/cache")]}
+    cloud = KubernetesCloud(None, tmp_path)  # type: ignore[arg-type]  # no request is made
+    agent = Agent(cloud, AgentPodSpec("ns", pod, mounts), "node-1", tmp_path / "kubeconfig")
+    argv = ["/bin/sh", "-c", "true"]
+    assert agent.command("step-1-0", argv) == argv
+    assert agent.command("step-0-0", argv) == [
+        sys.executable, "-E", "-S", mountns.__file__,
+        "--bind", str(tmp_path / "node-1" / "var" / "cache" / "x"), "/cache", "--", *argv,
+    ]  # fmt: skip
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root (CAP_SYS_ADMIN), as in CI")
