@@ -91,6 +91,7 @@ logger = logging.getLogger(__name__)
 TRIGGER_WAIT_SECONDS = 90.0
 SECRET_TTL_SECONDS = 10.0
 MAX_CACHED_SECRETS = 1024
+MAX_CACHED_STORES = 64
 LOG_WAIT_SECONDS = 120.0
 
 
@@ -259,6 +260,7 @@ class BuildActivities:
         self.temporal = temporal  # asks the run's workflow about pause and cancel before a gate
         self._engines: dict[tuple[str, str], JenkinsEngine] = {}
         self._secrets: dict[tuple[int, str, str], tuple[float, dict[str, str]]] = {}
+        self._stores: dict[StoreConfig, LogStore] = {}
         self._lock = threading.Lock()
 
     # -- connections ---------------------------------------------------------------------------
@@ -297,8 +299,17 @@ class BuildActivities:
             return eng
 
     def store(self, ctx: ExecutionContext) -> LogStore:
+        """The run's object store, one client per configuration (a new client asked the store for the
+        bucket's region and existence again, on a new connection, for every log it stored)."""
         settings = ctx.setting.object_store
-        return LogStore(resolve_store(settings, ctx.execution.namespace, self._secret, self.defaults.store))
+        cfg = resolve_store(settings, ctx.execution.namespace, self._secret, self.defaults.store)
+        with self._lock:
+            store = self._stores.get(cfg)
+            if store is None:
+                store = self._stores[cfg] = LogStore(cfg)
+                while len(self._stores) > MAX_CACHED_STORES:
+                    del self._stores[next(iter(self._stores))]
+            return store
 
     def _registry_logins(self, ctx: ExecutionContext, local: str) -> dict[str, RegistryLogin]:
         """Logins for the registries this run's publishImage steps push to (none when it has no such step)."""
@@ -839,6 +850,8 @@ class BuildActivities:
             self._record_cache_node(ctx, pods)
             for pod in pods:
                 meta = pod.get("metadata") or {}
+                if meta.get("deletionTimestamp"):
+                    continue  # being deleted already (Jenkins deletes its agent as the build ends)
                 plane.delete_object("v1", "Pod", meta["name"], ctx.pipeline_namespace, missing_ok=True)
             eng = self.engine(ctx)
             keep = ctx.setting.keep_jenkins_jobs

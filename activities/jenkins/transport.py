@@ -15,6 +15,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import jenkins
 import requests
+from requests.adapters import HTTPAdapter
 
 from activities.errors import JenkinsPermanentError
 from activities.jenkins.errors import classify
@@ -23,6 +24,9 @@ from crds.reasons import Reason
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Keep-alive connections per Jenkins: about the worker's threads that may talk to it at once.
+POOL_SIZE = 64
 
 
 class JenkinsTransport:
@@ -43,6 +47,11 @@ class JenkinsTransport:
         # python-jenkins asks for a CSRF crumb lazily on the first request (404 = crumbs disabled); with
         # an API token Jenkins needs none, but asking is harmless. retries=0: we decide what is replayed.
         self._j = jenkins.Jenkins(self.url, username=user, password=token, timeout=timeout)
+        # python-jenkins mounts an adapter with requests' default pool of 10 connections, fewer than the
+        # worker's threads that share this Jenkins: every connection beyond it was closed after its
+        # request. The same prefix (the scheme) with a larger pool and, as python-jenkins' own, no
+        # retries of its own. python-jenkins offers no public handle on its session.
+        self._j._session.mount(urlsplit(self.url).scheme, HTTPAdapter(pool_maxsize=POOL_SIZE, max_retries=0))
         self._read_attempts = max(1, read_attempts)
         self._backoff = backoff
         self._poll = poll_interval

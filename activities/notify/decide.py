@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from crds.execution import PipelineExecution
+from crds.execution import RunSummary
 from crds.pipeline_file import Notification, Recipient
 from crds.reasons import ExecutionPhase, NotificationCondition
 
@@ -55,15 +55,13 @@ def recipients_to_notify(
     return chosen
 
 
-def previous_finished_phase(executions: Iterable[PipelineExecution], run: int) -> ExecutionPhase | None:
+def previous_finished_phase(executions: Iterable[RunSummary], run: int) -> ExecutionPhase | None:
     """The phase of the newest finished run numbered below ``run`` (None when there is none)."""
-    best: PipelineExecution | None = None
-    for pe in executions:
-        if pe.spec.run < run and pe.is_finished and (best is None or pe.spec.run > best.spec.run):
-            best = pe
-    if best is None or best.status is None or best.status.phase is None:
-        return None
-    return ExecutionPhase(best.status.phase)
+    best: RunSummary | None = None
+    for r in executions:
+        if r.run < run and r.is_finished and (best is None or r.run > best.run):
+            best = r
+    return best.phase if best is not None else None
 
 
 __all__ = ["DEFAULT_CONDITIONS", "conditions_met", "previous_finished_phase", "recipients_to_notify"]

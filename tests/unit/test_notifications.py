@@ -74,7 +74,10 @@ def test_a_run_meets_its_outcome_and_changed_only_when_the_previous_finished_run
 
 
 def test_the_previous_finished_run_is_the_newest_lower_run_that_ended_ignoring_running_ones() -> None:
-    runs = [execution(1, S), execution(2, F), execution(3, ExecutionPhase.BUILDING), execution(5, S)]
+    runs = [
+        e.summary()
+        for e in (execution(1, S), execution(2, F), execution(3, ExecutionPhase.BUILDING), execution(5, S))
+    ]
     assert decide.previous_finished_phase(runs, 4) == F
     assert decide.previous_finished_phase(runs, 6) == S
     assert decide.previous_finished_phase(runs, 1) is None

@@ -13,6 +13,7 @@ from crds.execution import (
     PipelineExecution,
     PipelineExecutionSpec,
     PipelineExecutionStatus,
+    RunSummary,
     StageStatus,
 )
 from crds.meta import ObjectMeta
@@ -100,14 +101,14 @@ def run(n: int, phase: ExecutionPhase | None, notifying: bool = False) -> Pipeli
     )
 
 
-def names(pes: list[PipelineExecution]) -> list[str]:
-    return [pe.name for pe in pes]
+def names(runs: list[RunSummary]) -> list[str]:
+    return [r.name for r in runs]
 
 
 def test_the_newest_successful_and_failed_runs_are_kept_and_older_finished_ones_deleted() -> None:
     S, F, A = ExecutionPhase.SUCCESS, ExecutionPhase.FAILED, ExecutionPhase.ABORTED
     runs = [run(1, S), run(2, F), run(3, S), run(4, A), run(5, S), run(6, F), run(7, S)]
-    doomed = executions_to_delete(runs, ExecutionHistoryLimit(successful=2, failed=1))
+    doomed = executions_to_delete([r.summary() for r in runs], ExecutionHistoryLimit(successful=2, failed=1))
     assert names(doomed) == ["app-1", "app-2", "app-3", "app-4"]
 
 
@@ -122,7 +123,24 @@ def test_running_paused_queued_and_still_notifying_runs_are_never_deleted_nor_co
         run(6, S),
         run(7, None),
     ]
-    assert names(executions_to_delete(runs, ExecutionHistoryLimit(successful=1, failed=1))) == ["app-4"]
+    limit = ExecutionHistoryLimit(successful=1, failed=1)
+    assert names(executions_to_delete([r.summary() for r in runs], limit)) == ["app-4"]
+
+
+def test_a_run_summarised_from_the_apiservers_json_equals_the_one_from_its_model() -> None:
+    for pe in (run(3, ExecutionPhase.SUCCESS, notifying=True), run(4, ExecutionPhase.FAILED), run(5, None)):
+        assert RunSummary.of(pe.to_dict()) == pe.summary()
+    assert RunSummary.of(run(6, ExecutionPhase.SUCCESS).to_dict()) == RunSummary(
+        "app-6", "u6", "app", 6, ExecutionPhase.SUCCESS, notifying=False
+    )
+
+
+def test_an_object_without_a_run_number_or_with_an_unknown_phase_counts_as_no_finished_run() -> None:
+    assert RunSummary.of({"metadata": {"name": "x"}, "spec": {"pipelineName": "app"}}) is None
+    odd = RunSummary.of(
+        {"metadata": {"name": "x"}, "spec": {"pipelineName": "app", "run": 1}, "status": {"phase": "Zz"}}
+    )
+    assert odd is not None and not odd.is_finished
 
 
 def test_the_default_history_limits_are_fifty_and_fifty() -> None:

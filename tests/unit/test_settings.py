@@ -62,7 +62,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.watch_namespaces == []
     assert settings.kubeconfig is None
     assert (settings.s3_bucket, settings.s3_secure) == ("pipeline-logs", True)
-    assert (settings.health_port, settings.metrics_port, settings.max_activities) == (8080, 9464, 20)
+    assert (settings.health_port, settings.metrics_port, settings.max_activities) == (8080, 9464, 100)
     assert settings.bridge_enabled
 
 

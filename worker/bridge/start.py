@@ -122,6 +122,9 @@ class Starter:
                 static_summary=summary_of(pe),
                 static_details=details_of(pe),
                 rpc_timeout=RPC_TIMEOUT,
+                # The first workflow task comes back in the answer when this process's worker has a slot
+                # (and the server allows it); otherwise it goes through the task queue as usual.
+                request_eager_start=True,
             )
         except WorkflowAlreadyStartedError as err:
             await self._already_started(tracked, err)
