@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from devstack.jenkins_lite.model import Build, FlowNode, Job, QueueItem, State, now_ms
-from devstack.jenkins_lite.runner import STRING_CREDENTIALS, USERNAME_PASSWORD
+from devstack.jenkins_lite.runner import STRING_CREDENTIALS, USERNAME_PASSWORD, quiet_period_why
 
 WORKFLOW_JOB = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
 WORKFLOW_RUN = "org.jenkinsci.plugins.workflow.job.WorkflowRun"
@@ -191,6 +191,8 @@ def queue_item_json(state: State, item: QueueItem, root: str) -> dict[str, Any]:
     if item.state == "waiting":
         d["_class"] = "hudson.model.Queue$WaitingItem"
         d["timestamp"] = item.quiet_until
+        # Asked as it is answered, as Jenkins' getWhy() is: an item made a moment ago says so too.
+        d["why"] = quiet_period_why(item.quiet_until - now_ms())
     elif item.state == "blocked":
         d["_class"] = "hudson.model.Queue$BlockedItem"
     elif item.state == "buildable":

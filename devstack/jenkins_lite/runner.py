@@ -121,7 +121,7 @@ class Scheduler(threading.Thread):
                 continue
             if item.state == "waiting":
                 if t < item.quiet_until:
-                    item.why = f"In the quiet period. Expires in {_time_span(item.quiet_until - t)}"
+                    item.why = quiet_period_why(item.quiet_until - t)
                     continue
                 item.state, item.buildable_since, changed = "buildable", t, True
             cfg = job.config
@@ -160,6 +160,11 @@ class Scheduler(threading.Thread):
         self.runners.append(runner)
         runner.start()
         return b
+
+
+def quiet_period_why(left_ms: int) -> str:
+    """hudson.model.Queue.WaitingItem's getWhy()."""
+    return f"In the quiet period. Expires in {_time_span(max(left_ms, 0))}"
 
 
 def _time_span(ms: int) -> str:
