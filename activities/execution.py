@@ -24,6 +24,7 @@ from crds.execution import PIPELINE_LABEL, PipelineExecution, PipelineExecutionS
 from crds.messages import (
     Activity,
     ExecutionContext,
+    ExecutionRef,
     LoadExecutionInput,
     UpdatePipelineInput,
     WriteStatusInput,
@@ -46,6 +47,7 @@ WORKFLOW_OWNED = (
 CAS_ATTEMPTS = 8
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 MAX_CACHED_FILES = 512
+MAX_REMEMBERED_RUNS = 4096
 
 
 def git_credentials(kube: Kube, namespace: str, credential_name: str | None) -> tuple[str, str]:
@@ -98,7 +100,31 @@ class ExecutionActivities:
         # The pipeline file at a commit never changes: runs of one commit (re-runs, a burst of triggers)
         # clone it once. Per project and credential, so no project reads through another's access.
         self._files: dict[tuple[str, str, str, str], tuple[str | None]] = {}
+        # Each run's CR as this worker's last write (or its load) left it: the next write compares with it
+        # and sends it as the patch's precondition instead of reading the CR first. A CR anyone else wrote
+        # meanwhile fails that precondition (409), and is then read as before.
+        self._last_seen: dict[tuple[str, str], PipelineExecution] = {}
         self._lock = threading.Lock()
+
+    def _remember(self, pe: PipelineExecution) -> None:
+        key = (pe.namespace, pe.name)
+        with self._lock:
+            self._last_seen.pop(key, None)  # re-inserted last: the oldest entries are dropped first
+            if pe.status is None or not pe.status.is_finished:
+                self._last_seen[key] = pe
+            while len(self._last_seen) > MAX_REMEMBERED_RUNS:
+                del self._last_seen[next(iter(self._last_seen))]
+
+    def _forget(self, ref: ExecutionRef) -> None:
+        with self._lock:
+            self._last_seen.pop((ref.namespace, ref.name), None)
+
+    def _remembered(self, ref: ExecutionRef) -> PipelineExecution | None:
+        with self._lock:
+            pe = self._last_seen.get((ref.namespace, ref.name))
+        if pe is None or (ref.uid and pe.metadata.uid != ref.uid) or not pe.metadata.resource_version:
+            return None
+        return pe
 
     def _remember_file(self, key: tuple[str, str, str, str], text: str | None) -> None:
         with self._lock:
@@ -147,7 +173,8 @@ class ExecutionActivities:
             # A run created by hand: labelled, so the Pipeline's runs are found by a selector.
             patch["metadata"] = {"labels": {PIPELINE_LABEL: pipeline.name}}
         if patch:
-            self.kube.patch(PipelineExecution, ref.namespace, ref.name, patch)
+            pe = self.kube.patch(PipelineExecution, ref.namespace, ref.name, patch)
+        self._remember(pe)
         return ExecutionContext(
             execution=ref.model_copy(update={"uid": pe.metadata.uid or ref.uid}),
             pipeline=pipeline.name,
@@ -206,10 +233,13 @@ class ExecutionActivities:
         activity, which writes the changes it sees while following a build); raises DevopsError."""
         ref = inp.execution
         desired = _owned(inp.status)
+        remembered = self._remembered(ref)
         for _ in range(CAS_ATTEMPTS):
-            pe = self.kube.find(PipelineExecution, ref.namespace, ref.name)
+            pe = remembered or self.kube.find(PipelineExecution, ref.namespace, ref.name)
+            remembered = None  # a conflict reads the CR
             if pe is None or (ref.uid and pe.metadata.uid != ref.uid):
                 logger.info("PipelineExecution %s/%s is gone; status not written", ref.namespace, ref.name)
+                self._forget(ref)
                 return WriteStatusResult(written=False, exists=False)
             live = _owned(pe.status or PipelineExecutionStatus())
             patch: dict[str, Any] = {
@@ -222,7 +252,7 @@ class ExecutionActivities:
             if not patch:
                 return WriteStatusResult(written=False)
             try:
-                self.kube.patch_status(
+                written = self.kube.patch_status(
                     PipelineExecution,
                     ref.namespace,
                     ref.name,
@@ -232,7 +262,9 @@ class ExecutionActivities:
             except KubeConflictError:
                 continue  # someone else wrote meanwhile: read again and recompute the difference
             except KubeNotFoundError:
+                self._forget(ref)
                 return WriteStatusResult(written=False, exists=False)
+            self._remember(written)
             # After the write, not before: a retried write finds nothing changed and emits nothing.
             self.events.record(pe, status_events(pe.status, inp.status))
             return WriteStatusResult(written=True)

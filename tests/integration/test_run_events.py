@@ -91,3 +91,51 @@ def test_the_apiserver_refuses_a_notifier_with_no_kind_or_two(kube: Kube, namesp
         kube.apply(setting)
     setting["spec"]["notifiers"] = [{"name": "x", "webhook": {"url": "http://h"}}]
     kube.apply(setting)
+
+
+class CountingKube(Kube):
+    """Counts the GETs of PipelineExecutions this client sends."""
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        super().__init__(api_client)
+        self.reads = 0
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        if method == "GET" and "/pipelineexecutions/" in path:
+            self.reads += 1
+        return super()._request(method, path, **kw)
+
+
+def test_a_status_write_after_this_workers_own_reads_nothing_and_one_after_anothers_write_reads_again(
+    kube_api_client: k8s.ApiClient, crds_installed: None, namespace: str
+) -> None:
+    counting = CountingKube(kube_api_client)
+    pe = _created(counting, namespace)
+    acts = ExecutionActivities(counting)
+    ref = ExecutionRef(namespace=namespace, name="app-1", uid=pe.metadata.uid or "")
+    st = PipelineExecutionStatus(phase=ExecutionPhase.BUILDING, message="Building")
+
+    assert acts.write(WriteStatusInput(execution=ref, status=st)).written
+    assert counting.reads == 1  # nothing remembered yet: read first
+    st.message = "Running stage 'Test'"
+    assert acts.write(WriteStatusInput(execution=ref, status=st)).written
+    assert counting.reads == 1  # the CR as the last write left it, sent as the precondition
+
+    # Someone else writes (a field the workflow owns, and the bridge's own): the remembered version is
+    # stale, the patch is refused (409), the CR read, and the difference written over the live one.
+    counting.patch_status(
+        PipelineExecution, namespace, "app-1", {"message": "edited", "workflow": {"id": "w"}}
+    )
+    st.message = "Running stage 'Deploy'"
+    assert acts.write(WriteStatusInput(execution=ref, status=st)).written
+    assert counting.reads == 2
+    live = counting.get(PipelineExecution, namespace, "app-1").status
+    assert live is not None and live.message == "Running stage 'Deploy'"
+    assert live.workflow is not None and live.workflow.id == "w"
+
+    # The terminal write is the last one remembered: a later write (none is expected) reads again.
+    st.phase, st.message = ExecutionPhase.SUCCESS, "done"
+    assert acts.write(WriteStatusInput(execution=ref, status=st)).written
+    reads = counting.reads
+    assert not acts.write(WriteStatusInput(execution=ref, status=st)).written
+    assert counting.reads == reads + 1
