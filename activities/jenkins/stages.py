@@ -77,8 +77,14 @@ class StagesMixin(JenkinsTransport):
                 stages[step.stage_index].steps.append(step)
         for stage in stages:
             stage.steps.sort(key=lambda s: s.step_index)
-        pending = self.pending_inputs(job, number) if building else []
         run_status = str(run.get("status") or "")
+        # The run is PAUSED_PENDING_INPUT while an input waits (the Stage View's RunExt): other polls need
+        # not ask for the inputs. No status at all (no describe): asked, to be sure.
+        pending = (
+            self.pending_inputs(job, number)
+            if building and run_status in ("", "PAUSED_PENDING_INPUT")
+            else []
+        )
         if not run_status:
             run_status = "IN_PROGRESS" if building else str(result or "NOT_EXECUTED")
         state = map_result(result, building)
