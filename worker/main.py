@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from prometheus_client import REGISTRY, generate_latest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.kube import Kube
@@ -121,7 +121,11 @@ def build_activities(
         # ---- activity classes: keep this list complete (one entry per class) ---------------------
         statuses,  # devops.execution.load / write_status, devops.pipeline.update_status
         # devops.namespace.bootstrap / verified, devops.rbac.reconcile
-        NamespaceActivities(kube, planes, VerifiedRecently(settings.verified_ttl)),
+        NamespaceActivities(
+            kube,
+            planes,
+            VerifiedRecently(settings.verified_ttl, max_waiting=max(1, settings.max_activities // 2)),
+        ),
         # devops.jenkins.*, devops.logs.store_step, devops.execution.cleanup
         BuildActivities(kube, defaults, planes, statuses, client),
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
@@ -139,11 +143,21 @@ def build_activities(
     return activities
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, with this product's own modules passed through: otherwise every workflow that starts
-    (and every one evicted from the cache and replayed) imports them again inside its sandbox, which was
-    a tenth of the worker's CPU in a burst of runs. They hold no mutable module state (the sandbox's
-    reason to re-import), and the workflows keep the sandbox's other guards."""
+def workflow_runner(sandboxed: bool) -> WorkflowRunner:
+    """How workflows run: in the SDK's sandbox (``CUBEPAAS_WORKFLOW_SANDBOX``) or directly (the default).
+
+    The sandbox checks at run time that workflow code makes no non-deterministic call, and re-imports
+    modules per run to isolate their globals. Its price is paid on every activation and on every
+    payload: each one runs through ``exec`` with the restricted importer applied, which was a fifth of
+    the worker's CPU in a burst of runs. The checks are kept where they find bugs: every workflow test
+    (the ``WorkflowEnvironment`` harness, the recorded-history replays) runs the workflows in the
+    sandbox, so a call it forbids fails the tests before it ships; and the product's modules hold no
+    mutable module state (they are passed through the sandbox as well, so it never isolated them).
+    """
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
+    # Passed through: otherwise every workflow that starts (and every one evicted from the cache and
+    # replayed) imports them again inside its sandbox, a tenth of the worker's CPU in a burst of runs.
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             "workflows", "crds", "pydantic", "pydantic_core", "annotated_types", "typing_extensions", "yaml"
@@ -394,7 +408,7 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
                 workflows=workflow_classes(),
                 activities=activities,
                 activity_executor=executor,
-                workflow_runner=workflow_runner(),
+                workflow_runner=workflow_runner(settings.workflow_sandbox),
                 max_concurrent_activities=settings.max_activities,
                 max_concurrent_local_activities=settings.max_activities,
                 graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace),

@@ -163,6 +163,9 @@ def worker_process(
         "CUBEPAAS_SCM_SYNC_INTERVAL": "5s",
         # Short, so a test can see a drifted namespace repaired by a later run without waiting a minute.
         "CUBEPAAS_VERIFIED_TTL": "3s",
+        # The product runs workflows outside the SDK's sandbox; the session worker runs them in it, so
+        # its run-time checks see every path the e2e tests take (the dedicated workers run as shipped).
+        "CUBEPAAS_WORKFLOW_SANDBOX": "true",
     }
     SESSION_WORKER.start()
     yield SESSION_WORKER
