@@ -426,41 +426,87 @@ class _Tally:
 #: seen is an object deleted by hand meanwhile, or a namespace labelled into the project meanwhile, which
 #: the first run after the window repairs.
 VERIFIED_TTL_SECONDS = 60.0
+#: How long the first run to find its namespace unverified may take to verify it while the runs that ask
+#: meanwhile wait for it, instead of each verifying the same namespace (a burst of runs started together,
+#: or arriving as the TTL ends, asks for one verification, not dozens). Within the check's own timeout.
+CLAIM_SECONDS = 5.0
 
 
 class VerifiedRecently:
-    """When this worker last completed a reconcile, by its exact input (bounded: oldest dropped first)."""
+    """When this worker last completed a reconcile, by its exact input (bounded: oldest dropped first),
+    and which checks found theirs unverified a moment ago (their run verifies it now)."""
 
     MAX_ENTRIES = 4096
 
     def __init__(
-        self, ttl: float = VERIFIED_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl: float = VERIFIED_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        claim_seconds: float = CLAIM_SECONDS,
+        max_waiting: int = 32,
     ) -> None:
         self.ttl = ttl
+        self.claim_seconds = claim_seconds
+        # Each waiting check holds one of the worker's local activity slots; the run that verifies needs
+        # one too (its RoleBinding reconcile is local), so waiting must never take them all.
+        self.max_waiting = max_waiting
+        self._waiting = 0
         self._clock = clock
         self._done: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._claims: dict[str, float] = {}
+        self._changed = threading.Condition()
 
     @staticmethod
     def _key(inp: BaseModel) -> str:
         return f"{type(inp).__name__}:{inp.model_dump_json()}"
 
     def record(self, inp: BaseModel) -> None:
-        with self._lock:
+        with self._changed:
             key = self._key(inp)
             self._done.pop(key, None)
             self._done[key] = self._clock()
             while len(self._done) > self.MAX_ENTRIES:
                 del self._done[next(iter(self._done))]
+            self._changed.notify_all()
 
     def age(self, inp: BaseModel) -> float | None:
         """Seconds since ``inp`` was last completed, or None when never or longer than the TTL ago."""
-        with self._lock:
-            done = self._done.get(self._key(inp))
+        with self._changed:
+            return self._age(self._key(inp))
+
+    def _age(self, key: str) -> float | None:
+        done = self._done.get(key)
         if done is None:
             return None
         age = self._clock() - done
         return age if age < self.ttl else None
+
+    def oldest_or_claim(self, *inputs: BaseModel) -> float | None:
+        """The oldest age of ``inputs`` when all were completed within the TTL; otherwise None, and the
+        caller's run is to complete them. When another caller was told so less than ``claim_seconds``
+        ago, this waits (up to the rest of that time) for that run to complete them first, unless
+        ``max_waiting`` callers wait already."""
+        keys = [self._key(inp) for inp in inputs]
+        claim = "|".join(keys)
+        with self._changed:
+            while True:
+                ages = [self._age(key) for key in keys]
+                if all(age is not None for age in ages):
+                    self._claims.pop(claim, None)
+                    return max(age for age in ages if age is not None)
+                now = self._clock()
+                left = self._claims.get(claim, now - self.claim_seconds) + self.claim_seconds - now
+                if self.ttl <= 0 or left <= 0 or self._waiting >= self.max_waiting:
+                    self._claims.pop(claim, None)
+                    self._claims[claim] = now
+                    while len(self._claims) > self.MAX_ENTRIES:
+                        del self._claims[next(iter(self._claims))]
+                    return None
+                self._waiting += 1
+                try:
+                    self._changed.wait(left)
+                finally:
+                    self._waiting -= 1
 
 
 class NamespaceActivities:
@@ -478,11 +524,12 @@ class NamespaceActivities:
     @activity.defn(name=Activity.NAMESPACE_VERIFIED)
     def recently_verified(self, inp: NamespaceCheckInput) -> NamespaceCheckResult:
         """No request at all: whether this worker completed this very bootstrap and RoleBinding reconcile
-        (same inputs, so the same PipelineSetting) less than ``VerifiedRecently.ttl`` ago."""
-        ages = [self.verified.age(inp.bootstrap), self.verified.age(inp.rolebindings)]
-        if any(age is None for age in ages):
+        (same inputs, so the same PipelineSetting) less than ``VerifiedRecently.ttl`` ago; while another
+        run of this worker verifies them, after it did (see :meth:`VerifiedRecently.oldest_or_claim`)."""
+        age = self.verified.oldest_or_claim(inp.bootstrap, inp.rolebindings)
+        if age is None:
             return NamespaceCheckResult(verified=False)
-        return NamespaceCheckResult(verified=True, age_seconds=max(a for a in ages if a is not None))
+        return NamespaceCheckResult(verified=True, age_seconds=age)
 
     # -- devops.namespace.bootstrap ---------------------------------------------------------------
 

@@ -48,7 +48,7 @@ OPTIONS: dict[Activity, Options] = {
     # The follow activity heartbeats every poll; its timeout is set per call (``follow_heartbeat``).
     Activity.JENKINS_FOLLOW: Options(timedelta(hours=24)),
     Activity.JENKINS_FOLLOW_THROUGH: Options(timedelta(hours=24)),
-    # Memory only: nothing to wait for.
+    # Memory only; it may wait a few seconds for another run that verifies the same namespace.
     Activity.NAMESPACE_VERIFIED: Options(timedelta(seconds=10), heartbeat=None),
     Activity.JENKINS_GATE: Options(timedelta(minutes=2)),
     Activity.JENKINS_STOP: Options(timedelta(minutes=2)),

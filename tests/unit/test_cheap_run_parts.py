@@ -4,6 +4,8 @@ step logs are due."""
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 
 import pytest
 
@@ -52,6 +54,47 @@ def test_the_remembered_reconciles_are_bounded_oldest_first() -> None:
     for inp in inputs:
         verified.record(inp)
     assert verified.age(inputs[0]) is None and verified.age(inputs[-1]) is not None
+
+
+def test_the_first_check_of_an_unverified_namespace_claims_it_and_a_second_waits_for_its_run() -> None:
+    verified = VerifiedRecently(ttl=60, claim_seconds=10)
+    boot = BootstrapInput(project_namespace="p", pipeline_namespace="p-pipeline")
+    rbs = RoleBindingInput(project_namespace="p", pipeline_namespace="p-pipeline")
+    assert verified.oldest_or_claim(boot, rbs) is None, "the first check: its run verifies"
+    answers: list[float | None] = []
+    second = threading.Thread(target=lambda: answers.append(verified.oldest_or_claim(boot, rbs)))
+    second.start()
+    time.sleep(0.05)
+    verified.record(boot)
+    time.sleep(0.05)
+    assert second.is_alive(), "half verified is not verified: the second check still waits"
+    verified.record(rbs)
+    second.join(timeout=5)
+    assert answers and answers[0] is not None and answers[0] < 1, "the second run skips the bootstrap"
+
+
+def test_a_claim_whose_run_never_verifies_lapses_and_the_next_check_claims_again() -> None:
+    clock = Clock()
+    verified = VerifiedRecently(ttl=60, clock=clock, claim_seconds=5)
+    boot = BootstrapInput(project_namespace="p", pipeline_namespace="p-pipeline")
+    assert verified.oldest_or_claim(boot) is None
+    clock.now += 5  # the claiming run failed: nobody records
+    assert verified.oldest_or_claim(boot) is None, "lapsed: this run verifies, without waiting"
+
+
+def test_checks_stop_waiting_beyond_the_limit_and_verify_themselves() -> None:
+    verified = VerifiedRecently(ttl=60, claim_seconds=30, max_waiting=1)
+    boot = BootstrapInput(project_namespace="p", pipeline_namespace="p-pipeline")
+    assert verified.oldest_or_claim(boot) is None
+    waiter = threading.Thread(target=verified.oldest_or_claim, args=(boot,), daemon=True)
+    waiter.start()
+    time.sleep(0.05)
+    began = time.monotonic()
+    assert verified.oldest_or_claim(boot) is None, "one waits already: this one verifies itself"
+    assert time.monotonic() - began < 1
+    verified.record(boot)
+    waiter.join(timeout=5)
+    assert not waiter.is_alive()
 
 
 def test_polls_start_short_after_a_change_and_double_up_to_the_interval() -> None:
