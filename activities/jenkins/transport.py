@@ -51,7 +51,17 @@ class JenkinsTransport:
         # worker's threads that share this Jenkins: every connection beyond it was closed after its
         # request. The same prefix (the scheme) with a larger pool and, as python-jenkins' own, no
         # retries of its own. python-jenkins offers no public handle on its session.
-        self._j._session.mount(urlsplit(self.url).scheme, HTTPAdapter(pool_maxsize=POOL_SIZE, max_retries=0))
+        session = self._j._session
+        session.mount(urlsplit(self.url).scheme, HTTPAdapter(pool_maxsize=POOL_SIZE, max_retries=0))
+        # requests looks up proxies, NO_PROXY and a CA bundle in the environment on every request (a
+        # twentieth of the worker's CPU in a burst of runs). They cannot change while the worker runs and
+        # every request goes to this one origin: looked up once, here, and the session stops asking.
+        found = session.merge_environment_settings(self.url, {}, None, session.verify, None)
+        session.proxies.update(found["proxies"] or {})
+        session.verify = found["verify"]
+        if session.auth is None and user is None:
+            session.auth = requests.utils.get_netrc_auth(self.url)
+        session.trust_env = False
         self._read_attempts = max(1, read_attempts)
         self._backoff = backoff
         self._poll = poll_interval

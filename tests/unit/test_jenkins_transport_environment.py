@@ -1,0 +1,36 @@
+"""The Jenkins session reads the environment's proxy and CA settings once, not per request."""
+
+from __future__ import annotations
+
+import pytest
+
+from activities.jenkins.transport import JenkinsTransport
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_proxy_from_the_environment_is_kept_and_not_looked_up_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = JenkinsTransport("http://jenkins.example:8080", "u", "t")._j._session
+    assert session.proxies.get("http") == "http://proxy.example:3128"
+    assert session.trust_env is False
+    monkeypatch.setenv("HTTP_PROXY", "http://other.example:3128")
+    merged = session.merge_environment_settings("http://jenkins.example:8080/api/json", {}, None, None, None)
+    assert merged["proxies"]["http"] == "http://proxy.example:3128", "read once, at the start"
+
+
+def test_no_proxy_for_the_jenkins_host_means_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "jenkins.example")
+    session = JenkinsTransport("http://jenkins.example:8080", "u", "t")._j._session
+    assert "http" not in session.proxies
+
+
+def test_a_ca_bundle_from_the_environment_verifies_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-ca.pem")
+    session = JenkinsTransport("https://jenkins.example", "u", "t")._j._session
+    assert session.verify == "/etc/ssl/our-ca.pem"
