@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from devstack.jenkins_lite.podtemplate import AgentPodSpec, PodTemplateError, ag
 
 CLOUD_NAME = "kubernetes"
 POLL_SECONDS = 0.25
+#: How long one watch of a pending agent pod lasts: an abort is seen within it.
+WATCH_SECONDS = 1
 TOKEN_SECONDS = 3600
 
 
@@ -233,7 +235,8 @@ class KubernetesCloud:
         on_created(ns, name)
         log(f"Created Pod: {CLOUD_NAME} {ns}/{name}")
         try:
-            pod = self._wait_running(kube, ns, name, log, should_stop, announced)
+            version = str((created.get("metadata") or {}).get("resourceVersion") or "")
+            pod = self._wait_running(kube, ns, name, log, should_stop, announced, version)
             node = str(pod["spec"]["nodeName"])
             uid = str(pod["metadata"].get("uid") or created["metadata"]["uid"])
             token = self.client.service_account_token(ns, spec.service_account, TOKEN_SECONDS, (name, uid))
@@ -262,9 +265,11 @@ class KubernetesCloud:
         log: Callable[[str], None],
         should_stop: Callable[[], bool],
         announced: bool = False,
+        version: str = "",
     ) -> dict[str, Any]:
         """The pod once Running on a node. ``announced``: the node step already printed its "Still waiting"
-        lines (it does so once, 15 s after it queued its task), while the build waited for capacity."""
+        lines (it does so once, 15 s after it queued its task), while the build waited for capacity.
+        ``version``: the pod's resourceVersion as created, watched from."""
         last_line = ""
         away = False  # the apiserver was unreachable: wait until it is ready again before asking
         while True:
@@ -275,7 +280,17 @@ class KubernetesCloud:
                 continue
             away = False
             try:
-                pod = kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+                # As the plugin does, a watch of the pod rather than a GET per poll: one request for most
+                # waits, served from the apiserver's watch cache. It ends every WATCH_SECONDS so that an
+                # abort (``should_stop``) is seen; without a version (first, or after 410 Gone) a GET
+                # gives the pod and the version to watch from.
+                if version:
+                    events = [
+                        (str(e.get("type")), e.get("object") or {})
+                        for e in self._watch_pod(kube, ns, name, version)
+                    ]
+                else:
+                    events = [("GET", kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}"))]
             except KubeError as e:
                 # Away, or just restarted and refusing what RBAC allows until its caches sync (/readyz).
                 if e.status == 0 or e.status >= 500 or (e.status in (401, 403) and not self.client.ready()):
@@ -283,19 +298,39 @@ class KubernetesCloud:
                     time.sleep(POLL_SECONDS)
                     continue
                 raise
-            wait = pod_wait(pod)
-            if wait.phase == "Running" and (pod.get("spec") or {}).get("nodeName"):
-                return dict(pod)
-            if wait.phase in ("Succeeded", "Failed"):
-                raise ProvisionFailed(f"ERROR: agent pod {ns}/{name} ended {wait.phase} before the build ran")
-            if not announced:
-                log("Still waiting to schedule task")
-                log(f"\u2018{name}\u2019 is offline")
-                announced = True
-            if wait.reason and wait.line() != last_line:
-                last_line = wait.line()
-                log(last_line)
-            time.sleep(POLL_SECONDS)
+            for kind, pod in events:
+                if kind == "ERROR":  # e.g. 410 Gone: the version is too old to watch from
+                    version = ""
+                    continue
+                if kind == "DELETED":
+                    raise ProvisionFailed(f"ERROR: agent pod {ns}/{name} was deleted before the build ran")
+                version = str((pod.get("metadata") or {}).get("resourceVersion") or "")
+                wait = pod_wait(pod)
+                if wait.phase == "Running" and (pod.get("spec") or {}).get("nodeName"):
+                    return dict(pod)
+                if wait.phase in ("Succeeded", "Failed"):
+                    raise ProvisionFailed(
+                        f"ERROR: agent pod {ns}/{name} ended {wait.phase} before the build ran"
+                    )
+                if not announced:
+                    log("Still waiting to schedule task")
+                    log(f"\u2018{name}\u2019 is offline")
+                    announced = True
+                if wait.reason and wait.line() != last_line:
+                    last_line = wait.line()
+                    log(last_line)
+
+    @staticmethod
+    def _watch_pod(kube: KubeClient, ns: str, name: str, version: str) -> Iterator[dict[str, Any]]:
+        """The pod's events after ``version``, up to the first that leaves it Running (or gone)."""
+        path = f"/api/v1/namespaces/{ns}/pods?fieldSelector=metadata.name%3D{name}&resourceVersion={version}"
+        for event in kube.watch(path, WATCH_SECONDS):
+            yield event
+            pod = event.get("object") or {}
+            phase = str((pod.get("status") or {}).get("phase") or "")
+            running = phase == "Running" and (pod.get("spec") or {}).get("nodeName")
+            if event.get("type") in ("ERROR", "DELETED") or running or phase in ("Succeeded", "Failed"):
+                return
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Delete the agent pod (best effort: a pod already gone is fine)."""

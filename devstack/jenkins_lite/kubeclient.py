@@ -11,6 +11,7 @@ import ssl
 import tempfile
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,44 @@ class KubeClient:
                 message = raw[:300].decode(errors="replace")
             raise KubeError(status, message)
         return json.loads(raw) if raw else None
+
+    def watch(self, path: str, seconds: int) -> Iterator[dict[str, Any]]:
+        """The events of a watch on ``path`` (a list URL with its query), which the server ends after
+        ``seconds``; its connection is kept when the watch ran to that end, closed when the caller stops
+        early. Raises KubeError as :meth:`request` does."""
+        sep = "&" if "?" in path else "?"
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn, _ = self._connection()
+        finished = False
+        try:
+            conn.timeout = self.timeout + seconds  # no event for a while is normal: the server ends it
+            conn.request(
+                "GET", f"{self._base}{path}{sep}watch=true&timeoutSeconds={seconds}", headers=headers
+            )
+            resp = conn.getresponse()
+            if not 200 <= resp.status <= 299:
+                raw = resp.read()
+                try:
+                    message = str(json.loads(raw).get("message") or raw[:300])
+                except ValueError:
+                    message = raw[:300].decode(errors="replace")
+                raise KubeError(resp.status, message)
+            while line := resp.readline():
+                if line.strip():
+                    yield json.loads(line)
+            finished = True
+        except (OSError, http.client.HTTPException) as e:
+            raise KubeError(0, f"{self.cluster.server}: {e}") from None
+        finally:
+            if finished:
+                conn.timeout = self.timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(self.timeout)
+                self._release(conn, resp)
+            else:
+                conn.close()
 
     def ready(self) -> bool:
         """Whether the apiserver answers ``/readyz`` with 200. One that has just started serves requests
