@@ -29,7 +29,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 with workflow.unsafe.imports_passed_through():
     from crds import build_status
-    from crds.execution import JenkinsBuildRef, PipelineExecutionStatus
+    from crds.execution import JenkinsBuildRef, PipelineExecutionStatus, WorkflowRef
     from crds.messages import (
         EXECUTION_WORKFLOW,
         Activity,
@@ -98,6 +98,9 @@ STOP_GRACE_SECONDS = 10.0
 #: and writing the status itself, a namespace verified a moment ago not provisioned again). Runs started
 #: before it replay the earlier commands: :attr:`PipelineExecutionWorkflow._coarse` is False for them.
 COARSE_RUN = "coarse-run"
+#: The follow activity's first look writes the Building status (with what it sees of the build by then)
+#: instead of a write of its own right before: one status write and one local activity fewer per run.
+FOLLOW_WRITES_BUILDING = "follow-writes-building"
 #: The wait for a data plane that does not answer: first, then doubling up to the last.
 DATA_PLANE_RETRY_FIRST = 2.0
 DATA_PLANE_RETRY_MAX = 60.0
@@ -127,6 +130,12 @@ class PipelineExecutionWorkflow:
             # A run continues as new only while following the build.
             self._s.step = RunStep.FOLLOW
             workflow.logger.info("continuing (generation %d)", self._s.generation)
+        # The CR's link to this workflow goes with its first status write (the bridge that started it
+        # writes none): the first run's id, as the bridge knows it, through every continue-as-new.
+        info = workflow.info()
+        self._s.status.workflow = WorkflowRef.of(
+            inp.ui_base_url, info.namespace, info.workflow_id, info.first_execution_run_id
+        )
         try:
             ending = await self._phases()
         except (asyncio.CancelledError, ActivityError) as err:
@@ -448,6 +457,12 @@ class PipelineExecutionWorkflow:
             workflow.now(),
         )
         self._set_phase(ExecutionPhase.BUILDING, "Building")
+        if self._coarse and workflow.patched(FOLLOW_WRITES_BUILDING):
+            # The follow activity starts next and writes this status as its first look finds the build,
+            # moments later; the search attributes change now (the Temporal UI shows the run Building).
+            self._flush_attributes()
+            workflow.set_current_details(progress.markdown(s.status))
+            return
         await self._write()
 
     async def _follow(self) -> Ending | None:
