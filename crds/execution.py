@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
+from urllib.parse import quote
 
 from pydantic import Field
 
@@ -153,6 +154,27 @@ class WorkflowRef(KubeModel):
     """Temporal namespace."""
     ui_url: str | None = None
     """Link to the workflow in the Temporal UI."""
+
+    @classmethod
+    def of(cls, ui_base_url: str, namespace: str, workflow_id: str, run_id: str | None) -> WorkflowRef:
+        """The reference the workflow writes for itself and the bridge for the workflows it starts: both
+        build it here, so they never disagree (and never rewrite each other's)."""
+        url = workflow_ui_url(ui_base_url, namespace, workflow_id, run_id)
+        return cls(id=workflow_id, run_id=run_id, namespace=namespace, ui_url=url or None)
+
+
+def workflow_ui_url(ui_base_url: str, namespace: str, workflow_id: str, run_id: str | None = None) -> str:
+    """``<ui>/namespaces/<ns>/workflows/<id>/<runId>/history``; "" without a UI.
+
+    The id is percent-encoded (ours contain ``/``), as the UI's own links do.
+    """
+    if not ui_base_url:
+        return ""
+    base = ui_base_url.rstrip("/")
+    url = f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+    if run_id:
+        url += f"/{quote(run_id, safe='')}/history"
+    return url
 
 
 class JenkinsBuildRef(KubeModel):

@@ -6,12 +6,11 @@ of :mod:`crds.messages` travel as JSON and come back as models.
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
+from crds.execution import workflow_ui_url
 from worker.settings import WorkerSettings
 
 
@@ -57,20 +56,6 @@ def tls_config(settings: WorkerSettings) -> TLSConfig | bool:
         client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
         client_private_key=settings.temporal_tls_key.read_bytes() if settings.temporal_tls_key else None,
     )
-
-
-def workflow_ui_url(ui_base_url: str, namespace: str, workflow_id: str, run_id: str | None = None) -> str:
-    """``<ui>/namespaces/<ns>/workflows/<id>/<runId>/history``; "" without a UI.
-
-    The id is percent-encoded (ours contain ``/``), as the UI's own links do.
-    """
-    if not ui_base_url:
-        return ""
-    base = ui_base_url.rstrip("/")
-    url = f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
-    if run_id:
-        url += f"/{quote(run_id, safe='')}/history"
-    return url
 
 
 __all__ = ["connect", "tls_config", "workflow_ui_url"]

@@ -278,9 +278,11 @@ class Bridge:
                 await self.starter.write_status(tracked, pe)  # the link to the workflow this bridge started
             self._forget(tracked)
             return
-        if not tracked.started:
-            await self.starter.start(tracked, pe)
-        await self.starter.write_status(tracked, pe)
+        # A workflow this call started writes its own status.workflow (crds.execution.WorkflowRef.of) with
+        # its first status, moments from now: a write here would only make that one conflict. Any other
+        # (attached to, or written by a version that did not) is written here when it differs.
+        if tracked.started or not await self.starter.start(tracked, pe):
+            await self.starter.write_status(tracked, pe)
         if not tracked.closed:
             await self.controls.forward(tracked, pe)
 

@@ -35,7 +35,6 @@ from crds.reasons import ExecutionPhase
 from worker.bridge.metrics import ERRORS, STARTS, STATUS_WRITES
 from worker.bridge.tracked import RPC_TIMEOUT, Tracked
 from worker.settings import WorkerSettings
-from worker.temporal import workflow_ui_url
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,9 @@ class Starter:
         self.settings = settings
         self.stats = stats
 
-    async def start(self, tracked: Tracked, pe: PipelineExecution) -> None:
+    async def start(self, tracked: Tracked, pe: PipelineExecution) -> bool:
+        """Start the CR's workflow, or attach to the one it has; True when this call started it (the
+        workflow then writes ``status.workflow`` itself, with its first status)."""
         spec = pe.spec
         attributes = TypedSearchAttributes(
             [
@@ -128,13 +129,14 @@ class Starter:
             )
         except WorkflowAlreadyStartedError as err:
             await self._already_started(tracked, err)
-            return
+            return False
         except Exception:
             ERRORS.labels("start").inc()
             raise
         tracked.started = True
         tracked.run_id = handle.result_run_id or handle.run_id
         self._count("started", tracked)
+        return True
 
     async def _already_started(self, tracked: Tracked, err: WorkflowAlreadyStartedError) -> None:
         """A workflow has this id: attach to it while it runs; a closed one means the run happened."""
@@ -161,9 +163,8 @@ class Starter:
         logger.info("bridge: %s workflow %s (run %s)", result, tracked.workflow_id, tracked.run_id)
 
     def desired_workflow_ref(self, tracked: Tracked) -> WorkflowRef:
-        ns = self.settings.temporal_namespace
-        url = workflow_ui_url(self.settings.temporal_ui_url, ns, tracked.workflow_id, tracked.run_id)
-        return WorkflowRef(id=tracked.workflow_id, run_id=tracked.run_id, namespace=ns, ui_url=url or None)
+        ui, ns = self.settings.temporal_ui_url, self.settings.temporal_namespace
+        return WorkflowRef.of(ui, ns, tracked.workflow_id, tracked.run_id)
 
     async def write_status(self, tracked: Tracked, pe: PipelineExecution) -> None:
         desired = self.desired_workflow_ref(tracked)
