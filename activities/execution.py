@@ -39,11 +39,13 @@ from crds.sourcecode import SourceCodeCredential
 
 logger = logging.getLogger(__name__)
 
-#: Status fields the workflow owns; ``workflow`` belongs to the bridge.
+#: Status fields the workflow owns; ``workflow`` too once the workflow sets it (runs of versions before
+#: it left that link to the bridge, and a status without one must not clear the bridge's).
 WORKFLOW_OWNED = (
     "phase", "conditions", "started", "ended", "duration", "stages", "jenkins", "message",
     "pendingGate", "paused",
 )  # fmt: skip
+LINK = "workflow"
 CAS_ATTEMPTS = 8
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 MAX_CACHED_FILES = 512
@@ -241,10 +243,8 @@ class ExecutionActivities:
                 logger.info("PipelineExecution %s/%s is gone; status not written", ref.namespace, ref.name)
                 self._forget(ref)
                 return WriteStatusResult(written=False, exists=False)
-            live = _owned(pe.status or PipelineExecutionStatus())
-            patch: dict[str, Any] = {
-                k: desired.get(k) for k in WORKFLOW_OWNED if desired.get(k) != live.get(k)
-            }
+            live = _owned(pe.status or PipelineExecutionStatus(), link=LINK in desired)
+            patch: dict[str, Any] = {k: v for k, v in desired.items() if v != live.get(k)}
             if pe.metadata.generation is not None and (
                 pe.status is None or pe.status.observed_generation != pe.metadata.generation
             ):
@@ -314,9 +314,14 @@ class ExecutionActivities:
         raise KubeConflictError(f"status of Pipeline {inp.namespace}/{inp.pipeline}: still conflicting")
 
 
-def _owned(status: PipelineExecutionStatus) -> dict[str, Any]:
+def _owned(status: PipelineExecutionStatus, *, link: bool | None = None) -> dict[str, Any]:
+    """The fields a status write sets; with the link when the status has one (``link`` None) or when
+    asked (comparing the live CR with a status that has one)."""
     data = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {k: data.get(k) for k in WORKFLOW_OWNED}
+    owned = {k: data.get(k) for k in WORKFLOW_OWNED}
+    if (LINK in data) if link is None else link:
+        owned[LINK] = data.get(LINK)
+    return owned
 
 
 def _run_of(execution_name: str, pipeline: str) -> int:

@@ -11,7 +11,13 @@ from kubernetes import client as k8s
 from activities.errors import KubeInvalidError
 from activities.execution import ExecutionActivities
 from activities.kube import Kube
-from crds.execution import PipelineExecution, PipelineExecutionSpec, PipelineExecutionStatus, StageStatus
+from crds.execution import (
+    PipelineExecution,
+    PipelineExecutionSpec,
+    PipelineExecutionStatus,
+    StageStatus,
+    WorkflowRef,
+)
 from crds.messages import ExecutionRef, WriteStatusInput
 from crds.meta import ObjectMeta
 from crds.reasons import ExecutionPhase, StageState
@@ -139,3 +145,24 @@ def test_a_status_write_after_this_workers_own_reads_nothing_and_one_after_anoth
     reads = counting.reads
     assert not acts.write(WriteStatusInput(execution=ref, status=st)).written
     assert counting.reads == reads + 1
+
+
+def test_a_status_with_its_workflow_link_writes_it_and_one_without_leaves_the_bridges_alone(
+    kube: Kube, namespace: str
+) -> None:
+    pe = _created(kube, namespace)
+    acts = ExecutionActivities(kube)
+    ref = ExecutionRef(namespace=namespace, name="app-1", uid=pe.metadata.uid or "")
+    # A run of a version that did not link itself: the bridge's link stays.
+    kube.patch_status(PipelineExecution, namespace, "app-1", {"workflow": {"id": "by-the-bridge"}})
+    old = PipelineExecutionStatus(phase=ExecutionPhase.BUILDING, message="Building")
+    assert acts.write(WriteStatusInput(execution=ref, status=old)).written
+    live = kube.get(PipelineExecution, namespace, "app-1").status
+    assert live is not None and live.workflow is not None and live.workflow.id == "by-the-bridge"
+    # A run that links itself writes its link with its status.
+    link = WorkflowRef.of("http://ui:8233", "default", "pe-wf", "run-1")
+    new = old.model_copy(update={"workflow": link, "message": "Running"})
+    assert acts.write(WriteStatusInput(execution=ref, status=new)).written
+    live = kube.get(PipelineExecution, namespace, "app-1").status
+    assert live is not None and live.workflow == link
+    assert live.workflow.ui_url == "http://ui:8233/namespaces/default/workflows/pe-wf/run-1/history"

@@ -274,14 +274,16 @@ class Bridge:
                 )
             return
         if pe.is_finished:
-            if tracked.started:
-                await self.starter.write_status(tracked, pe)  # the link to the workflow this bridge started
+            if tracked.started and not tracked.links_itself:
+                await self.starter.write_status(tracked, pe)  # the link to a workflow it attached to
             self._forget(tracked)
             return
-        # A workflow this call started writes its own status.workflow (crds.execution.WorkflowRef.of) with
-        # its first status, moments from now: a write here would only make that one conflict. Any other
-        # (attached to, or written by a version that did not) is written here when it differs.
-        if tracked.started or not await self.starter.start(tracked, pe):
+        # A workflow this bridge started writes its own status.workflow (crds.execution.WorkflowRef.of)
+        # with each of its status writes, the first moments from now: a write here would only make that
+        # one conflict. One it attached to (maybe of a version that did not) is linked here when needed.
+        if not tracked.started:
+            tracked.links_itself = await self.starter.start(tracked, pe)
+        if not tracked.links_itself:
             await self.starter.write_status(tracked, pe)
         if not tracked.closed:
             await self.controls.forward(tracked, pe)

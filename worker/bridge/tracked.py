@@ -25,6 +25,7 @@ class Tracked:
     run_id: str | None = None
     started: bool = False  # start requested successfully (or found closed / terminal)
     closed: bool = False  # the workflow is known to be closed: no signals
+    links_itself: bool = False  # started by this bridge: the workflow writes its own status.workflow
     paused: bool | None = None  # last value forwarded (None: none yet in this process)
     cancelled: bool = False  # cancel forwarded
     deleted: bool = False
