@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from activities.errors import DevopsError
+from activities.errors import DevopsError, KubeConflictError
 from activities.kube import Kube
 from crds.execution import PipelineExecution, PipelineExecutionStatus
 from crds.reasons import EventReason, ExecutionPhase, StageState
@@ -150,30 +150,33 @@ class EventRecorder:
             )
             self._remember(name, known + count)
             return
-        self.kube.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"name": name, "namespace": pe.namespace},
-                "involvedObject": {
-                    "apiVersion": pe.api_version,
-                    "kind": pe.kind,
-                    "name": pe.name,
-                    "namespace": pe.namespace,
-                    "uid": pe.metadata.uid,
-                    "resourceVersion": pe.metadata.resource_version,
-                },
-                "reason": ev.reason.value,
-                "message": ev.message[:1024],
-                "type": ev.type,
-                "count": count,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "source": {"component": COMPONENT},
-                "reportingComponent": COMPONENT,
-                "reportingInstance": self.instance[:128],
-            }
-        )
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": pe.namespace},
+            "involvedObject": {
+                "apiVersion": pe.api_version,
+                "kind": pe.kind,
+                "name": pe.name,
+                "namespace": pe.namespace,
+                "uid": pe.metadata.uid,
+                "resourceVersion": pe.metadata.resource_version,
+            },
+            "reason": ev.reason.value,
+            "message": ev.message[:1024],
+            "type": ev.type,
+            "count": count,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.instance[:128],
+        }
+        try:
+            self.kube.create_object(event)
+        except KubeConflictError:
+            # Recorded already (a retried write whose first answer was lost, another worker): applied over.
+            self.kube.apply(event)
         self._remember(name, count)
 
     def _remember(self, name: str, count: int) -> None:

@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client as k8s
 
 from activities.errors import KubeInvalidError
+from activities.events import EventRecorder, RunEvent
 from activities.execution import ExecutionActivities
 from activities.kube import Kube
 from crds.execution import (
@@ -20,7 +21,7 @@ from crds.execution import (
 )
 from crds.messages import ExecutionRef, WriteStatusInput
 from crds.meta import ObjectMeta
-from crds.reasons import ExecutionPhase, StageState
+from crds.reasons import EventReason, ExecutionPhase, StageState
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +167,14 @@ def test_a_status_with_its_workflow_link_writes_it_and_one_without_leaves_the_br
     live = kube.get(PipelineExecution, namespace, "app-1").status
     assert live is not None and live.workflow == link
     assert live.workflow.ui_url == "http://ui:8233/namespaces/default/workflows/pe-wf/run-1/history"
+
+
+def test_an_event_recorded_again_by_a_worker_that_did_not_remember_it_is_applied_over(
+    kube: Kube, namespace: str
+) -> None:
+    pe = _created(kube, namespace)
+    started = RunEvent(EventReason.STARTED, "Run started: Building")
+    EventRecorder(kube).record(pe, [started])  # created
+    EventRecorder(kube).record(pe, [started])  # a restarted worker: the create is refused, the apply lands
+    event = _events(kube, namespace)["Started"]
+    assert event["count"] == 1 and event["message"] == "Run started: Building"
