@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,11 @@ class Build:
         self.dir = Path()
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        # Shallow, field by field: dataclasses.asdict deep-copies every value first, which was most of
+        # the cost of saving a build (it is saved on every change of its state). The result is only
+        # serialized, never kept.
+        d = {f.name: getattr(self, f.name) for f in _BUILD_FIELDS}
+        d["nodes"] = [vars(n) for n in self.nodes]
         return d
 
     @classmethod
@@ -146,6 +150,9 @@ class Build:
     @property
     def paused(self) -> bool:
         return self.building and self.pending_input is not None
+
+
+_BUILD_FIELDS = fields(Build)
 
 
 @dataclass

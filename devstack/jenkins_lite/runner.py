@@ -30,7 +30,9 @@ INTERRUPTED = "org.jenkinsci.plugins.workflow.steps.FlowInterruptedException"
 
 
 @functools.lru_cache(maxsize=256)  # the scheduler asks every 50 ms for each item waiting for an executor
+@functools.lru_cache(maxsize=512)
 def has_pod_template(script: str) -> bool:
+    # Cached: the scheduler asks for every queued item on every pass, and a job's script rarely changes.
     try:
         return find_call(script, "podTemplate") is not None
     except GroovyError:
