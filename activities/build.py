@@ -59,6 +59,7 @@ from crds.messages import (
     CleanupInput,
     ConsoleTail,
     ConsoleTailInput,
+    ControlsQueryResult,
     ExecutionContext,
     FollowInput,
     FollowResult,
@@ -68,7 +69,6 @@ from crds.messages import (
     JenkinsPrepareInput,
     JenkinsTarget,
     Query,
-    StatusQueryResult,
     StepKey,
     StepSnapshot,
     StopInput,
@@ -601,7 +601,7 @@ class BuildActivities:
             return True
         try:
             q = await self.temporal.get_workflow_handle(workflow_id).query(
-                Query.STATUS, result_type=StatusQueryResult
+                Query.CONTROLS, result_type=ControlsQueryResult
             )
         except (RPCError, WorkflowQueryFailedError) as err:
             logger.info("run %s: asking before a gate failed (%s); the workflow decides", workflow_id, err)

@@ -87,6 +87,9 @@ class Update(StrEnum):
 
 class Query(StrEnum):
     STATUS = "status"
+    #: Just whether the run is paused or cancelled: what the follow activity asks before each gate it
+    #: proceeds (the status query would carry the whole status there and back every time).
+    CONTROLS = "controls"
     QUOTA = "quota"
 
 
@@ -195,6 +198,11 @@ class StatusQueryResult(Msg):
     pending_gate: int | None = None
     waiting_for_approval: bool = False
     status: PipelineExecutionStatus
+
+
+class ControlsQueryResult(Msg):
+    paused: bool
+    cancel_requested: bool
 
 
 # --- activities ---------------------------------------------------------------------------------

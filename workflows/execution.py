@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ConsoleTail,
         ConsoleTailInput,
         ControlInput,
+        ControlsQueryResult,
         ExecutionContext,
         ExecutionState,
         ExecutionWorkflowInput,
@@ -939,6 +940,10 @@ class PipelineExecutionWorkflow:
     def queue_position(self, inp: QueuePosition) -> None:
         self._s.ahead = inp.ahead
         self._woken = True
+
+    @workflow.query(name=Query.CONTROLS)
+    def controls(self) -> ControlsQueryResult:
+        return ControlsQueryResult(paused=self._s.paused, cancel_requested=self._s.cancel is not None)
 
     @workflow.query(name=Query.STATUS)
     def status(self) -> StatusQueryResult:

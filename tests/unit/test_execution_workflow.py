@@ -207,6 +207,9 @@ async def test_a_pause_while_waiting_for_approval_still_holds_the_stage_once_app
         await eventually(lambda: _phase_is(handle, ExecutionPhase.PAUSED), "the run shows Paused")
         assert gates(world) == [(1, True)]
         assert (await query(handle)).pending_gate == 2
+        # What the follow activity asks before it proceeds a gate itself.
+        controls = await handle.query(PipelineExecutionWorkflow.controls)
+        assert controls.paused and not controls.cancel_requested
         await handle.signal(Signal.RESUME, ControlInput())
         status = await handle.result()
     assert status.phase == ExecutionPhase.SUCCESS and not status.paused
