@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Final
 
+import certifi
 import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error, ServerError
@@ -126,6 +128,23 @@ class StoredObject:
     last_modified: datetime
 
 
+#: Keep-alive connections per object store: about the worker's threads that store logs at once.
+POOL_SIZE = 64
+
+
+def http_client() -> urllib3.PoolManager:
+    """minio's own default client (its timeouts, retries of 5xx answers, CA file), with a pool as large as
+    the worker's threads: minio's 10 discarded the connections of the rest after each request."""
+    timeout = 300.0
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        maxsize=POOL_SIZE,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
+
+
 class LogStore:
     """Puts and reads whole step logs; faults are StoreTransientError or StorePermanentError."""
 
@@ -137,6 +156,7 @@ class LogStore:
             secret_key=cfg.secret_key,
             secure=cfg.secure,
             region=cfg.region or None,
+            http_client=http_client(),
         )
         self._bucket_ready = False
 

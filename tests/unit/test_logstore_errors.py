@@ -7,7 +7,7 @@ import urllib3
 from minio.error import S3Error, ServerError
 
 from activities.errors import StorePermanentError, StoreTransientError
-from activities.logstore import LogStore, StoreConfig, classify_store_error
+from activities.logstore import POOL_SIZE, LogStore, StoreConfig, classify_store_error
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +71,10 @@ def test_a_bucket_name_the_s3_rules_forbid_is_permanent_before_any_request() -> 
     store = LogStore(StoreConfig("127.0.0.1:9", "a", "b", bucket="Pipeline_Logs"))
     with pytest.raises(StorePermanentError, match="Pipeline_Logs"):
         store.put("ns/app/1/0-0.log", b"x")
+
+
+def test_the_object_store_client_keeps_as_many_connections_as_the_worker_has_storing_threads() -> None:
+    pool = LogStore(StoreConfig("s3:9000", "a", "b")).client._http
+    assert pool.connection_pool_kw["maxsize"] == POOL_SIZE >= 64
+    retries = pool.connection_pool_kw["retries"]
+    assert retries.total == 5 and 503 in retries.status_forcelist, "minio's own retries of 5xx answers"
