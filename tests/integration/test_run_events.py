@@ -43,6 +43,16 @@ def _created(kube: Kube, namespace: str) -> PipelineExecution:
     )
 
 
+def _writer(kube: Kube, namespace: str) -> tuple[PipelineExecution, ExecutionActivities, ExecutionRef]:
+    """A new run's CR, the activities that write its status, and its reference."""
+    pe = _created(kube, namespace)
+    return (
+        pe,
+        ExecutionActivities(kube),
+        ExecutionRef(namespace=namespace, name="app-1", uid=pe.metadata.uid or ""),
+    )
+
+
 def _events(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
     items = kube.list_objects("v1", "Event", namespace, field_selector="involvedObject.name=app-1")
     return {e["reason"]: e for e in items}
@@ -51,9 +61,7 @@ def _events(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
 def test_status_writes_record_events_once_per_transition_and_repeats_raise_the_count(
     kube: Kube, namespace: str
 ) -> None:
-    pe = _created(kube, namespace)
-    acts = ExecutionActivities(kube)
-    ref = ExecutionRef(namespace=namespace, name="app-1", uid=pe.metadata.uid or "")
+    pe, acts, ref = _writer(kube, namespace)
 
     def write(status: PipelineExecutionStatus) -> None:
         acts.write_status(WriteStatusInput(execution=ref, status=status))
@@ -151,9 +159,7 @@ def test_a_status_write_after_this_workers_own_reads_nothing_and_one_after_anoth
 def test_a_status_with_its_workflow_link_writes_it_and_one_without_leaves_the_bridges_alone(
     kube: Kube, namespace: str
 ) -> None:
-    pe = _created(kube, namespace)
-    acts = ExecutionActivities(kube)
-    ref = ExecutionRef(namespace=namespace, name="app-1", uid=pe.metadata.uid or "")
+    _, acts, ref = _writer(kube, namespace)
     # A run of a version that did not link itself: the bridge's link stays.
     kube.patch_status(PipelineExecution, namespace, "app-1", {"workflow": {"id": "by-the-bridge"}})
     old = PipelineExecutionStatus(phase=ExecutionPhase.BUILDING, message="Building")
