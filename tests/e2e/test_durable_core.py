@@ -24,6 +24,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from activities.jenkins.jenkinsfile import cache_host_path
 from activities.kube import Kube
 from crds.execution import PipelineExecution
+from crds.messages import Signal, quota_workflow_id
 from crds.reasons import ExecutionPhase, Reason, StageState
 from crds.setting import CacheSettings
 from worker.runs import create_run
@@ -211,7 +212,7 @@ stages:
 
 
 class TestExecutorQuota:
-    def test_ten_runs_with_quota_two_never_exceed_two_at_once_and_all_finish_in_run_order(
+    async def test_ten_runs_with_quota_two_never_exceed_two_at_once_and_leave_the_queue_in_run_order(
         self,
         worker_process: Any,
         kube: Kube,
@@ -219,6 +220,7 @@ class TestExecutorQuota:
         project: Callable[..., str],
         pipeline_factory: Callable[..., Any],
         git_repo: Callable[..., tuple[str, str]],
+        temporal_client: Client,
     ) -> None:
         ns = project(executor_quota=2)
         url, sha = git_repo(SLEEPY)
@@ -241,25 +243,30 @@ class TestExecutorQuota:
                     admitted.append(r.spec.run)
             if len(runs) == 10 and all(r.status and r.status.phase in TERMINAL for r in runs):
                 break
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
         runs = kube.list_resources(PipelineExecution, ns)
         assert sorted(r.name for r in runs) == sorted(names)
         assert all(r.status and r.status.phase == ExecutionPhase.SUCCESS for r in runs), [
             (r.name, r.status.phase if r.status else None) for r in runs
         ]
         assert 1 <= most <= 2
-        # The first two were admitted as they arrived; every run that had to wait left the queue in
-        # the order of its run number.
-        provisioned = sorted(
-            runs,
-            key=lambda r: next(
-                c.last_transition_time
-                for c in (r.status.conditions if r.status else [])
-                if c.type == "Provisioned"
-            ),
-        )
-        waited = [r.spec.run for r in provisioned][2:]
-        assert waited == sorted(waited)
+        # The order of leaving the queue is the order of the quota workflow's grants: it signals one
+        # execution at a time. (Not the runs' Provisioned times: two runs granted together provision
+        # concurrently, and either may finish first.)
+        run_of = {r.status.workflow.id: r.spec.run for r in runs if r.status and r.status.workflow}
+        history = await temporal_client.get_workflow_handle(quota_workflow_id(ns)).fetch_history()
+        granted: list[int] = []
+        for event in history.events:
+            if not event.HasField("signal_external_workflow_execution_initiated_event_attributes"):
+                continue
+            sent = event.signal_external_workflow_execution_initiated_event_attributes
+            run = run_of.get(sent.workflow_execution.workflow_id)
+            if sent.signal_name == Signal.SLOT_GRANTED and run is not None and run not in granted:
+                granted.append(run)
+        # The first two were granted as their acquires arrived; every run that had to wait was granted
+        # in the order of its run number.
+        assert sorted(granted) == list(range(1, 11))
+        assert granted[2:] == sorted(granted[2:]), granted
         assert sorted(admitted) == list(range(1, 11))
 
     async def test_a_terminated_run_that_held_a_slot_gives_it_back_and_the_queue_moves_on(
