@@ -45,6 +45,7 @@ from activities.jenkins.jenkinsfile import (
     image_registry,
     render_jenkinsfile,
 )
+from activities.jenkins.jobs import JobChange
 from activities.jenkins.logs import last_line
 from activities.jenkins.stepreport import read_report_file
 from activities.kube import Kube
@@ -380,11 +381,11 @@ class BuildActivities:
     @heartbeating
     def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
         try:
-            return self._prepare(inp.context)
+            return self._prepare(inp.context, inp.trigger_execution_id)
         except DevopsError as err:
             raise to_application_error(err) from err
 
-    def _prepare(self, ctx: ExecutionContext) -> JenkinsJob:
+    def _prepare(self, ctx: ExecutionContext, trigger_execution_id: str | None) -> JenkinsJob:
         eng = self.engine(ctx)
         ns = ctx.execution.namespace
         job = job_name(ns, ctx.pipeline, ctx.run)
@@ -482,23 +483,37 @@ class BuildActivities:
             )
         except JenkinsfileError as err:
             raise ConfigError(str(err), reason=Reason.CONFIG_INVALID) from err
-        changed = eng.ensure_job(job, script, description=f"{ns}/{ctx.execution.name}")
-        logger.info("job %s %s", job, "written" if changed else "unchanged")
-        return JenkinsJob(job=job, credential_ids=cred_ids)
+        change = eng.ensure_job(job, script, description=f"{ns}/{ctx.execution.name}")
+        logger.info("job %s %s", job, change.value)
+        prepared = JenkinsJob(job=job, credential_ids=cred_ids)
+        if trigger_execution_id is None:
+            return prepared
+        try:
+            prepared.build = self._start(eng, job, trigger_execution_id, fresh=change is JobChange.CREATED)
+        except DevopsError as err:
+            # The job and its credentials exist: the workflow must know them to clean them up, so
+            # this returns them and the trigger activity, with its own retries, starts the build (it
+            # finds one this call started but could not see started).
+            logger.info("job %s: the build is left to the trigger activity: %s", job, err)
+        return prepared
 
     @activity.defn(name=Activity.JENKINS_TRIGGER)
     @heartbeating
     def trigger(self, inp: TriggerInput) -> BuildRef:
         try:
-            eng = self.engine(inp.target.context)
-            ref = eng.trigger(inp.target.job, inp.execution_id)
-            wait = seconds_left(TRIGGER_WAIT_SECONDS)
-            ref = eng.wait_for_start(inp.target.job, ref, inp.execution_id, wait)
-            if ref.number is None:
-                raise JenkinsTransientError(f"{inp.target.job}: build still queued after {wait:.0f}s")
-            return BuildRef(job=inp.target.job, queue_id=ref.queue_id, number=ref.number)
+            return self._start(self.engine(inp.target.context), inp.target.job, inp.execution_id)
         except DevopsError as err:
             raise to_application_error(err) from err
+
+    @staticmethod
+    def _start(eng: JenkinsEngine, job: str, execution_id: str, *, fresh: bool = False) -> BuildRef:
+        """Trigger the build (idempotent) and wait until it has a number."""
+        ref = eng.trigger(job, execution_id, fresh=fresh)
+        wait = seconds_left(TRIGGER_WAIT_SECONDS)
+        ref = eng.wait_for_start(job, ref, execution_id, wait)
+        if ref.number is None:
+            raise JenkinsTransientError(f"{job}: build still queued after {wait:.0f}s")
+        return BuildRef(job=job, queue_id=ref.queue_id, number=ref.number)
 
     # -- follow --------------------------------------------------------------------------------
 

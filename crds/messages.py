@@ -293,11 +293,17 @@ class UpdatePipelineInput(Msg):
 
 class JenkinsPrepareInput(Msg):
     context: ExecutionContext
+    #: Also trigger the build, with this execution id, once the job is written (one activity where
+    #: there were two). None: the job only, the trigger activity starts the build.
+    trigger_execution_id: str | None = None
 
 
 class JenkinsJob(Msg):
     job: str
     credential_ids: list[str] = Field(default_factory=list)
+    #: The started build, when the prepare was asked to trigger it and could (else the trigger
+    #: activity is still to run: it finds a build this trigger started but could not report).
+    build: BuildRef | None = None
 
 
 class JenkinsTarget(Msg):
@@ -755,3 +761,4 @@ class ScmPollResult(Msg):
 
 ExecutionWorkflowInput.model_rebuild()
 ExecutionState.model_rebuild()
+JenkinsJob.model_rebuild()

@@ -102,6 +102,9 @@ COARSE_RUN = "coarse-run"
 #: The follow activity's first look writes the Building status (with what it sees of the build by then)
 #: instead of a write of its own right before: one status write and one local activity fewer per run.
 FOLLOW_WRITES_BUILDING = "follow-writes-building"
+#: The prepare activity triggers the build too, once it has written the job: one local activity
+#: fewer per run, and no look for an earlier build of a job it has just created.
+PREPARE_TRIGGERS = "prepare-triggers"
 #: The wait for a data plane that does not answer: first, then doubling up to the last.
 DATA_PLANE_RETRY_FIRST = 2.0
 DATA_PLANE_RETRY_MAX = 60.0
@@ -432,22 +435,27 @@ class PipelineExecutionWorkflow:
     async def _start_build(self) -> None:
         """The Jenkins job (credentials, Jenkinsfile) and its build."""
         s, ctx = self._s, self._ctx()
+        execution_id = progress.execution_id(ctx)
+        in_one = self._coarse and workflow.patched(PREPARE_TRIGGERS)
         s.job = await self._in_data_plane(
             Activity.JENKINS_PREPARE,
-            JenkinsPrepareInput(context=ctx),
+            JenkinsPrepareInput(context=ctx, trigger_execution_id=execution_id if in_one else None),
             JenkinsJob,
-            summary="Jenkins credentials and job",
+            summary="Jenkins credentials, job and build" if in_one else "Jenkins credentials and job",
         )
-        if (
-            s.job is None or s.cancel is not None
-        ):  # no build for a run cancelled meanwhile (the job is cleaned up)
+        if s.job is None:
             return
-        build: BuildRef = await self._act(
-            Activity.JENKINS_TRIGGER,
-            TriggerInput(target=self._target(), execution_id=progress.execution_id(ctx)),
-            BuildRef,
-            summary=f"trigger {s.job.job}",
-        )
+        build: BuildRef | None = s.job.build
+        s.job.build = None  # the state keeps the build once, in s.build
+        if build is None:
+            if s.cancel is not None:  # no build for a run cancelled meanwhile (the job is cleaned up)
+                return
+            build = await self._act(
+                Activity.JENKINS_TRIGGER,
+                TriggerInput(target=self._target(), execution_id=execution_id),
+                BuildRef,
+                summary=f"trigger {s.job.job}",
+            )
         s.build = build
         s.status.jenkins = JenkinsBuildRef(job=build.job, build=build.number)
         s.status.set_condition(

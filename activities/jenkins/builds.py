@@ -69,15 +69,20 @@ class BuildsMixin(JenkinsTransport):
         number = self.find_build(job, execution_id)
         return BuildRef(number=number) if number is not None else None
 
-    def trigger(self, job: str, execution_id: str) -> BuildRef:
+    def trigger(self, job: str, execution_id: str, *, fresh: bool = False) -> BuildRef:
         """Start the execution's build unless Jenkins already has it queued or built (idempotent).
 
         ``buildWithParameters`` with ``delay=0sec`` (python-jenkins' ``build_job`` cannot pass the delay, and
         Jenkins' default quiet period is 5 s). If the answer is lost, the next attempt finds the item.
+        ``fresh``: the caller created the job just now, so its first attempt has nothing to find (the
+        queue and the job are read only from a second attempt on).
         """
+        attempts = 0
 
         def op() -> BuildRef:
-            found = self.find(job, execution_id)
+            nonlocal attempts
+            attempts += 1
+            found = None if fresh and attempts == 1 else self.find(job, execution_id)
             if found is not None:
                 return found
             response = self._post(

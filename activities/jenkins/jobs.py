@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import re
@@ -34,6 +35,18 @@ def job_name(namespace: str, pipeline: str, run: int | str) -> str:
     return f"{prefix}-{digest}"
 
 
+class JobChange(enum.Enum):
+    """What :meth:`JobsMixin.ensure_job` did; truthy when it wrote."""
+
+    #: Created by this call: no build of it can exist yet (only the run that creates a job triggers it).
+    CREATED = "created"
+    RECONFIGURED = "reconfigured"
+    UNCHANGED = "unchanged"
+
+    def __bool__(self) -> bool:
+        return self is not JobChange.UNCHANGED
+
+
 class JobsMixin(JenkinsTransport):
     """Jobs (``createItem``, ``job/<n>/config.xml``, ``job/<n>/doDelete``)."""
 
@@ -46,15 +59,15 @@ class JobsMixin(JenkinsTransport):
                 return None
             raise
 
-    def ensure_job(self, name: str, script: str, description: str = "") -> bool:
+    def ensure_job(self, name: str, script: str, description: str = "") -> JobChange:
         """Create the Pipeline job or reconfigure it when its script (normalized) or parameter differ.
 
-        Returns True when something changed. Safe to repeat: a create whose answer was lost is found by
-        the next look.
+        Safe to repeat: a create whose answer was lost is found by the next look (and then counts as
+        reconfigured or unchanged, never as created: a build of it may exist by then).
         """
         wanted = pipeline_job_config(script, description)
 
-        def op() -> bool:
+        def op() -> JobChange:
             current = self.get_job_config(name)
             if current is None:
                 try:
@@ -66,7 +79,7 @@ class JobsMixin(JenkinsTransport):
                         headers={"Content-Type": "text/xml; charset=utf-8"},
                         config_write=True,
                     )
-                    return True
+                    return JobChange.CREATED
                 except JenkinsPermanentError as err:
                     # 400 "already exists": an earlier create went through; compare below.
                     if err.reason != Reason.JENKINS_INVALID_CONFIG:
@@ -75,7 +88,7 @@ class JobsMixin(JenkinsTransport):
                     if current is None:
                         raise
             if config_matches(current, script):
-                return False
+                return JobChange.UNCHANGED
             self._post(
                 self._job(name) + "config.xml",
                 f"reconfigure job {name}",
@@ -83,7 +96,7 @@ class JobsMixin(JenkinsTransport):
                 headers={"Content-Type": "text/xml; charset=utf-8"},
                 config_write=True,
             )
-            return True
+            return JobChange.RECONFIGURED
 
         return self._retrying(f"ensure job {name}", op)
 
@@ -91,13 +104,10 @@ class JobsMixin(JenkinsTransport):
         return self._get_json_or_none(self._job(name) + "api/json", f"job {name}") is not None
 
     def delete_job(self, name: str) -> bool:
-        """Delete the job; False when it did not exist."""
+        """Delete the job; False when it did not exist (Jenkins answers 404), or a retry found it gone."""
 
         def op() -> bool:
-            if not self.job_exists(name):
-                return False
-            self._post(self._job(name) + "doDelete", f"delete job {name}", ok_404=True)
-            return True
+            return self._post(self._job(name) + "doDelete", f"delete job {name}", ok_404=True) is not None
 
         return self._retrying(f"delete job {name}", op)
 
@@ -147,4 +157,4 @@ class JobsMixin(JenkinsTransport):
         return deleted
 
 
-__all__ = ["MAX_JOB_NAME", "JobsMixin", "job_name"]
+__all__ = ["MAX_JOB_NAME", "JobChange", "JobsMixin", "job_name"]

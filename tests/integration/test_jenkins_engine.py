@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -23,6 +24,7 @@ from activities.errors import JenkinsPermanentError
 from activities.jenkins.client import BuildRef, BuildStatus, JenkinsEngine, job_name
 from activities.jenkins.jenkinsfile import JenkinsfileInput, build_plan, render_jenkinsfile, skipped_stages
 from activities.jenkins.jobconfig import EXECUTION_ID_PARAM, parse_job_config
+from activities.jenkins.jobs import JobChange
 from activities.jenkins.status import StepState
 from crds.pipeline_file import PipelineConfig
 from devstack.jenkins_lite import LiteServer, serve
@@ -166,10 +168,10 @@ def test_ensure_job_create_noop_reconfigure(engine: JenkinsEngine) -> None:
     job, _ = _unique()
     first = _simple_script(("Clone", "echo one"))
     second = _simple_script(("Clone", "echo two"))
-    assert engine.ensure_job(job, first) is True
-    assert engine.ensure_job(job, first) is False
-    assert engine.ensure_job(job, first.replace("\n", "\r\n") + "  \n") is False  # normalized compare
-    assert engine.ensure_job(job, second) is True
+    assert engine.ensure_job(job, first) is JobChange.CREATED
+    assert engine.ensure_job(job, first) is JobChange.UNCHANGED
+    assert engine.ensure_job(job, first.replace("\n", "\r\n") + "  \n") is JobChange.UNCHANGED
+    assert engine.ensure_job(job, second) is JobChange.RECONFIGURED
     config = engine.get_job_config(job)
     assert config is not None
     script, params = parse_job_config(config)
@@ -239,6 +241,26 @@ def test_trigger_twice_starts_one_build(engine: JenkinsEngine, lite: LiteServer)
     assert _builds(lite, job) == [first.number]
 
 
+def test_a_trigger_of_a_job_created_just_now_posts_the_build_without_reading_the_queue_or_the_job(
+    engine: JenkinsEngine, lite: LiteServer
+) -> None:
+    job, execution = _unique()
+    assert engine.ensure_job(job, _simple_script(("Clone", "true"))) is JobChange.CREATED
+    seen: list[tuple[str, str]] = []
+    hooks = engine._j._session.hooks["response"]
+    hooks.append(lambda r, *_, **__: seen.append((r.request.method or "", urlsplit(r.url).path)))
+    try:
+        ref = engine.trigger(job, execution, fresh=True)
+    finally:
+        hooks.pop()
+    assert seen == [
+        ("POST", f"/job/{job}/buildWithParameters"),
+        ("GET", f"/queue/item/{ref.queue_id}/api/json"),
+    ]
+    started = engine.wait_for_start(job, ref, execution, 30)
+    assert started.number == 1 and _builds(lite, job) == [1]
+
+
 def test_trigger_whose_answer_was_lost(engine: JenkinsEngine, lite: LiteServer) -> None:
     """The first trigger reached Jenkins but its answer never came back: the retry finds that build."""
     job, execution = _unique()
@@ -272,8 +294,10 @@ def test_trigger_with_lost_answers_and_errors(make_lite: Callable[..., LiteServe
     server.set_faults(fail_rate=0.15, drop_after_rate=0.15)
     refs = []
     for job, execution in jobs:
-        for _ in range(2):  # an activity retry calling trigger again
-            refs.append((job, execution, engine.trigger(job, execution)))
+        # The prepare's trigger of the job it created (nothing to look for first), then an activity
+        # retry calling the trigger again: each finds the build an answer lost on the way had started.
+        for fresh in (True, False):
+            refs.append((job, execution, engine.trigger(job, execution, fresh=fresh)))
     server.set_faults(fail_rate=0, drop_after_rate=0)
     for job, execution, ref in refs:
         started = engine.wait_for_start(job, ref, execution, 30)

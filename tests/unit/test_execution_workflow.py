@@ -28,6 +28,7 @@ from crds.messages import (
     StatusQueryResult,
 )
 from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Reason, StageState
+from workflows import progress
 from workflows.execution import PipelineExecutionWorkflow
 from workflows.options import HEARTBEAT, LOCAL
 
@@ -66,6 +67,37 @@ async def test_a_build_that_succeeds_ends_the_run_success_after_storing_every_lo
     # finds it at a gate the activity proceeds, or ended).
     writes = [c.status.phase for c in world.called(Activity.WRITE_STATUS)]
     assert writes == [ExecutionPhase.PROVISIONING, ExecutionPhase.SUCCESS]
+
+
+async def test_the_prepare_starts_the_build_itself_and_no_trigger_activity_runs(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    world = World()
+    async with running(dev_env, world) as queue:
+        status = await (await start(dev_env, queue)).result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    (prepared,) = world.called(Activity.JENKINS_PREPARE)
+    assert prepared.trigger_execution_id == progress.execution_id(prepared.context)
+    assert not world.called(Activity.JENKINS_TRIGGER) and world.started == ["app-1"]
+    assert status.jenkins is not None and (status.jenkins.job, status.jenkins.build) == ("app-1", 1)
+    (cleanup,) = world.called(Activity.CLEANUP)
+    assert cleanup.target.job == "app-1" and cleanup.credential_ids == ["git"]
+
+
+async def test_a_prepare_that_could_not_start_the_build_leaves_it_to_the_trigger_and_the_job_is_cleaned_up(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    world = World(prepare_triggers=False)
+    async with running(dev_env, world) as queue:
+        status = await (await start(dev_env, queue)).result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    (prepared,) = world.called(Activity.JENKINS_PREPARE)
+    (trigger,) = world.called(Activity.JENKINS_TRIGGER)
+    assert trigger.target.job == "app-1"
+    assert trigger.execution_id == prepared.trigger_execution_id == progress.execution_id(prepared.context)
+    assert world.started == ["app-1"]
+    (cleanup,) = world.called(Activity.CLEANUP)
+    assert cleanup.target.job == "app-1" and cleanup.credential_ids == ["git"]
 
 
 async def test_the_building_status_is_written_by_the_follow_activity_as_it_first_sees_the_build(
@@ -241,6 +273,7 @@ async def test_a_pause_holds_the_next_stage_until_resumed(dev_env: WorkflowEnvir
         # Local activities: a signal reaches the workflow when its workflow task ends, which is after
         # the trigger's (the chain load .. trigger is one task): the build started is stopped.
         (Activity.JENKINS_PREPARE, True),
+        # The trigger activity runs when the prepare could not start the build itself.
         (Activity.JENKINS_TRIGGER, True),
         (Activity.JENKINS_FOLLOW_THROUGH, True),
     ],
@@ -248,7 +281,7 @@ async def test_a_pause_holds_the_next_stage_until_resumed(dev_env: WorkflowEnvir
 async def test_a_cancel_in_any_phase_ends_the_run_aborted_stopping_a_started_build_and_cleaning_up(
     dev_env: WorkflowEnvironment, phase_activity: Activity, build_started: bool
 ) -> None:
-    world = World(block={phase_activity})
+    world = World(block={phase_activity}, prepare_triggers=phase_activity != Activity.JENKINS_TRIGGER)
     async with running(dev_env, world) as queue:
         handle = await start(dev_env, queue)
         await eventually(lambda: phase_activity in world.reached, f"{phase_activity} runs")
@@ -450,7 +483,7 @@ async def test_a_run_that_continues_as_new_carries_its_whole_state_and_does_noth
     logs = [(c.stage, c.step) for c in world.called(Activity.STORE_STEP_LOG)]
     assert logs == [(0, 0), (1, 0), (2, 0)]
     assert gates(world) == [(1, True), (2, True)]
-    assert len(world.called(Activity.JENKINS_TRIGGER)) == 1
+    assert world.started == ["app-1"]
     assert len({w.started for w in world.written()}) == 1
 
 

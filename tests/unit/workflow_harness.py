@@ -157,6 +157,11 @@ class World:
     stopped: set[str] = field(default_factory=set)
     #: What the namespace check answers: this worker bootstrapped the namespace a moment ago.
     verified: bool = False
+    #: Whether the prepare starts the build when asked (it cannot when triggering fails: then the
+    #: trigger activity is left to do it).
+    prepare_triggers: bool = True
+    #: The executions whose build was started, in order, by the prepare or by the trigger activity.
+    started: list[str] = field(default_factory=list)
 
     def written(self, name: str = "app-1") -> list[PipelineExecutionStatus]:
         """The statuses written into the CR of execution ``name``, in order."""
@@ -222,11 +227,16 @@ class World:
     @activity.defn(name=Activity.JENKINS_PREPARE)
     async def prepare(self, inp: JenkinsPrepareInput) -> JenkinsJob:
         await self._record(Activity.JENKINS_PREPARE, inp)
-        return JenkinsJob(job=f"{inp.context.pipeline}-{inp.context.run}", credential_ids=["git"])
+        job = JenkinsJob(job=f"{inp.context.pipeline}-{inp.context.run}", credential_ids=["git"])
+        if inp.trigger_execution_id and self.prepare_triggers and Activity.JENKINS_TRIGGER not in self.fail:
+            self.started.append(inp.context.execution.name)
+            job.build = BuildRef(job=job.job, queue_id=7, number=1)
+        return job
 
     @activity.defn(name=Activity.JENKINS_TRIGGER)
     async def trigger(self, inp: TriggerInput) -> BuildRef:
         await self._record(Activity.JENKINS_TRIGGER, inp)
+        self.started.append(inp.target.context.execution.name)
         return BuildRef(job=inp.target.job, queue_id=7, number=1)
 
     @activity.defn(name=Activity.JENKINS_FOLLOW)
