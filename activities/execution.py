@@ -276,11 +276,12 @@ class ExecutionActivities:
     @heartbeating
     def update_pipeline(self, inp: UpdatePipelineInput) -> None:
         try:
-            self._update_pipeline(inp)
+            self.set_pipeline_status(inp)
         except DevopsError as err:
             raise to_application_error(err) from err
 
-    def _update_pipeline(self, inp: UpdatePipelineInput) -> None:
+    def set_pipeline_status(self, inp: UpdatePipelineInput) -> None:
+        """The Pipeline's last run (unless a newer run has reported); raises DevopsError."""
         for _ in range(CAS_ATTEMPTS):
             pipeline = self.kube.find(Pipeline, inp.namespace, inp.pipeline)
             if pipeline is None:

@@ -86,11 +86,12 @@ class RunFinishedActivities:
     @activity.defn(name=Activity.RUN_FINISHED)
     async def run_finished(self, inp: RunFinishedInput) -> RunFinishedResult:
         try:
-            return await self._run(inp)
+            return await self.run(inp)
         except DevopsError as err:
             raise to_application_error(err) from err
 
-    async def _run(self, inp: RunFinishedInput) -> RunFinishedResult:
+    async def run(self, inp: RunFinishedInput) -> RunFinishedResult:
+        """The notifications and the history limit of one finished run; raises DevopsError."""
         ctx = inp.context
         ref = ctx.execution
         notifying = ctx.config.notification is not None and bool(ctx.config.notification.recipients)

@@ -54,6 +54,16 @@ def waiting_for_data_plane(error: str) -> str:
     return f"Waiting for {error}"
 
 
+def pipeline_status_step(pipeline: str) -> str:
+    """How a status message names the step that writes the Pipeline's status (when it fails)."""
+    return f"Pipeline {pipeline} status"
+
+
+def housekeeping_failed(message: str | None, what: str, cause: str) -> str:
+    """The status message of a run whose housekeeping step ``what`` failed (the run still ends)."""
+    return f"{message or ''} ({what} failed: {cause})".strip()
+
+
 def derive_stage(stage: StageStatus) -> None:
     if stage.state == StageState.SKIPPED or not stage.steps:
         return

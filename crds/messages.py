@@ -62,6 +62,7 @@ class Activity(StrEnum):
     TRIGGER_CANCEL_RUN = "devops.trigger.cancel_run"
     TRIGGER_POLL_SCM = "devops.trigger.poll_scm"
     RUN_FINISHED = "devops.execution.finished"
+    FINISH = "devops.execution.finish"
     SWEEP_LOGS = "devops.logs.sweep"
     SCM_SYNC = "devops.scm.sync_credential"
 
@@ -246,6 +247,24 @@ class WriteStatusResult(Msg):
     written: bool
     #: False when the CR is gone (deleted): the workflow stops writing.
     exists: bool = True
+
+
+class FinishInput(Msg):
+    """The run's last local steps in one call: the Pipeline's status, then the terminal status, then
+    the history limit (``history``: None when notifications are due; their own activity does both)."""
+
+    pipeline: UpdatePipelineInput
+    write: WriteStatusInput
+    history: RunFinishedInput | None = None
+
+
+class FinishResult(Msg):
+    write: WriteStatusResult
+    #: Why the Pipeline's status could not be written (the terminal status then says so too).
+    pipeline_failed: str | None = None
+    #: Why the history limit could not be applied (the next run's finish applies it).
+    history_failed: str | None = None
+    deleted_executions: list[str] = Field(default_factory=list)
 
 
 class RunFinishedInput(Msg):
@@ -762,3 +781,5 @@ class ScmPollResult(Msg):
 ExecutionWorkflowInput.model_rebuild()
 ExecutionState.model_rebuild()
 JenkinsJob.model_rebuild()
+FinishInput.model_rebuild()
+FinishResult.model_rebuild()

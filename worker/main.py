@@ -88,6 +88,7 @@ def build_activities(
     from activities.build import BuildActivities, ServiceDefaults
     from activities.dataplane import DataPlanes
     from activities.execution import ExecutionActivities
+    from activities.finish import FinishActivities
     from activities.finished import RunFinishedActivities
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
@@ -117,6 +118,7 @@ def build_activities(
         store=store,
     )
     statuses = ExecutionActivities(kube)
+    finished = RunFinishedActivities(kube)
     instances: list[object] = [
         # ---- activity classes: keep this list complete (one entry per class) ---------------------
         statuses,  # devops.execution.load / write_status, devops.pipeline.update_status
@@ -130,7 +132,8 @@ def build_activities(
         BuildActivities(kube, defaults, planes, statuses, client),
         QuotaActivities(client, settings.task_queue),  # devops.quota.acquire / release
         TriggerActivities(kube),  # devops.trigger.* (cron firings and SCM polls create runs)
-        RunFinishedActivities(kube),  # devops.execution.finished (notifications, history limit)
+        finished,  # devops.execution.finished (notifications, history limit)
+        FinishActivities(statuses, finished),  # devops.execution.finish (the three above in one)
         LogRetentionActivities(kube, store, settings.watch_namespaces),  # devops.logs.sweep
         SourceCodeActivities(kube),  # devops.scm.sync_credential (verify a token, mirror repositories)
         # ---------------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
         ExecutionContext,
         ExecutionState,
         ExecutionWorkflowInput,
+        FinishInput,
+        FinishResult,
         FollowInput,
         FollowResult,
         FollowThroughInput,
@@ -105,6 +107,9 @@ FOLLOW_WRITES_BUILDING = "follow-writes-building"
 #: The prepare activity triggers the build too, once it has written the job: one local activity
 #: fewer per run, and no look for an earlier build of a job it has just created.
 PREPARE_TRIGGERS = "prepare-triggers"
+#: The Pipeline's status, the terminal status and the history limit are one local activity (finish),
+#: after the cleanup: two local activities fewer per run.
+FINISH_IN_ONE = "finish-in-one"
 #: The wait for a data plane that does not answer: first, then doubling up to the last.
 DATA_PLANE_RETRY_FIRST = 2.0
 DATA_PLANE_RETRY_MAX = 60.0
@@ -217,19 +222,22 @@ class PipelineExecutionWorkflow:
             s.status.set_condition(ConditionType.BUILT, succeeded, ending.reason, ending.message, now)
         s.status.finish(ending.phase, now, ending.message)
         ctx = s.context
+        update: UpdatePipelineInput | None = None
+        in_one = False
         if ctx is not None:
-            await self._best_effort(
-                Activity.UPDATE_PIPELINE,
-                UpdatePipelineInput(
-                    namespace=ctx.execution.namespace,
-                    pipeline=ctx.pipeline,
-                    execution=ctx.execution.name,
-                    run=ctx.run,
-                    state=ending.phase.value,
-                    started=s.status.started,
-                ),
-                f"Pipeline {ctx.pipeline} status",
+            update = UpdatePipelineInput(
+                namespace=ctx.execution.namespace,
+                pipeline=ctx.pipeline,
+                execution=ctx.execution.name,
+                run=ctx.run,
+                state=ending.phase.value,
+                started=s.status.started,
             )
+            in_one = self._coarse and s.cr_exists and workflow.patched(FINISH_IN_ONE)
+            if not in_one:
+                await self._best_effort(
+                    Activity.UPDATE_PIPELINE, update, build_status.pipeline_status_step(ctx.pipeline)
+                )
             if s.job is not None:
                 await self._best_effort(
                     Activity.CLEANUP,
@@ -244,12 +252,57 @@ class PipelineExecutionWorkflow:
             s.status.set_condition(
                 ConditionType.NOTIFIED, ConditionStatus.UNKNOWN, Reason.NOTIFYING, "sent after the run", now
             )
+        if in_one and update is not None and await self._finish_in_one(update):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return
+        if in_one and update is not None and ctx is not None:
+            # The finish failed: its steps one by one, as before it existed.
+            await self._best_effort(
+                Activity.UPDATE_PIPELINE, update, build_status.pipeline_status_step(ctx.pipeline)
+            )
         try:
             await self._write()
         except ActivityError as err:
             workflow.logger.warning("the terminal status was not written: %s", endings.error_text(err))
         await self._run_finished()
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _finish_in_one(self, update: UpdatePipelineInput) -> bool:
+        """The Pipeline's status, the terminal status and (unless notifications are due: their activity
+        does it) the history limit, in one local activity; False when it failed."""
+        assert self._input is not None
+        s, ctx = self._s, self._ctx()
+        notification = ctx.config.notification
+        notifying = notification is not None and bool(notification.recipients)
+        self._flush_attributes()
+        workflow.set_current_details(progress.markdown(s.status))
+        try:
+            res: FinishResult = await self._local(
+                Activity.FINISH,
+                FinishInput(
+                    pipeline=update,
+                    write=WriteStatusInput(execution=self._input.execution, status=s.status),
+                    history=None if notifying else RunFinishedInput(context=ctx),
+                ),
+                FinishResult,
+                OPTIONS[Activity.FINISH],
+                summary=f"Pipeline status, status: {s.status.phase}"
+                + ("" if notifying else ", execution history"),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("finish: %s; its steps one by one", endings.error_text(err))
+            return False
+        if res.pipeline_failed is not None:
+            s.status.message = build_status.housekeeping_failed(
+                s.status.message, build_status.pipeline_status_step(ctx.pipeline), res.pipeline_failed
+            )
+        s.last_written = s.status.model_dump_json()
+        s.cr_exists = res.write.exists
+        if res.history_failed is not None:
+            workflow.logger.warning("execution history: %s", res.history_failed)
+        if notifying:
+            await self._run_finished()
+        return True
 
     async def _run_finished(self) -> None:
         """After the terminal status: the notifications (exactly once) and the history limit. The phase
@@ -743,7 +796,7 @@ class PipelineExecutionWorkflow:
         except ActivityError as err:
             cause = endings.error_text(err)
             workflow.logger.warning("%s failed: %s", summary, cause)
-            self._s.status.message = f"{self._s.status.message or ''} ({summary} failed: {cause})".strip()
+            self._s.status.message = build_status.housekeeping_failed(self._s.status.message, summary, cause)
 
     async def _release(self) -> None:
         s = self._s

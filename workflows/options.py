@@ -57,6 +57,8 @@ OPTIONS: dict[Activity, Options] = {
     Activity.CLEANUP: Options(timedelta(minutes=5)),
     # After the end: notifications are retried for the setting's retryTimeout (``run_finished``).
     Activity.RUN_FINISHED: Options(timedelta(minutes=5)),
+    # The Pipeline's status, the terminal status and the history limit (no notifications: no waits).
+    Activity.FINISH: Options(timedelta(minutes=5)),
     # The daily log retention sweep (workflows/retention.py): one pass over every project.
     Activity.SWEEP_LOGS: Options(timedelta(hours=2), heartbeat=timedelta(minutes=2)),
     # One Temporal RPC each: nothing to heartbeat.
@@ -85,6 +87,7 @@ LOCAL: frozenset[Activity] = frozenset(
         Activity.JENKINS_CONSOLE_TAIL,
         Activity.CLEANUP,
         Activity.QUOTA_ACQUIRE,
+        Activity.FINISH,
     }
 )
 

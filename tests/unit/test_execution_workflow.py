@@ -100,6 +100,61 @@ async def test_a_prepare_that_could_not_start_the_build_leaves_it_to_the_trigger
     assert cleanup.target.job == "app-1" and cleanup.credential_ids == ["git"]
 
 
+def _finish_calls(world: World) -> list[Activity]:
+    """The activities called from the cleanup on."""
+    names = [name for name, _ in world.calls]
+    return names[names.index(Activity.CLEANUP) :]
+
+
+async def test_the_pipeline_status_the_terminal_status_and_the_history_limit_are_one_local_activity(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    world = World()
+    async with running(dev_env, world) as queue:
+        status = await (await start(dev_env, queue)).result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    # The finish stub calls the stubs of the steps it does, in its order.
+    assert _finish_calls(world) == [
+        Activity.CLEANUP,
+        Activity.FINISH,
+        Activity.UPDATE_PIPELINE,
+        Activity.WRITE_STATUS,
+        Activity.RUN_FINISHED,
+    ]
+    (finish,) = world.called(Activity.FINISH)
+    assert finish.write.status.phase == ExecutionPhase.SUCCESS and finish.pipeline.state == "Success"
+    assert finish.history is not None and finish.history.context.execution.name == "app-1"
+
+
+async def test_a_pipeline_status_that_cannot_be_written_is_named_in_the_terminal_status(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    world = World(fail={Activity.UPDATE_PIPELINE: permanent("pipelines is forbidden")})
+    async with running(dev_env, world) as queue:
+        status = await (await start(dev_env, queue)).result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    assert status.message == "Succeeded (Pipeline app status failed: pipelines is forbidden)"
+    assert world.written()[-1].message == status.message
+    assert world.called(Activity.FINISH) and len(world.called(Activity.UPDATE_PIPELINE)) == 1
+
+
+async def test_a_finish_that_fails_does_its_steps_one_by_one_and_the_run_still_ends(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    world = World(fail={Activity.FINISH: permanent("finish broke")})
+    async with running(dev_env, world) as queue:
+        status = await (await start(dev_env, queue)).result()
+    assert status.phase == ExecutionPhase.SUCCESS and status.message == "Succeeded"
+    assert _finish_calls(world) == [
+        Activity.CLEANUP,
+        Activity.FINISH,
+        Activity.UPDATE_PIPELINE,
+        Activity.WRITE_STATUS,
+        Activity.RUN_FINISHED,
+    ]
+    assert world.written()[-1].phase == ExecutionPhase.SUCCESS
+
+
 async def test_the_building_status_is_written_by_the_follow_activity_as_it_first_sees_the_build(
     dev_env: WorkflowEnvironment,
 ) -> None:
