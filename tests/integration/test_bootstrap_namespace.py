@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from activity_env import activity_environment
 from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.bootstrap import NamespaceActivities
 from activities.kube import Kube
@@ -70,7 +70,7 @@ UNSCHEDULABLE = {"devstack.cubepaas.io/no-such-node": "true"}
 
 def run(activities: NamespaceActivities, admin: Kube, inp: BootstrapInput) -> BootstrapResult:
     heartbeats: list[Any] = []
-    env = ActivityEnvironment()
+    env = activity_environment()
     env.on_heartbeat = lambda *details: heartbeats.append(details)
     return env.run(activities.bootstrap, inp)
 
@@ -237,7 +237,7 @@ def test_a_deployment_that_never_becomes_ready_fails_the_attempt_transiently_nam
         storage_class="devstack-no-such-class",
     )
     heartbeats: list[Any] = []
-    env = ActivityEnvironment()
+    env = activity_environment()
     env.on_heartbeat = lambda *details: heartbeats.append(details)
 
     with pytest.raises(ApplicationError) as caught:
@@ -264,7 +264,7 @@ def test_only_the_deployment_still_not_ready_is_named(activities: NamespaceActiv
         {"spec": {"template": {"spec": {"nodeSelector": UNSCHEDULABLE}}}},
     )
     with pytest.raises(ApplicationError, match=f"Deployment {ns}/minio is not ready") as caught:
-        ActivityEnvironment().run(activities.bootstrap, inp.model_copy(update={"ready_timeout_seconds": 1}))
+        activity_environment().run(activities.bootstrap, inp.model_copy(update={"ready_timeout_seconds": 1}))
     assert "jenkins" not in caught.value.message
 
 

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
+from activity_env import activity_environment
 from kubernetes import client as k8s
-from temporalio.testing import ActivityEnvironment
 
 from activities.bootstrap import EXECUTORS_NAME, NamespaceActivities
 from activities.kube import Kube
@@ -33,7 +33,7 @@ def _input(setting: dict[str, Any]) -> BootstrapInput:
 
 
 def run(kube: Kube, inp: BootstrapInput) -> BootstrapResult:
-    return ActivityEnvironment().run(NamespaceActivities(kube).bootstrap, inp)
+    return activity_environment().run(NamespaceActivities(kube).bootstrap, inp)
 
 
 SETTING = {
