@@ -18,11 +18,13 @@ from devstack.bench_throughput import (
     ProcStat,
     RequestKey,
     ThroughputError,
+    attribute_product_events,
     by_target,
     cpu_delta,
     direct_jenkinsfile,
     parse_proc_stat,
     parse_request_totals,
+    product_event_writes,
     read_proc_stats,
     split_writes,
     tree_ticks,
@@ -158,6 +160,36 @@ def test_writes_split_into_the_products_the_agent_pods_and_clusters_and_the_rest
         {"POST pods": 1, "POST pods/binding": 1, "POST serviceaccounts/token": 1, "PUT leases": 2}
     )
     assert by_target(other) == Counter({"DELETECOLLECTION daemonsets": 1})
+
+
+def product_event(run: str, count: int = 1, component: str = "cubepaas-devops") -> dict[str, object]:
+    return {"source": {"component": component}, "involvedObject": {"name": run}, "count": count}
+
+
+def test_the_products_event_writes_are_one_post_per_event_and_one_patch_per_repeat_on_its_runs() -> None:
+    events = [
+        product_event("run-1"),
+        product_event("run-1", count=3),
+        product_event("run-2"),
+        product_event("someone-elses-run"),
+        product_event("run-1", component="default-scheduler"),
+    ]
+    assert product_event_writes(events, {"run-1", "run-2"}) == (3, 2)
+
+
+def test_the_products_events_move_from_the_clusters_bucket_to_the_products() -> None:
+    writes = Counter({key("POST", "events", code="201"): 5, key("PATCH", "events", code="200"): 2})
+    product, cluster, _ = split_writes(attribute_product_events(writes, posts=4, patches=2))
+    assert by_target(product) == Counter(
+        {"POST events (the product's, on its runs)": 4, "PATCH events (the product's, on its runs)": 2}
+    )
+    assert by_target(cluster) == Counter({"POST events": 1})
+
+
+def test_more_product_events_than_the_apiserver_counted_is_refused() -> None:
+    writes = Counter({key("POST", "events", code="201"): 1})
+    with pytest.raises(ThroughputError, match="2 POSTs of the product's Events"):
+        attribute_product_events(writes, posts=2, patches=0)
 
 
 def test_a_steady_background_is_subtracted_and_judged_on_the_net_figure() -> None:
