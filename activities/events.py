@@ -51,28 +51,49 @@ def _phase(status: PipelineExecutionStatus | None) -> ExecutionPhase | None:
 
 
 def status_events(old: PipelineExecutionStatus | None, new: PipelineExecutionStatus) -> list[RunEvent]:
-    """The Events for going from ``old`` (the CR's status before the write) to ``new``."""
-    events: list[RunEvent] = []
+    """The Events for going from ``old`` (the CR's status before the write) to ``new``.
+
+    Each Event is one apiserver write, and a short run's whole life often lands in one status write, so
+    the good news of one write is told once: a build started with the run is named in ``Started``, and
+    a run that ends in the write names the start, the build and the stages that succeeded with it in
+    its ending Event. What a reader must see on its own line stays its own Event: a stage that failed,
+    a gate, a pause.
+    """
     before, after = _phase(old), _phase(new)
-    if before is None and after is not None:
-        events.append(RunEvent(EventReason.STARTED, f"Run started: {new.message or after}"))
-    if after == ExecutionPhase.QUEUEING and before != ExecutionPhase.QUEUEING:
-        events.append(RunEvent(EventReason.QUEUED, new.message or "Waiting for an executor slot"))
+    ends = after is not None and after.is_terminal and (before is None or not before.is_terminal)
+    told: list[str] = []  # what the ending Event tells of this write, when the run ends in it
+    events: list[RunEvent] = []
+    build = None
     if (
         new.jenkins is not None
         and new.jenkins.build is not None
         and (old is None or old.jenkins is None or old.jenkins.build != new.jenkins.build)
     ):
-        events.append(
-            RunEvent(EventReason.BUILD_STARTED, f"Jenkins build {new.jenkins.job} #{new.jenkins.build}")
-        )
+        build = f"Jenkins build {new.jenkins.job} #{new.jenkins.build}"
+    if before is None and after is not None:
+        if ends:
+            told.append("started")
+        else:
+            message = f"Run started: {new.message or after}"
+            events.append(RunEvent(EventReason.STARTED, f"{message}; {build}" if build else message))
+            build = None
+    if after == ExecutionPhase.QUEUEING and before != ExecutionPhase.QUEUEING:
+        events.append(RunEvent(EventReason.QUEUED, new.message or "Waiting for an executor slot"))
+    if build is not None:
+        if ends:
+            told.append(build)
+        else:
+            events.append(RunEvent(EventReason.BUILD_STARTED, build))
     old_states = [s.state for s in old.stages] if old is not None else []
     for i, stage in enumerate(new.stages):
         was = old_states[i] if i < len(old_states) else None
         if stage.state == was:
             continue
         if stage.state == StageState.SUCCESS:
-            events.append(RunEvent(EventReason.STAGE_SUCCEEDED, f"Stage {i} '{stage.name}' succeeded"))
+            if ends:
+                told.append(f"stage {i} '{stage.name}' succeeded")
+            else:
+                events.append(RunEvent(EventReason.STAGE_SUCCEEDED, f"Stage {i} '{stage.name}' succeeded"))
         elif stage.state == StageState.FAILED:
             events.append(
                 RunEvent(EventReason.STAGE_FAILED, f"Stage {i} '{stage.name}' failed", warning=True)
@@ -93,12 +114,13 @@ def status_events(old: PipelineExecutionStatus | None, new: PipelineExecutionSta
         and not after.is_terminal
     ):
         events.append(RunEvent(EventReason.RESUMED, new.message or "Resumed"))
-    if after is not None and after.is_terminal and (before is None or not before.is_terminal):
+    if ends and after is not None:
         took = f" after {new.duration}" if new.duration else ""
+        message = f"Run ended {after}{took}: {new.message or ''}".rstrip(": ")
         events.append(
             RunEvent(
                 _TERMINAL_REASON[after],
-                f"Run ended {after}{took}: {new.message or ''}".rstrip(": "),
+                f"{message} ({'; '.join(told)})" if told else message,
                 warning=after != ExecutionPhase.SUCCESS,
             )
         )

@@ -67,12 +67,18 @@ def test_status_writes_record_events_once_per_transition_and_repeats_raise_the_c
         acts.write_status(WriteStatusInput(execution=ref, status=status))
 
     st = PipelineExecutionStatus(phase=ExecutionPhase.BUILDING, message="Building")
-    st.stages = [StageStatus(name="Clone", state=StageState.BUILDING), StageStatus(name="Test")]
+    st.stages = [
+        StageStatus(name="Clone", state=StageState.BUILDING),
+        StageStatus(name="Test"),
+        StageStatus(name="Ship"),
+    ]
     write(st)
     st.stages[0].state = StageState.SUCCESS
     write(st)
     write(st)  # unchanged: nothing written, no event
     st.stages[1].state = StageState.SUCCESS
+    write(st)
+    st.stages[2].state = StageState.SUCCESS
     st.phase, st.message, st.duration = ExecutionPhase.SUCCESS, "all good", "5s"
     write(st)
 
@@ -80,7 +86,8 @@ def test_status_writes_record_events_once_per_transition_and_repeats_raise_the_c
     assert set(events) == {"Started", "StageSucceeded", "Succeeded"}
     stage = events["StageSucceeded"]
     assert (stage["count"], stage["type"], stage["message"]) == (2, "Normal", "Stage 1 'Test' succeeded")
-    assert events["Succeeded"]["message"] == "Run ended Success after 5s: all good"
+    # The stage that succeeded in the ending write is told by the ending Event: one write, one Event.
+    assert events["Succeeded"]["message"] == "Run ended Success after 5s: all good (stage 2 'Ship' succeeded)"
     involved = stage["involvedObject"]
     assert (involved["kind"], involved["uid"], involved["apiVersion"]) == (
         "PipelineExecution",

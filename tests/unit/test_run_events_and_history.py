@@ -54,6 +54,37 @@ def test_stage_ends_and_the_build_start_are_told_once_each() -> None:
     assert reasons(after, after) == []
 
 
+def test_a_build_started_with_the_run_is_named_in_started() -> None:
+    first = status(ExecutionPhase.BUILDING, B, jenkins=JenkinsBuildRef(job="j", build=1), message="Building")
+    events = status_events(None, first)
+    assert [(e.reason, e.message) for e in events] == [
+        (EventReason.STARTED, "Run started: Building; Jenkins build j #1")
+    ]
+
+
+def test_a_run_that_starts_and_ends_in_one_write_gets_one_event_that_tells_it_all() -> None:
+    done = status(
+        ExecutionPhase.SUCCESS, OK, OK, jenkins=JenkinsBuildRef(job="j", build=4), duration="2s", message="ok"
+    )
+    events = status_events(None, done)
+    assert [(e.reason, e.type) for e in events] == [(EventReason.SUCCEEDED, "Normal")]
+    assert events[0].message == (
+        "Run ended Success after 2s: ok (started; Jenkins build j #4; stage 0 's0' succeeded; "
+        "stage 1 's1' succeeded)"
+    )
+
+
+def test_a_stage_that_fails_in_the_ending_write_keeps_its_own_warning() -> None:
+    building = status(ExecutionPhase.BUILDING, B, B, jenkins=JenkinsBuildRef(job="j", build=2))
+    failed = status(ExecutionPhase.FAILED, OK, KO, jenkins=JenkinsBuildRef(job="j", build=2), duration="3s")
+    events = status_events(building, failed)
+    assert [(e.reason, e.type) for e in events] == [
+        (EventReason.STAGE_FAILED, "Warning"),
+        (EventReason.FAILED, "Warning"),
+    ]
+    assert events[1].message == "Run ended Failed after 3s (stage 0 's0' succeeded)"
+
+
 def test_approval_pause_resume_and_the_end_are_told_with_warnings_for_bad_endings() -> None:
     building = status(ExecutionPhase.BUILDING, OK, W)
     waiting = status(ExecutionPhase.BUILDING, OK, W, pending_gate=1)
@@ -68,9 +99,9 @@ def test_approval_pause_resume_and_the_end_are_told_with_warnings_for_bad_ending
         (EventReason.FAILED, "Warning"),
     ]
     assert events[1].message == "Run ended Failed after 12s: step failed"
-    assert [e.type for e in status_events(building, status(ExecutionPhase.SUCCESS, OK, OK))] == [
-        "Normal",
-        "Normal",
+    succeeded = status_events(building, status(ExecutionPhase.SUCCESS, OK, OK))
+    assert [(e.reason, e.type, e.message) for e in succeeded] == [
+        (EventReason.SUCCEEDED, "Normal", "Run ended Success (stage 1 's1' succeeded)")
     ]
     assert reasons(failed, failed) == []
 
