@@ -110,6 +110,12 @@ PREPARE_TRIGGERS = "prepare-triggers"
 #: The Pipeline's status, the terminal status and the history limit are one local activity (finish),
 #: after the cleanup: two local activities fewer per run.
 FINISH_IN_ONE = "finish-in-one"
+#: COARSE_RUN and the three changes above in one patch, and no upsert of a search attribute that already
+#: has its value (the bridge starts the workflow with them): core records a marker and a
+#: ``TemporalChangeVersion`` upsert for each patch a run takes, so a run started after this records one
+#: of each instead of four, and its first upsert carries only its phase. Runs started before it replay
+#: the four patches as they recorded them.
+LEAN_RUN = "lean-run"
 #: The wait for a data plane that does not answer: first, then doubling up to the last.
 DATA_PLANE_RETRY_FIRST = 2.0
 DATA_PLANE_RETRY_MAX = 60.0
@@ -127,13 +133,15 @@ class PipelineExecutionWorkflow:
         self._coarse = False
         # Search attributes waiting for the next status write (coarse runs upsert them together).
         self._attributes: list[SearchAttributeUpdate[Any]] = []
+        self._lean = False
 
     # --- entry point and the one finish path ---------------------------------------------------
 
     @workflow.run
     async def run(self, inp: ExecutionWorkflowInput) -> PipelineExecutionStatus:
         self._input = inp
-        self._coarse = workflow.patched(COARSE_RUN)
+        self._lean = workflow.patched(LEAN_RUN)
+        self._coarse = self._lean or workflow.patched(COARSE_RUN)
         if inp.carried is not None:
             self._s = inp.carried
             # A run continues as new only while following the build.
@@ -233,7 +241,7 @@ class PipelineExecutionWorkflow:
                 state=ending.phase.value,
                 started=s.status.started,
             )
-            in_one = self._coarse and s.cr_exists and workflow.patched(FINISH_IN_ONE)
+            in_one = s.cr_exists and self._since(FINISH_IN_ONE)
             if not in_one:
                 await self._best_effort(
                     Activity.UPDATE_PIPELINE, update, build_status.pipeline_status_step(ctx.pipeline)
@@ -489,7 +497,7 @@ class PipelineExecutionWorkflow:
         """The Jenkins job (credentials, Jenkinsfile) and its build."""
         s, ctx = self._s, self._ctx()
         execution_id = progress.execution_id(ctx)
-        in_one = self._coarse and workflow.patched(PREPARE_TRIGGERS)
+        in_one = self._since(PREPARE_TRIGGERS)
         s.job = await self._in_data_plane(
             Activity.JENKINS_PREPARE,
             JenkinsPrepareInput(context=ctx, trigger_execution_id=execution_id if in_one else None),
@@ -519,7 +527,7 @@ class PipelineExecutionWorkflow:
             workflow.now(),
         )
         self._set_phase(ExecutionPhase.BUILDING, "Building")
-        if self._coarse and workflow.patched(FOLLOW_WRITES_BUILDING):
+        if self._since(FOLLOW_WRITES_BUILDING):
             # The follow activity starts next and writes this status as its first look finds the build,
             # moments later; the search attributes change now (the Temporal UI shows the run Building).
             self._flush_attributes()
@@ -927,6 +935,10 @@ class PipelineExecutionWorkflow:
         if not self._coarse:
             self._flush_attributes()
 
+    def _since(self, patch: str) -> bool:
+        """Whether this run takes a change made after COARSE_RUN (all of them, for a lean run)."""
+        return self._coarse and (self._lean or workflow.patched(patch))
+
     def _flush_attributes(self) -> None:
         """Upsert the phase (when it changed) and any attributes waiting, in one command: coarse runs call
         this before each status write, so the Temporal UI's list and the CR change together."""
@@ -936,6 +948,9 @@ class PipelineExecutionWorkflow:
         if phase is not None and s.phase_attribute != phase:
             s.phase_attribute = str(phase)
             attributes = [*attributes, SA_PHASE.value_set(str(phase))]
+        if self._lean:
+            current = workflow.info().typed_search_attributes
+            attributes = [a for a in attributes if current.get(a.key) != a.value]
         if attributes:
             workflow.upsert_search_attributes(attributes)
         self._attributes = []

@@ -7,11 +7,13 @@ finish path, and an abort that Jenkins did on its own.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from workflow_harness import World, eventually, permanent, running, snapshot, start, step
@@ -22,6 +24,7 @@ from crds.messages import (
     Activity,
     BuildSnapshot,
     ControlInput,
+    ExecutionRef,
     ExecutionWorkflowInput,
     GateDecisionInput,
     Signal,
@@ -29,7 +32,15 @@ from crds.messages import (
 )
 from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Reason, StageState
 from workflows import progress
-from workflows.execution import PipelineExecutionWorkflow
+from workflows.execution import (
+    SA_BRANCH,
+    SA_NAMESPACE,
+    SA_PHASE,
+    SA_PIPELINE,
+    SA_RUN,
+    SA_TRIGGER,
+    PipelineExecutionWorkflow,
+)
 from workflows.options import HEARTBEAT, LOCAL
 
 pytestmark = pytest.mark.unit
@@ -608,3 +619,50 @@ async def test_a_build_that_jenkins_aborted_on_its_own_is_no_cancel_and_quotes_t
     assert status.phase == ExecutionPhase.ABORTED and reason(status) == Reason.ABORTED_IN_JENKINS
     assert status.message is not None and status.message.endswith(": Resuming build after Jenkins restart")
     assert world.called(Activity.JENKINS_STOP) == [] and len(world.called(Activity.JENKINS_CONSOLE_TAIL)) == 1
+
+
+async def test_a_new_run_records_one_patch_and_upserts_only_the_search_attributes_that_changed(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    world = World(verified=True)
+    async with running(dev_env, world) as queue:
+        ref = ExecutionRef(namespace="proj-lean", name="app-1", uid=uuid.uuid4().hex)
+        # As the bridge starts it: the CR's values, its branch not resolved yet, the phase Waiting.
+        handle = await dev_env.client.start_workflow(
+            PipelineExecutionWorkflow.run,
+            ExecutionWorkflowInput(execution=ref),
+            id=f"pe-lean-{ref.uid}",
+            task_queue=queue,
+            result_type=PipelineExecutionStatus,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_PIPELINE, "app"),
+                    SearchAttributePair(SA_NAMESPACE, "proj-lean"),
+                    SearchAttributePair(SA_BRANCH, ""),
+                    SearchAttributePair(SA_TRIGGER, "user"),
+                    SearchAttributePair(SA_RUN, 1),
+                    SearchAttributePair(SA_PHASE, ExecutionPhase.WAITING.value),
+                ]
+            ),
+        )
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    events = [e async for e in handle.fetch_history_events()]
+    patches = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    upserts = [
+        sorted(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    assert len(patches) == 1, "one patch marker (lean-run), not one per change since coarse-run"
+    # Core's TemporalChangeVersion for that patch, then ours: the branch (resolved to main) with the
+    # first phase, and the last phase. The pipeline, namespace, trigger and run were right from the start.
+    assert upserts == [["TemporalChangeVersion"], ["DevopsBranch", "DevopsPhase"], ["DevopsPhase"]]
+    described = await handle.describe()
+    attrs = described.typed_search_attributes
+    assert (attrs.get(SA_BRANCH), attrs.get(SA_PHASE), attrs.get(SA_RUN)) == ("main", "Success", 1)
