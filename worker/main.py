@@ -384,6 +384,13 @@ async def run(settings: WorkerSettings, stop: asyncio.Event | None = None) -> in
     # A thread for every slot, regular and local: a sync activity that waited for a thread would miss its
     # heartbeats, and a local one would hold its workflow task open (threads are made only when used).
     executor = ThreadPoolExecutor(max_workers=2 * settings.max_activities, thread_name_prefix="activity")
+    # The async activities (the follow) make their blocking calls with asyncio.to_thread, in the loop's
+    # default executor: its default of CPUs + 4 threads (6 here) queued the Jenkins and Kubernetes calls
+    # of a hundred follows behind each other, long enough in a burst to miss heartbeats. One thread per
+    # activity slot, as for the sync ones (threads are made only when used).
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=settings.max_activities, thread_name_prefix="to-thread")
+    )
     tasks: list[asyncio.Task[Any]] = []
     code = 0
     try:

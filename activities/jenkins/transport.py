@@ -49,10 +49,11 @@ class JenkinsTransport:
         self._j = jenkins.Jenkins(self.url, username=user, password=token, timeout=timeout)
         # python-jenkins mounts an adapter with requests' default pool of 10 connections, fewer than the
         # worker's threads that share this Jenkins: every connection beyond it was closed after its
-        # request. The same prefix (the scheme) with a larger pool and, as python-jenkins' own, no
-        # retries of its own. python-jenkins offers no public handle on its session.
+        # request. Mounted again with a larger pool and, as python-jenkins' own, no retries of its own
+        # (it offers no public handle on its session). The prefix is "<scheme>://", as the default's:
+        # requests takes the longest matching prefix, so a bare scheme would lose to it.
         session = self._j._session
-        session.mount(urlsplit(self.url).scheme, HTTPAdapter(pool_maxsize=POOL_SIZE, max_retries=0))
+        session.mount(f"{urlsplit(self.url).scheme}://", HTTPAdapter(pool_maxsize=POOL_SIZE, max_retries=0))
         # requests looks up proxies, NO_PROXY and a CA bundle in the environment on every request (a
         # twentieth of the worker's CPU in a burst of runs). They cannot change while the worker runs and
         # every request goes to this one origin: looked up once, here, and the session stops asking.

@@ -1,10 +1,11 @@
-"""The Jenkins session reads the environment's proxy and CA settings once, not per request."""
+"""The Jenkins session: proxy and CA settings read once, a pool as large as the worker's threads."""
 
 from __future__ import annotations
 
 import pytest
+from requests.adapters import HTTPAdapter
 
-from activities.jenkins.transport import JenkinsTransport
+from activities.jenkins.transport import POOL_SIZE, JenkinsTransport
 
 pytestmark = pytest.mark.unit
 
@@ -34,3 +35,12 @@ def test_a_ca_bundle_from_the_environment_verifies_https(monkeypatch: pytest.Mon
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-ca.pem")
     session = JenkinsTransport("https://jenkins.example", "u", "t")._j._session
     assert session.verify == "/etc/ssl/our-ca.pem"
+
+
+@pytest.mark.parametrize("url", ["http://jenkins.example:8080", "https://jenkins.example/ci/"])
+def test_requests_to_jenkins_go_through_a_pool_as_large_as_the_worker_threads(url: str) -> None:
+    session = JenkinsTransport(url, "u", "t")._j._session
+    adapter = session.get_adapter(f"{url.rstrip('/')}/job/app/api/json")
+    assert isinstance(adapter, HTTPAdapter)
+    assert adapter._pool_maxsize == POOL_SIZE >= 64  # requests' default, which loses connections, is 10
+    assert adapter.max_retries.total == 0
