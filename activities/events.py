@@ -25,6 +25,8 @@ from crds.reasons import EventReason, ExecutionPhase, StageState
 logger = logging.getLogger(__name__)
 
 COMPONENT = "cubepaas-devops"
+#: The clone stage every run starts with (crds.execution.StageStatus): its success is not an Event.
+CLONE_STAGE_INDEX = 0
 #: Events whose count this process remembers (the oldest are forgotten first; a run's repeats are close).
 MAX_REMEMBERED = 10_000
 _TERMINAL_REASON = {
@@ -56,8 +58,8 @@ def status_events(old: PipelineExecutionStatus | None, new: PipelineExecutionSta
     Each Event is one apiserver write, and a short run's whole life often lands in one status write, so
     the good news of one write is told once: a build started with the run is named in ``Started``, and
     a run that ends in the write names the start, the build and the stages that succeeded with it in
-    its ending Event. What a reader must see on its own line stays its own Event: a stage that failed,
-    a gate, a pause.
+    its ending Event. The clone stage, which every run has, is told only when it fails. What a reader
+    must see on its own line stays its own Event: a stage that failed, a gate, a pause.
     """
     before, after = _phase(old), _phase(new)
     ends = after is not None and after.is_terminal and (before is None or not before.is_terminal)
@@ -90,6 +92,8 @@ def status_events(old: PipelineExecutionStatus | None, new: PipelineExecutionSta
         if stage.state == was:
             continue
         if stage.state == StageState.SUCCESS:
+            if i == CLONE_STAGE_INDEX:
+                continue  # the product's own stage: the next stage running tells it, a failure is told
             if ends:
                 told.append(f"stage {i} '{stage.name}' succeeded")
             else:

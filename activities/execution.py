@@ -280,16 +280,17 @@ class ExecutionActivities:
         except DevopsError as err:
             raise to_application_error(err) from err
 
-    def set_pipeline_status(self, inp: UpdatePipelineInput) -> None:
-        """The Pipeline's last run (unless a newer run has reported); raises DevopsError."""
+    def set_pipeline_status(self, inp: UpdatePipelineInput) -> Pipeline | None:
+        """The Pipeline's last run (unless a newer run has reported); returns the Pipeline as read (its
+        spec is what the finish needs next), None when it is gone; raises DevopsError."""
         for _ in range(CAS_ATTEMPTS):
             pipeline = self.kube.find(Pipeline, inp.namespace, inp.pipeline)
             if pipeline is None:
-                return
+                return None
             status = pipeline.status
             last = status.last_execution_name if status else None
             if last and last != inp.execution and _run_of(last, inp.pipeline) > inp.run:
-                return  # a newer run already reported; keep the newest
+                return pipeline  # a newer run already reported; keep the newest
             patch = {
                 "lastExecutionName": inp.execution,
                 "lastRunState": ExecutionPhase(inp.state).value,
@@ -300,7 +301,7 @@ class ExecutionActivities:
                 inp.state,
                 inp.started,
             ):
-                return
+                return pipeline
             try:
                 self.kube.patch_status(
                     Pipeline,
@@ -309,7 +310,7 @@ class ExecutionActivities:
                     patch,
                     resource_version=pipeline.metadata.resource_version,
                 )
-                return
+                return pipeline
             except KubeConflictError:
                 continue
         raise KubeConflictError(f"status of Pipeline {inp.namespace}/{inp.pipeline}: still conflicting")

@@ -23,6 +23,7 @@ from activities.execution import ExecutionActivities
 from activities.finished import RunFinishedActivities
 from crds.build_status import housekeeping_failed, pipeline_status_step
 from crds.messages import Activity, FinishInput, FinishResult
+from crds.pipeline import Pipeline
 from crds.text import escape_controls
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ class FinishActivities:
     async def _finish(self, inp: FinishInput) -> FinishResult:
         status = inp.write.status
         pipeline_failed: str | None = None
+        pipeline: Pipeline | None = None
         try:
-            await asyncio.to_thread(self.statuses.set_pipeline_status, inp.pipeline)
+            pipeline = await asyncio.to_thread(self.statuses.set_pipeline_status, inp.pipeline)
         except DevopsError as err:
             if err.retryable:
                 raise
@@ -60,7 +62,7 @@ class FinishActivities:
         if inp.history is None or not written.exists:
             return result
         try:
-            done = await self.finished.run(inp.history)
+            done = await self.finished.run(inp.history, pipeline)
         except DevopsError as err:
             result.history_failed = escape_controls(err.message)
             logger.warning("execution history of %s: %s", inp.history.context.pipeline, err.message)

@@ -90,8 +90,9 @@ class RunFinishedActivities:
         except DevopsError as err:
             raise to_application_error(err) from err
 
-    async def run(self, inp: RunFinishedInput) -> RunFinishedResult:
-        """The notifications and the history limit of one finished run; raises DevopsError."""
+    async def run(self, inp: RunFinishedInput, pipeline: Pipeline | None = None) -> RunFinishedResult:
+        """The notifications and the history limit of one finished run; raises DevopsError. ``pipeline``:
+        the run's Pipeline as the caller read it a moment ago (its spec holds the limit), else read here."""
         ctx = inp.context
         ref = ctx.execution
         notifying = ctx.config.notification is not None and bool(ctx.config.notification.recipients)
@@ -105,7 +106,8 @@ class RunFinishedActivities:
         executions = await asyncio.to_thread(self._runs, ctx)
         records = await asyncio.to_thread(self._decide, ctx, pe, executions) if pe is not None else None
         result = RunFinishedResult()
-        pipeline = await asyncio.to_thread(self.kube.find, Pipeline, ref.namespace, ctx.pipeline)
+        if pipeline is None:
+            pipeline = await asyncio.to_thread(self.kube.find, Pipeline, ref.namespace, ctx.pipeline)
         if pipeline is not None:
             limit, ns = pipeline.spec.execution_history_limit, ref.namespace
             result.deleted_executions = await asyncio.to_thread(

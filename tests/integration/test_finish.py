@@ -4,6 +4,8 @@ history limit of a run, in that order, in one call."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client as k8s
@@ -102,8 +104,21 @@ async def test_the_finish_writes_the_pipeline_status_then_the_run_s_then_applies
     for run in (1, 2):
         _run(kube, namespace, run, ExecutionPhase.SUCCESS)
     current = _run(kube, namespace, 3, None)
+    requests: list[tuple[str, str]] = []
+    call_api = kube.api_client.call_api
 
-    result = await _finish(kube).finish(_finish_input(namespace, current))
+    def counting(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        requests.append((method, urlsplit(url).path))
+        return call_api(method, url, *args, **kwargs)
+
+    kube.api_client.call_api = counting  # type: ignore[method-assign]
+    try:
+        result = await _finish(kube).finish(_finish_input(namespace, current))
+    finally:
+        kube.api_client.call_api = call_api  # type: ignore[method-assign]
+    pipeline_path = f"/apis/devops.cubepaas.io/v1alpha1/namespaces/{namespace}/pipelines/app"
+    # One read of the Pipeline serves both its status and the history limit in its spec.
+    assert requests.count(("GET", pipeline_path)) == 1, requests
 
     assert result.write.written and result.write.exists
     assert result.pipeline_failed is None and result.history_failed is None

@@ -70,24 +70,27 @@ def test_status_writes_record_events_once_per_transition_and_repeats_raise_the_c
     st.stages = [
         StageStatus(name="Clone", state=StageState.BUILDING),
         StageStatus(name="Test"),
+        StageStatus(name="Lint"),
         StageStatus(name="Ship"),
     ]
     write(st)
-    st.stages[0].state = StageState.SUCCESS
+    st.stages[0].state = StageState.SUCCESS  # the clone stage: no Event of its own
     write(st)
-    write(st)  # unchanged: nothing written, no event
     st.stages[1].state = StageState.SUCCESS
     write(st)
+    write(st)  # unchanged: nothing written, no event
     st.stages[2].state = StageState.SUCCESS
+    write(st)
+    st.stages[3].state = StageState.SUCCESS
     st.phase, st.message, st.duration = ExecutionPhase.SUCCESS, "all good", "5s"
     write(st)
 
     events = _events(kube, namespace)
     assert set(events) == {"Started", "StageSucceeded", "Succeeded"}
     stage = events["StageSucceeded"]
-    assert (stage["count"], stage["type"], stage["message"]) == (2, "Normal", "Stage 1 'Test' succeeded")
+    assert (stage["count"], stage["type"], stage["message"]) == (2, "Normal", "Stage 2 'Lint' succeeded")
     # The stage that succeeded in the ending write is told by the ending Event: one write, one Event.
-    assert events["Succeeded"]["message"] == "Run ended Success after 5s: all good (stage 2 'Ship' succeeded)"
+    assert events["Succeeded"]["message"] == "Run ended Success after 5s: all good (stage 3 'Ship' succeeded)"
     involved = stage["involvedObject"]
     assert (involved["kind"], involved["uid"], involved["apiVersion"]) == (
         "PipelineExecution",

@@ -25,12 +25,20 @@ from crds.messages import (
     WriteStatusInput,
     WriteStatusResult,
 )
+from crds.meta import ObjectMeta
 from crds.parse import parse_pipeline_file
+from crds.pipeline import Pipeline, PipelineSpec
 from crds.reasons import ExecutionPhase
 from crds.setting import PipelineSettingSpec
 
 REF = ExecutionRef(namespace="proj", name="app-1", uid="u1")
 PIPELINE_FILE = "stages:\n- name: B\n  steps:\n  - runScriptConfig: {image: a, shellScript: x}\n"
+
+
+PIPELINE = Pipeline(
+    metadata=ObjectMeta(name="app", namespace="proj"),
+    spec=PipelineSpec(repositoryUrl="file:///srv/git/app.git"),
+)
 
 
 class Steps:
@@ -39,18 +47,19 @@ class Steps:
         self.order: list[str] = []
         self.written: list[PipelineExecutionStatus] = []
 
-    def set_pipeline_status(self, inp: UpdatePipelineInput) -> None:
+    def set_pipeline_status(self, inp: UpdatePipelineInput) -> Pipeline | None:
         self.order.append("pipeline")
         if self.pipeline_error is not None:
             raise self.pipeline_error
+        return PIPELINE
 
     def write(self, inp: WriteStatusInput) -> WriteStatusResult:
         self.order.append("write")
         self.written.append(inp.status.model_copy(deep=True))
         return WriteStatusResult(written=True)
 
-    async def run(self, inp: RunFinishedInput) -> RunFinishedResult:
-        self.order.append("history")
+    async def run(self, inp: RunFinishedInput, pipeline: Pipeline | None = None) -> RunFinishedResult:
+        self.order.append("history" if pipeline is PIPELINE else "history (Pipeline read again)")
         if self.history_error is not None:
             raise self.history_error
         return RunFinishedResult(deleted_executions=["app-0"])
@@ -82,10 +91,10 @@ def _finish(steps: Steps) -> FinishActivities:
     return FinishActivities(cast(ExecutionActivities, steps), cast(RunFinishedActivities, steps))
 
 
-async def test_the_steps_run_in_order_and_the_result_names_what_the_history_limit_deleted() -> None:
+async def test_the_steps_run_in_order_the_pipeline_read_once_and_the_result_names_what_was_deleted() -> None:
     steps = Steps()
     result = await _finish(steps).finish(_input())
-    assert steps.order == ["pipeline", "write", "history"]
+    assert steps.order == ["pipeline", "write", "history"]  # the history limit uses the Pipeline read
     assert result.deleted_executions == ["app-0"] and result.pipeline_failed is None
 
 
@@ -100,7 +109,7 @@ async def test_a_permanent_pipeline_fault_is_named_in_the_terminal_status_and_th
     steps = Steps(pipeline_error=KubeForbiddenError("pipelines is forbidden"))
     result = await _finish(steps).finish(_input())
     assert result.pipeline_failed == "pipelines is forbidden"
-    assert steps.order == ["pipeline", "write", "history"]
+    assert steps.order == ["pipeline", "write", "history (Pipeline read again)"]
     assert steps.written[0].message == "Succeeded (Pipeline app status failed: pipelines is forbidden)"
 
 

@@ -69,20 +69,30 @@ def test_a_run_that_starts_and_ends_in_one_write_gets_one_event_that_tells_it_al
     events = status_events(None, done)
     assert [(e.reason, e.type) for e in events] == [(EventReason.SUCCEEDED, "Normal")]
     assert events[0].message == (
-        "Run ended Success after 2s: ok (started; Jenkins build j #4; stage 0 's0' succeeded; "
-        "stage 1 's1' succeeded)"
+        "Run ended Success after 2s: ok (started; Jenkins build j #4; stage 1 's1' succeeded)"
     )
 
 
 def test_a_stage_that_fails_in_the_ending_write_keeps_its_own_warning() -> None:
-    building = status(ExecutionPhase.BUILDING, B, B, jenkins=JenkinsBuildRef(job="j", build=2))
-    failed = status(ExecutionPhase.FAILED, OK, KO, jenkins=JenkinsBuildRef(job="j", build=2), duration="3s")
+    ref = JenkinsBuildRef(job="j", build=2)
+    building = status(ExecutionPhase.BUILDING, B, B, B, jenkins=ref)
+    failed = status(ExecutionPhase.FAILED, OK, OK, KO, jenkins=ref, duration="3s")
     events = status_events(building, failed)
     assert [(e.reason, e.type) for e in events] == [
         (EventReason.STAGE_FAILED, "Warning"),
         (EventReason.FAILED, "Warning"),
     ]
-    assert events[1].message == "Run ended Failed after 3s (stage 0 's0' succeeded)"
+    assert events[1].message == "Run ended Failed after 3s (stage 1 's1' succeeded)"
+
+
+def test_the_clone_stage_is_told_when_it_fails_not_when_it_succeeds() -> None:
+    building = status(ExecutionPhase.BUILDING, B, W)
+    assert reasons(building, status(ExecutionPhase.BUILDING, OK, B)) == []
+    failed = status_events(building, status(ExecutionPhase.FAILED, KO, W))
+    assert [(e.reason, e.message) for e in failed] == [
+        (EventReason.STAGE_FAILED, "Stage 0 's0' failed"),
+        (EventReason.FAILED, "Run ended Failed"),
+    ]
 
 
 def test_approval_pause_resume_and_the_end_are_told_with_warnings_for_bad_endings() -> None:
