@@ -22,6 +22,11 @@ Two activities (steps 3 and 4 of the execution workflow), both idempotent and dr
     updated (a changed ``roleRef`` is immutable: deleted and created again), in a namespace no
     longer the project's -> deleted.
 
+Both are made once per worker for the runs that ask at the same time, and a call completed less than
+the TTL ago stands for the runs that ask after it (:mod:`activities.verified`): such a run returns that
+call's result marked ``shared``, having sent no request. So a burst of a project's runs converges its
+namespace once, and a drifted one is repaired by the first run after the TTL.
+
 Errors are classified by :mod:`activities.kube` and translated once, here at the activity boundary.
 """
 
@@ -29,12 +34,11 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel
@@ -45,6 +49,7 @@ from activities.dataplane import DataPlanes
 from activities.errors import DevopsError, KubeConflictError, KubeTransientError, to_application_error
 from activities.heartbeat import heartbeating, seconds_left
 from activities.kube import Kube, Outcome, encode_secret_data
+from activities.verified import Flights, VerifiedRecently, input_key
 from crds.messages import (
     Activity,
     BootstrapInput,
@@ -397,6 +402,25 @@ def _heartbeat(*details: Any) -> None:
         activity.heartbeat(*details)
 
 
+def _raise_if_cancelled() -> None:
+    if activity.in_activity() and activity.is_cancelled():
+        raise CancelledError("cancelled while another run verified the same namespace")
+
+
+In = TypeVar("In", bound=BaseModel)
+Done = TypeVar("Done", BootstrapResult, RoleBindingResult)
+
+
+@dataclass(frozen=True)
+class _Outcome(Generic[Done]):
+    result: Done
+    shared: bool
+
+    def shared_copy(self) -> Done:
+        """The result as this run returns it: a shared one counts nothing as done by this run."""
+        return self.result.as_shared() if self.shared else self.result
+
+
 def _sleep(seconds: float) -> None:
     """Sleep, but wake up (and raise) if the activity is cancelled."""
     if activity.in_activity():
@@ -421,94 +445,6 @@ class _Tally:
         self.writes += 2 if outcome is Outcome.RECREATED else 1
 
 
-#: How long a completed bootstrap (or RoleBinding reconcile) vouches for its namespace: runs started within
-#: it skip both. A change of the PipelineSetting changes the inputs, so it is never covered; what is not
-#: seen is an object deleted by hand meanwhile, or a namespace labelled into the project meanwhile, which
-#: the first run after the window repairs.
-VERIFIED_TTL_SECONDS = 60.0
-#: How long the first run to find its namespace unverified may take to verify it while the runs that ask
-#: meanwhile wait for it, instead of each verifying the same namespace (a burst of runs started together,
-#: or arriving as the TTL ends, asks for one verification, not dozens). Within the check's own timeout.
-CLAIM_SECONDS = 5.0
-
-
-class VerifiedRecently:
-    """When this worker last completed a reconcile, by its exact input (bounded: oldest dropped first),
-    and which checks found theirs unverified a moment ago (their run verifies it now)."""
-
-    MAX_ENTRIES = 4096
-
-    def __init__(
-        self,
-        ttl: float = VERIFIED_TTL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-        claim_seconds: float = CLAIM_SECONDS,
-        max_waiting: int = 32,
-    ) -> None:
-        self.ttl = ttl
-        self.claim_seconds = claim_seconds
-        # Each waiting check holds one of the worker's local activity slots; the run that verifies needs
-        # one too (its RoleBinding reconcile is local), so waiting must never take them all.
-        self.max_waiting = max_waiting
-        self._waiting = 0
-        self._clock = clock
-        self._done: dict[str, float] = {}
-        self._claims: dict[str, float] = {}
-        self._changed = threading.Condition()
-
-    @staticmethod
-    def _key(inp: BaseModel) -> str:
-        return f"{type(inp).__name__}:{inp.model_dump_json()}"
-
-    def record(self, inp: BaseModel) -> None:
-        with self._changed:
-            key = self._key(inp)
-            self._done.pop(key, None)
-            self._done[key] = self._clock()
-            while len(self._done) > self.MAX_ENTRIES:
-                del self._done[next(iter(self._done))]
-            self._changed.notify_all()
-
-    def age(self, inp: BaseModel) -> float | None:
-        """Seconds since ``inp`` was last completed, or None when never or longer than the TTL ago."""
-        with self._changed:
-            return self._age(self._key(inp))
-
-    def _age(self, key: str) -> float | None:
-        done = self._done.get(key)
-        if done is None:
-            return None
-        age = self._clock() - done
-        return age if age < self.ttl else None
-
-    def oldest_or_claim(self, *inputs: BaseModel) -> float | None:
-        """The oldest age of ``inputs`` when all were completed within the TTL; otherwise None, and the
-        caller's run is to complete them. When another caller was told so less than ``claim_seconds``
-        ago, this waits (up to the rest of that time) for that run to complete them first, unless
-        ``max_waiting`` callers wait already."""
-        keys = [self._key(inp) for inp in inputs]
-        claim = "|".join(keys)
-        with self._changed:
-            while True:
-                ages = [self._age(key) for key in keys]
-                if all(age is not None for age in ages):
-                    self._claims.pop(claim, None)
-                    return max(age for age in ages if age is not None)
-                now = self._clock()
-                left = self._claims.get(claim, now - self.claim_seconds) + self.claim_seconds - now
-                if self.ttl <= 0 or left <= 0 or self._waiting >= self.max_waiting:
-                    self._claims.pop(claim, None)
-                    self._claims[claim] = now
-                    while len(self._claims) > self.MAX_ENTRIES:
-                        del self._claims[next(iter(self._claims))]
-                    return None
-                self._waiting += 1
-                try:
-                    self._changed.wait(left)
-                finally:
-                    self._waiting -= 1
-
-
 class NamespaceActivities:
     """Steps 3 and 4 of the execution workflow; sync methods (the worker runs them in a thread pool)."""
 
@@ -517,7 +453,10 @@ class NamespaceActivities:
     ) -> None:
         self.kube = kube  # the management cluster: the PipelineSetting
         self.planes = planes or DataPlanes(kube)  # the pipeline namespace and the project's namespaces
-        self.verified = verified or VerifiedRecently()
+        # Without one passed (a test, the bench), nothing done vouches for later calls (a TTL of 0); calls
+        # made together are still made once.
+        self.verified = verified or VerifiedRecently(ttl=0)
+        self.flights = Flights()
 
     # -- devops.namespace.verified ------------------------------------------------------------------
 
@@ -537,11 +476,24 @@ class NamespaceActivities:
     @heartbeating
     def bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
         try:
-            result = self._bootstrap(inp)
+            return self._once(inp, BootstrapResult, self._bootstrap).shared_copy()
         except DevopsError as err:
             raise to_application_error(err) from err
-        self.verified.record(inp)
-        return result
+
+    def _once(self, inp: In, kind: type[Done], call: Callable[[In], Done]) -> _Outcome[Done]:
+        """``call(inp)``, unless this worker completed the same call within the TTL or is making it
+        right now for another run: then that call's result, shared (this run sent no request)."""
+        recent = self.verified.result(inp, kind)
+        if recent is not None:
+            return _Outcome(recent, shared=True)
+
+        def completed() -> Done:
+            result = call(inp)
+            self.verified.record(inp, result)
+            return result
+
+        result, shared = self.flights.run(input_key(inp), completed, stop=_raise_if_cancelled)
+        return _Outcome(result, shared=shared)
 
     def _bootstrap(self, inp: BootstrapInput) -> BootstrapResult:
         kube = self.planes.kube(inp.project_namespace, inp.data_plane)
@@ -700,11 +652,9 @@ class NamespaceActivities:
     @heartbeating
     def reconcile_rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
         try:
-            result = self._reconcile_rolebindings(inp)
+            return self._once(inp, RoleBindingResult, self._reconcile_rolebindings).shared_copy()
         except DevopsError as err:
             raise to_application_error(err) from err
-        self.verified.record(inp)
-        return result
 
     def _reconcile_rolebindings(self, inp: RoleBindingInput) -> RoleBindingResult:
         kube = self.planes.kube(inp.project_namespace, inp.data_plane)

@@ -20,6 +20,7 @@ from activities.events import EventRecorder, status_events
 from activities.gitfile import PIPELINE_FILE, read_file_at, resolve_revision
 from activities.heartbeat import heartbeating
 from activities.kube import Kube
+from activities.locks import KeyedLocks
 from crds.execution import PIPELINE_LABEL, PipelineExecution, PipelineExecutionStatus, pipeline_selector
 from crds.messages import (
     Activity,
@@ -107,6 +108,8 @@ class ExecutionActivities:
         # meanwhile fails that precondition (409), and is then read as before.
         self._last_seen: dict[tuple[str, str], PipelineExecution] = {}
         self._lock = threading.Lock()
+        # Runs of one Pipeline that end together write its status in turn (no 409s among themselves).
+        self._pipelines = KeyedLocks()
 
     def _remember(self, pe: PipelineExecution) -> None:
         key = (pe.namespace, pe.name)
@@ -168,8 +171,10 @@ class ExecutionActivities:
         config = pe.spec.pipeline_config or pipeline.spec.config
         if config is None:
             config = self._config_from_git(ref.namespace, pipeline, repo, commit)
-            # Store the snapshot this run uses in the CR (a later push does not change a running run).
-            spec_patch["pipelineConfig"] = config.to_dict()
+            if not COMMIT_SHA.fullmatch(commit):
+                # The file at a commit id never changes, so the id pins it (every trigger names one, and a
+                # resolved head is one): a name that may move later is kept from it by a snapshot in the CR.
+                spec_patch["pipelineConfig"] = config.to_dict()
         patch: dict[str, Any] = {"spec": spec_patch} if spec_patch else {}
         if pe.metadata.labels.get(PIPELINE_LABEL) != pipeline.name and pipeline_selector(pipeline.name):
             # A run created by hand: labelled, so the Pipeline's runs are found by a selector.
@@ -283,6 +288,10 @@ class ExecutionActivities:
     def set_pipeline_status(self, inp: UpdatePipelineInput) -> Pipeline | None:
         """The Pipeline's last run (unless a newer run has reported); returns the Pipeline as read (its
         spec is what the finish needs next), None when it is gone; raises DevopsError."""
+        with self._pipelines.hold((inp.namespace, inp.pipeline)):
+            return self._set_pipeline_status(inp)
+
+    def _set_pipeline_status(self, inp: UpdatePipelineInput) -> Pipeline | None:
         for _ in range(CAS_ATTEMPTS):
             pipeline = self.kube.find(Pipeline, inp.namespace, inp.pipeline)
             if pipeline is None:

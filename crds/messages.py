@@ -661,6 +661,13 @@ class BootstrapResult(Msg):
     object_store_endpoint: str = ""
     object_store_credentials_secret: str = ""
     """Secret with keys ``accessKey`` and ``secretKey``."""
+    shared: bool = False
+    """Done by another run of this worker, a moment ago or at the same time: this run sent no request."""
+
+    def as_shared(self) -> BootstrapResult:
+        return self.model_copy(
+            update={"applied": 0, "unchanged": 0, "writes": 0, "applied_objects": [], "shared": True}
+        )
 
 
 class RoleBindingInput(Msg):
@@ -698,6 +705,13 @@ class RoleBindingResult(Msg):
     writes: int = 0
     namespaces: list[str] = Field(default_factory=list)
     """The project's namespaces, sorted."""
+    shared: bool = False
+    """Done by another run of this worker, a moment ago or at the same time: this run sent no request."""
+
+    def as_shared(self) -> RoleBindingResult:
+        return self.model_copy(
+            update={"created": 0, "updated": 0, "deleted": 0, "unchanged": 0, "writes": 0, "shared": True}
+        )
 
 
 # --- schedules: cron and SCM polling -------------------------------------------------------------

@@ -84,7 +84,7 @@ def build_activities(
     ``kube``); :func:`activity_methods` registers each of its ``@activity.defn`` methods.
     """
     # Imported here so a half-written activity module names itself in the error, at start-up.
-    from activities.bootstrap import NamespaceActivities, VerifiedRecently
+    from activities.bootstrap import NamespaceActivities
     from activities.build import BuildActivities, ServiceDefaults
     from activities.dataplane import DataPlanes
     from activities.execution import ExecutionActivities
@@ -93,6 +93,7 @@ def build_activities(
     from activities.logstore import StoreConfig
     from activities.quota import QuotaActivities
     from activities.retention import LogRetentionActivities
+    from activities.verified import VerifiedRecently
     from worker.scm.activities import SourceCodeActivities
     from worker.triggers.activities import TriggerActivities
 

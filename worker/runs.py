@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from activities.errors import KubeConflictError, KubeTransientError
 from activities.kube import Kube
+from activities.locks import KeyedLocks
 from crds.execution import (
     DELIVERY_LABEL,
     PIPELINE_LABEL,
@@ -55,6 +56,9 @@ MAX_ATTEMPTS = 200
 
 #: A random id per create_run call, so a create retried after a lost answer recognises its own object.
 REQUEST_ANNOTATION = "devops.cubepaas.io/request-id"
+
+#: Callers of this process take a Pipeline's numbers in turn (a CLI or webhook burst is not 409s).
+_NUMBERS = KeyedLocks()
 
 
 class RunNumberError(RuntimeError):
@@ -101,6 +105,11 @@ def take_run_number(kube_api_client: ApiClient | Kube, namespace: str, pipeline:
     Raises :class:`activities.errors.KubeNotFoundError` when the Pipeline does not exist.
     """
     kube = _kube(kube_api_client)
+    with _NUMBERS.hold((namespace, pipeline)):
+        return _take_run_number(kube, namespace, pipeline)
+
+
+def _take_run_number(kube: Kube, namespace: str, pipeline: str) -> tuple[int, Pipeline]:
     for attempt in range(MAX_ATTEMPTS):
         current = kube.get(Pipeline, namespace, pipeline)
         run = current.status.next_run if current.status else 1
@@ -189,6 +198,19 @@ def create_delivered_run(
     Raises :class:`activities.errors.KubeNotFoundError` when the Pipeline does not exist.
     """
     kube = _kube(kube_api_client)
+    with _NUMBERS.hold((namespace, pipeline)):
+        return _create_delivered_run(kube, namespace, pipeline, delivery, details, labels, annotations)
+
+
+def _create_delivered_run(
+    kube: Kube,
+    namespace: str,
+    pipeline: str,
+    delivery: str,
+    details: RunDetails,
+    labels: dict[str, str] | None,
+    annotations: dict[str, str] | None,
+) -> DeliveredRun:
     request_id = uuid.uuid4().hex
     all_labels = {**(labels or {}), DELIVERY_LABEL: delivery}
     for attempt in range(MAX_ATTEMPTS):

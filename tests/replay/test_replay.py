@@ -25,7 +25,8 @@ pytestmark = pytest.mark.unit
 
 HERE = Path(__file__).resolve().parent
 #: tests/replay/*.json: runs started before the ``coarse-run`` change (they replay its old commands);
-#: tests/replay/coarse-run/*.json: runs started after it; tests/replay/lean-run/*.json: after ``lean-run``.
+#: tests/replay/coarse-run/*.json: runs started after it; tests/replay/lean-run/*.json: after ``lean-run``;
+#: tests/replay/quiet-provision/*.json: after ``quiet-provision``.
 FILES = sorted(HERE.rglob("*.json"))
 FOLDERS = sorted({path.parent for path in FILES})
 SCENARIOS = {"success", "failure", "paused-resumed", "cancelled", "approval", "continued-as-new", "quota"}
@@ -46,7 +47,7 @@ def test_every_scenario_has_a_recorded_history(folder: Path) -> None:
 
 
 def test_runs_of_every_version_of_the_execution_workflow_are_recorded() -> None:
-    assert {f.name for f in FOLDERS} == {HERE.name, "coarse-run", "lean-run"}
+    assert {f.name for f in FOLDERS} == {HERE.name, "coarse-run", "lean-run", "quiet-provision"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(HERE)) for p in FILES])

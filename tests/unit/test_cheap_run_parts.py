@@ -6,12 +6,21 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
-from activities.bootstrap import VerifiedRecently
 from activities.build import FIRST_POLL_SECONDS, _FastFirst, logs_due
-from crds.messages import BootstrapInput, BuildSnapshot, RoleBindingInput, StepKey, StepSnapshot
+from activities.verified import Flights, VerifiedRecently
+from crds.messages import (
+    BootstrapInput,
+    BootstrapResult,
+    BuildSnapshot,
+    RoleBindingInput,
+    RoleBindingResult,
+    StepKey,
+    StepSnapshot,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -95,6 +104,107 @@ def test_checks_stop_waiting_beyond_the_limit_and_verify_themselves() -> None:
     verified.record(boot)
     waiter.join(timeout=5)
     assert not waiter.is_alive()
+
+
+def test_a_completed_reconcile_keeps_its_result_for_the_ttl_and_only_under_its_own_type() -> None:
+    clock = Clock()
+    verified = VerifiedRecently(ttl=60, clock=clock)
+    boot = BootstrapInput(project_namespace="p", pipeline_namespace="p-pipeline")
+    done = BootstrapResult(
+        pipeline_namespace="p-pipeline", writes=3, applied=3, applied_objects=["a", "b", "c"]
+    )
+    verified.record(boot, done)
+    assert verified.result(boot, BootstrapResult) == done
+    assert verified.result(boot, RoleBindingResult) is None, "a result of another kind is not this one's"
+    shared = done.as_shared()
+    assert (shared.shared, shared.writes, shared.applied, shared.applied_objects) == (True, 0, 0, [])
+    assert shared.pipeline_namespace == "p-pipeline", "where the services are stays"
+    clock.now += 60
+    assert verified.result(boot, BootstrapResult) is None
+
+
+def _together(flights: Flights, n: int, call: Callable[[], int]) -> list[tuple[int, bool] | BaseException]:
+    """``n`` threads that ask ``flights`` for key "k" while the first call is still running."""
+    answers: list[tuple[int, bool] | BaseException] = []
+    lock = threading.Lock()
+
+    def ask() -> None:
+        try:
+            answer: tuple[int, bool] | BaseException = flights.run("k", call)
+        except RuntimeError as err:
+            answer = err
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=ask) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    return answers
+
+
+def test_calls_of_one_key_made_together_are_made_once_and_the_others_share_its_result() -> None:
+    calls = itertools.count(1)
+    release = threading.Event()
+
+    def slow() -> int:
+        n = next(calls)
+        release.wait(5)
+        return n
+
+    flights = Flights(poll_seconds=0.01)
+    threading.Timer(0.2, release.set).start()
+    answers = _together(flights, 8, slow)
+    assert (
+        sorted(answers, key=lambda a: a[1] if isinstance(a, tuple) else True)
+        == [(1, False)] + [(1, True)] * 7
+    )
+    assert flights.in_flight() == 0
+    assert flights.run("k", lambda: 42) == (42, False), "landed: the next call is made again"
+
+
+def test_a_failed_call_is_not_shared_and_each_waiter_makes_it_again_one_at_a_time() -> None:
+    calls = itertools.count(1)
+    running = threading.Lock()
+    release = threading.Event()
+
+    def flaky() -> int:
+        n = next(calls)
+        assert running.acquire(blocking=False), "two calls of one key at once"
+        try:
+            release.wait(5)
+            if n == 1:
+                raise RuntimeError("the API hiccuped")
+            return n
+        finally:
+            running.release()
+
+    flights = Flights(poll_seconds=0.01)
+    threading.Timer(0.2, release.set).start()
+    answers = _together(flights, 4, flaky)
+    failures = [a for a in answers if isinstance(a, BaseException)]
+    assert [str(f) for f in failures] == ["the API hiccuped"], "only the call that failed fails"
+    succeeded = [a for a in answers if isinstance(a, tuple)]
+    assert len(succeeded) == 3 and all(n >= 2 for n, _ in succeeded), "the waiters made it again and got it"
+    assert any(not shared for _, shared in succeeded), "not shared from the failed call"
+
+
+def test_a_waiter_gives_up_when_its_stop_raises() -> None:
+    flights = Flights(poll_seconds=0.01)
+    release = threading.Event()
+    leader = threading.Thread(target=flights.run, args=("k", lambda: release.wait(5)))
+    leader.start()
+    while flights.in_flight() == 0:
+        time.sleep(0.01)
+
+    def stop() -> None:
+        raise TimeoutError("cancelled")
+
+    with pytest.raises(TimeoutError):
+        flights.run("k", lambda: True, stop=stop)
+    release.set()
+    leader.join(timeout=5)
 
 
 def test_polls_start_short_after_a_change_and_double_up_to_the_interval() -> None:

@@ -33,6 +33,7 @@ from crds.messages import (
 from crds.reasons import ConditionStatus, ConditionType, ExecutionPhase, Reason, StageState
 from workflows import progress
 from workflows.execution import (
+    PROVISIONING_SHOWN_AFTER,
     SA_BRANCH,
     SA_NAMESPACE,
     SA_PHASE,
@@ -73,11 +74,11 @@ async def test_a_build_that_succeeds_ends_the_run_success_after_storing_every_lo
     assert gates(world) == [(1, True), (2, True)]
     assert len(world.called(Activity.CLEANUP)) == 1 and len(world.called(Activity.UPDATE_PIPELINE)) == 1
     assert world.written()[-1].phase == ExecutionPhase.SUCCESS
-    # The load writes nothing: the next phase's status follows within moments. Nor does the trigger: the
-    # follow activity writes Building with its first look at the build (this build shows none: every look
-    # finds it at a gate the activity proceeds, or ended).
+    # The load writes nothing: the next phase's status follows within moments. Nor does a bootstrap done in
+    # moments, nor the trigger: the follow activity writes Building with its first look at the build (this
+    # build shows none: every look finds it at a gate the activity proceeds, or ended).
     writes = [c.status.phase for c in world.called(Activity.WRITE_STATUS)]
-    assert writes == [ExecutionPhase.PROVISIONING, ExecutionPhase.SUCCESS]
+    assert writes == [ExecutionPhase.SUCCESS]
 
 
 async def _succeeded(dev_env: WorkflowEnvironment, world: World) -> PipelineExecutionStatus:
@@ -185,6 +186,26 @@ async def test_a_namespace_this_worker_verified_a_moment_ago_is_neither_bootstra
     assert ExecutionPhase.PROVISIONING not in [w.phase for w in world.written()]
     provisioned = status.condition(ConditionType.PROVISIONED)
     assert provisioned is not None and provisioned.message.endswith("verified 12s ago")
+
+
+async def test_a_run_whose_provisioning_takes_a_while_says_so_in_its_status_before_it_is_done(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    world = World(block={Activity.BOOTSTRAP_NAMESPACE})
+    async with running(dev_env, world) as queue:
+        handle = await start(dev_env, queue)
+        await eventually(
+            lambda: [w.phase for w in world.written()] == [ExecutionPhase.PROVISIONING],
+            f"the Provisioning status, {PROVISIONING_SHOWN_AFTER} into the bootstrap",
+        )
+        assert (
+            Activity.BOOTSTRAP_NAMESPACE in world.reached
+            and world.called(Activity.RECONCILE_ROLEBINDINGS) == []
+        )
+        world.release.set()
+        status = await handle.result()
+    assert status.phase == ExecutionPhase.SUCCESS
+    assert [w.phase for w in world.written()] == [ExecutionPhase.PROVISIONING, ExecutionPhase.SUCCESS]
 
 
 async def test_every_activity_that_is_not_local_is_scheduled_with_a_heartbeat_timeout_of_seconds(
@@ -551,7 +572,7 @@ FAILURES = [
     (Activity.JENKINS_FOLLOW_THROUGH, None, ConditionType.BUILT, Reason.BUILD_FAILED, True),
     (Activity.JENKINS_GATE, 2, ConditionType.BUILT, Reason.BUILD_FAILED, True),
     (Activity.STORE_STEP_LOG, 2, ConditionType.BUILT, Reason.BUILD_FAILED, True),
-    # The first write is the Provisioning status (the follow activity writes Building).
+    # The first write is the Provisioning status of a bootstrap that takes a while (the test holds it).
     (Activity.WRITE_STATUS, 1, ConditionType.PROVISIONED, Reason.JENKINS_NOT_READY, False),
 ]
 
@@ -565,7 +586,11 @@ async def test_a_permanent_error_in_any_phase_ends_the_run_failed_through_the_fi
     expected: Reason,
     job_made: bool,
 ) -> None:
-    world = World(fail={failing: permanent(f"{failing} broke")}, fail_on_call={failing: nth} if nth else {})
+    world = World(
+        fail={failing: permanent(f"{failing} broke")},
+        fail_on_call={failing: nth} if nth else {},
+        block={Activity.BOOTSTRAP_NAMESPACE} if failing == Activity.WRITE_STATUS else set(),
+    )
     async with running(dev_env, world) as queue:
         status = await (await start(dev_env, queue)).result()
     assert status.phase == ExecutionPhase.FAILED
@@ -659,7 +684,7 @@ async def test_a_new_run_records_one_patch_and_upserts_only_the_search_attribute
         for e in events
         if e.HasField("upsert_workflow_search_attributes_event_attributes")
     ]
-    assert len(patches) == 1, "one patch marker (lean-run), not one per change since coarse-run"
+    assert len(patches) == 1, "one patch marker (quiet-provision), not one per change since coarse-run"
     # Core's TemporalChangeVersion for that patch, then ours: the branch (resolved to main) with the
     # first phase, and the last phase. The pipeline, namespace, trigger and run were right from the start.
     assert upserts == [["TemporalChangeVersion"], ["DevopsBranch", "DevopsPhase"], ["DevopsPhase"]]
