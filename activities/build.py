@@ -566,6 +566,7 @@ class BuildActivities:
             snapshot=BuildSnapshot(), status=status, last_written=inp.last_written, cr_exists=inp.cr_exists
         )
         poll = _FastFirst(inp.poll_interval_seconds)
+        held_since: float | None = None  # when a write was first held for the build's end
         try:
             watch = _Watch(
                 await asyncio.to_thread(self.engine, ctx),
@@ -596,7 +597,15 @@ class BuildActivities:
                 if not snap.building or gate is not None:
                     return result  # the workflow writes what it decides next
                 body = status.model_dump_json()
-                if body != result.last_written and result.cr_exists:
+                due = body != result.last_written and result.cr_exists
+                if due and build_status.every_stage_ended(status):
+                    # The build's end is moments away, and the workflow's write of it carries this too:
+                    # held for up to a poll interval, so a build that hangs on after its stages shows it.
+                    if held_since is None:
+                        held_since = time.monotonic()
+                        poll.changed()
+                    due = time.monotonic() - held_since >= inp.poll_interval_seconds
+                if due:
                     res = await asyncio.to_thread(
                         self.statuses.write, WriteStatusInput(execution=inp.execution, status=status)
                     )

@@ -44,6 +44,12 @@ def apply_snapshot(
         status.message = "Building"
 
 
+def every_stage_ended(status: PipelineExecutionStatus) -> bool:
+    """Nothing is left to run: what is still to tell is the build's end, which Jenkins reports moments
+    after its last stage (so the follow lets the end's write carry the last stage's)."""
+    return bool(status.stages) and all(StageState(stage.state).is_terminal for stage in status.stages)
+
+
 AGENT_WAITING = "Waiting for the build agent to be scheduled:"
 DATA_PLANE_WAITING = "Waiting for data-plane cluster"
 
