@@ -184,9 +184,25 @@ class _Watch:
     #: running within moments, and each look is a LIST of pods).
     agent_check_after: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    #: When the agent pod's state was last asked for (0: never), and why it waited then.
+    agent_checked: float = 0.0
+    agent_waiting: str | None = None
+
+    def agent_check_due(self, now: float) -> bool:
+        """Once the build has waited ``agent_check_after`` for its agent, and then every
+        ``AGENT_CHECK_EVERY_SECONDS``: the polls after a change come 50 ms apart, and the reason a pod
+        waits (a full cluster, a quota) does not change that fast."""
+        if (
+            now - self.started < self.agent_check_after
+            or now - self.agent_checked < AGENT_CHECK_EVERY_SECONDS
+        ):
+            return False
+        self.agent_checked = now
+        return True
 
 
 AGENT_CHECK_AFTER_SECONDS = 1.0
+AGENT_CHECK_EVERY_SECONDS = 2.0
 #: The first poll after a change comes this soon: a short step (most are) ends long before a whole poll
 #: interval, and its run should not wait for one.
 FIRST_POLL_SECONDS = 0.05
@@ -646,14 +662,17 @@ class BuildActivities:
         snap = snapshot_of(status)
         no_step_runs = not any(s.state == StageState.BUILDING for s in snap.steps)
         remote = ctx.setting.data_plane.kubeconfig_secret_ref is not None
-        waited = time.monotonic() - watch.started >= watch.agent_check_after
-        if snap.building and ((no_step_runs and waited) or remote):
+        if snap.building and (remote or (no_step_runs and watch.agent_check_due(time.monotonic()))):
             # A data plane is asked every poll, so its outage shows in the run while it lasts.
             try:
                 waiting = await asyncio.to_thread(self._agent_waiting, ctx)
-                snap.agent_waiting = waiting if no_step_runs else None
+                watch.agent_waiting = waiting if no_step_runs else None
             except DataPlaneUnavailableError as err:
                 snap.data_plane_waiting = err.message
+        if snap.building and no_step_runs:
+            snap.agent_waiting = watch.agent_waiting  # the last answer stands until the next check
+        else:
+            watch.agent_waiting = None
         if (
             not snap.building
             and snap.result != "SUCCESS"
