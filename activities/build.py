@@ -201,8 +201,8 @@ class _Watch:
         return True
 
 
-AGENT_CHECK_AFTER_SECONDS = 1.0
-AGENT_CHECK_EVERY_SECONDS = 2.0
+AGENT_CHECK_AFTER_SECONDS = 3.0
+AGENT_CHECK_EVERY_SECONDS = 5.0
 #: The first poll after a change comes this soon: a short step (most are) ends long before a whole poll
 #: interval, and its run should not wait for one.
 FIRST_POLL_SECONDS = 0.05

@@ -39,8 +39,9 @@ from devstack.jenkins_lite.podtemplate import AgentPodSpec, PodTemplateError, ag
 
 CLOUD_NAME = "kubernetes"
 POLL_SECONDS = 0.25
-#: How long one watch of a pending agent pod lasts: an abort is seen within it.
-WATCH_SECONDS = 1
+#: How long one watch of a pending agent pod lasts: an abort is seen within it. Each watch is a request
+#: to the apiserver, and in a burst pods wait for the scheduler for seconds: not one per second.
+WATCH_SECONDS = 5
 TOKEN_SECONDS = 3600
 
 

@@ -209,11 +209,10 @@ def test_a_waiter_gives_up_when_its_stop_raises() -> None:
 
 def test_the_agent_pod_is_asked_for_after_the_wait_and_then_at_most_every_few_seconds() -> None:
     watch = _Watch(engine=None, node_pending=False, agent_check_after=1.0, started=100.0)  # type: ignore[arg-type]
-    looks = [100.5, 101.0, 101.05, 101.1, 102.9, 103.0, 103.2, 105.0]
+    every = AGENT_CHECK_EVERY_SECONDS
+    looks = [100.5, 101.0, 101.05, 101.1, 101 + every - 0.1, 101 + every, 101 + every + 0.2, 101 + 2 * every]
     asked = [t for t in looks if watch.agent_check_due(t)]
-    assert asked == [101.0, 103.0, 105.0], (
-        f"one LIST per {AGENT_CHECK_EVERY_SECONDS}s, not one per 50 ms poll"
-    )
+    assert asked == [101.0, 101 + every, 101 + 2 * every], f"one LIST per {every}s, not one per 50 ms poll"
 
 
 def test_polls_start_short_after_a_change_and_double_up_to_the_interval() -> None:
