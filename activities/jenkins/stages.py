@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from activities.jenkins.models import BuildStatus, PendingInput, StageStatus, StepStatus
@@ -11,6 +11,8 @@ from activities.jenkins.status import StepState, map_result, map_status
 from activities.jenkins.transport import JenkinsTransport
 
 STEP_STAGE = re.compile(r"^step-(\d+)-(\d+)$")
+#: Run statuses of the stage view while the run builds.
+RUNNING_STATUSES = frozenset({"IN_PROGRESS", "PAUSED_PENDING_INPUT"})
 
 
 class StagesMixin(JenkinsTransport):
@@ -22,13 +24,19 @@ class StagesMixin(JenkinsTransport):
         ``skipped_stages``: indexes the plan marked skipped (a real Jenkins shows a scripted stage that only
         echoes as SUCCESS; jenkins-lite shows NOT_EXECUTED); they are reported Skipped either way.
         """
-        info = self.build_info(job, number)
-        building = bool(info.get("building"))
-        result = info.get("result")
         run = (
             self._get_json_or_none(f"{self._job(job)}{number}/wfapi/describe", f"stages of {job} #{number}")
             or {}
         )
+        if run.get("status") in RUNNING_STATUSES:
+            # The stage view says IN_PROGRESS (or paused) only while the run builds: no need to ask the
+            # build itself each poll. Once it says anything else the build is asked, since its flow can
+            # be complete while Jenkins still finishes the build, and only the build has its result.
+            info: dict[str, Any] = {"building": True, "result": None, "timestamp": run.get("startTimeMillis")}
+        else:
+            info = self.build_info(job, number)
+        building = bool(info.get("building"))
+        result = info.get("result")
         stages: list[StageStatus] = []
         steps: list[StepStatus] = []
         for raw in run.get("stages", []) or []:

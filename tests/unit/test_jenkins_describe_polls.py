@@ -26,15 +26,22 @@ class CannedJenkins(StagesMixin):
         return [{"id": "Gate1", "message": "Start?", "abortUrl": "/job/j/1/input/Gate1/abort"}]
 
 
-def test_a_running_build_is_looked_at_without_asking_for_its_inputs() -> None:
+def test_a_running_build_is_looked_at_in_one_request_without_asking_for_its_inputs_or_itself() -> None:
     jenkins = CannedJenkins("IN_PROGRESS")
     status = jenkins.describe("j", 1)
-    assert jenkins.asked == ["api/json", "describe"]
-    assert status.building and status.pending_inputs == []
+    assert jenkins.asked == ["describe"]
+    assert status.building and status.result is None and status.pending_inputs == []
 
 
 def test_a_build_paused_at_an_input_is_asked_which_one() -> None:
     jenkins = CannedJenkins("PAUSED_PENDING_INPUT")
     status = jenkins.describe("j", 1)
-    assert jenkins.asked == ["api/json", "describe", "pendingInputActions"]
+    assert jenkins.asked == ["describe", "pendingInputActions"]
     assert [g.id for g in status.pending_inputs] == ["Gate1"]
+
+
+def test_a_run_whose_stage_view_ended_asks_the_build_which_may_still_be_finishing() -> None:
+    jenkins = CannedJenkins("SUCCESS")
+    status = jenkins.describe("j", 1)
+    assert jenkins.asked == ["describe", "api/json"]
+    assert status.building, "the build (canned: still building) has the last word, not the stage view"
