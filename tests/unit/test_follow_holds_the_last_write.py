@@ -1,6 +1,7 @@
-"""The follow activity's status writes while a build runs: when every stage has ended, the build's end is
-moments away and its write carries the last stage too, so the follow holds that write for up to a poll
-interval. Jenkins is replaced by scripted snapshots and the CR by a recorder (the loop is the unit)."""
+"""The follow activity's status writes while a build runs: at most one per poll interval, and when every
+stage has ended (the build's end is moments away, and its write carries the last stage too) the write is
+held for up to a poll interval. Jenkins is replaced by scripted snapshots and the CR by a recorder (the
+loop is the unit)."""
 
 from __future__ import annotations
 
@@ -101,10 +102,20 @@ def test_a_build_that_hangs_on_after_its_stages_shows_them_ended_after_a_poll_in
     assert not result.snapshot.building
 
 
-def test_a_stage_that_ends_while_others_wait_is_written_at_once() -> None:
-    middle = snapshot(step(0, 0, "Success"), step(1, 0, "Building"))
-    _, recorder = _follow([snapshot(step(0, 0, "Building")), middle, ENDED])
+def test_changes_within_a_poll_interval_of_the_last_write_reach_the_cr_in_one_write() -> None:
+    first = snapshot(step(0, 0, "Building"))
+    clone_done = snapshot(step(0, 0, "Success"))
+    next_runs = snapshot(step(0, 0, "Success"), step(1, 0, "Building"))
+    # Looks 50, 100, 200, 300 ms apart: both changes come within POLL of the first write, then the build
+    # runs on long enough for the gap to pass.
+    _, recorder = _follow([first, clone_done, next_runs, *[next_runs] * 10, ENDED])
     assert [_stages(w) for w in recorder.written] == [
         [StageState.BUILDING, StageState.WAITING, StageState.WAITING],
         [StageState.SUCCESS, StageState.BUILDING, StageState.WAITING],
-    ]
+    ], "the clone's end and the next stage's start in one write, a poll interval after the first"
+
+
+def test_a_change_just_before_the_end_is_left_to_the_end() -> None:
+    middle = snapshot(step(0, 0, "Success"), step(1, 0, "Building"))
+    _, recorder = _follow([snapshot(step(0, 0, "Building")), middle, ENDED])
+    assert len(recorder.written) == 1, "within the interval of the first write, the end came first"
